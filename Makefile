@@ -1,0 +1,28 @@
+# Two commands on a fresh machine with Python >= 3.10 and pip:
+#   make demo   the main job on the embedded digits dataset (no download)
+#   make test   the test suite and the linter
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first, pinned to the release this project is tested with (a local wheel where one exists)
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/ssl-coded demo
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/ssl-coded bench overhead
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Evaluation harnesses and benchmarks, installed as `ssl_coded.eval` (never as a bare `eval`)."""

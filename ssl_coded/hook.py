@@ -1,0 +1,125 @@
+"""Attach coded-smoothing to any submodule of an existing model, without editing the model.
+
+Example:
+    >>> hook = CodedSmoothingHook(model, CodedSmoothing(weight=0.1), submodule="projection_head")
+    >>> z0, z1 = model(x0), model(x1)  # each training forward also runs the coded branch
+    >>> loss = criterion(z0, z1) + hook.pop_penalty()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssl_coded.regularizer import CodedSmoothing, frozen_batchnorm_stats
+
+_state = threading.local()
+
+
+def in_coded_pass() -> bool:
+    """True while a coded pass runs: hooks never fire on coded samples, theirs or another's."""
+    return getattr(_state, "depth", 0) > 0
+
+
+class _CodedPass:
+    def __enter__(self) -> None:
+        _state.depth = getattr(_state, "depth", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        _state.depth -= 1
+
+
+class CodedSmoothingHook:
+    """Adds a coded branch to a submodule: every training forward through it also runs the
+    coded pass on its input and stores the penalty, which the loop adds to its loss.
+
+    The branch fires only when the submodule is in training mode and gradients are enabled
+    (a penalty without gradient regularises nothing, so momentum/target networks run under
+    no_grad are left alone). The coded forward never triggers hooks itself. The real output
+    of the forward is the target, so no extra forward over the batch is spent.
+
+    Args:
+        model: the model, or directly the submodule to smooth.
+        regularizer: the CodedSmoothing module that scores the coded branch.
+        submodule: dotted name of the submodule inside `model` ("" or None: model itself).
+        max_passes_per_step: fire at most this many times between two `pop_penalty` calls
+            (e.g. 1 for a two-view method that only codes the first view); None: every forward.
+
+    Attach a hook after making momentum copies of the model (copy.deepcopy copies hooks).
+    The hooked submodule's first positional argument is coded; other arguments pass unchanged.
+
+    Example:
+        >>> with CodedSmoothingHook(model, CodedSmoothing(weight=0.1), submodule="head") as hook:
+        ...     loss = criterion(model(x0), model(x1)) + hook.pop_penalty()
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        regularizer: CodedSmoothing,
+        submodule: str | None = None,
+        max_passes_per_step: int | None = None,
+    ) -> None:
+        try:
+            self.module = model.get_submodule(submodule or "")
+        except AttributeError as error:
+            names = [name for name, _ in model.named_modules() if name]
+            raise ValueError(f"no submodule {submodule!r} in the model; valid names: {names}") from error
+        if max_passes_per_step is not None and max_passes_per_step < 1:
+            raise ValueError(f"max_passes_per_step must be >= 1 or None, got {max_passes_per_step}")
+        self.regularizer = regularizer
+        self.max_passes_per_step = max_passes_per_step
+        self.penalties: list[torch.Tensor] = []
+        self.passes = 0  # coded passes run since the hook was attached
+        self._handle = self.module.register_forward_hook(self._on_forward, with_kwargs=True)
+
+    def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
+        if not module.training or not torch.is_grad_enabled() or in_coded_pass() or self.regularizer.weight == 0:
+            return
+        if self.max_passes_per_step is not None and len(self.penalties) >= self.max_passes_per_step:
+            return
+        if not args or not isinstance(args[0], torch.Tensor) or not isinstance(output, torch.Tensor):
+            raise TypeError(
+                f"coded-smoothing needs a submodule that takes a batch tensor as first argument and "
+                f"returns a tensor; {type(module).__name__} does not; hook a submodule that does"
+            )
+
+        def coded_fn(coded: torch.Tensor) -> torch.Tensor:
+            with _CodedPass():
+                return module(coded, *args[1:], **kwargs)
+
+        freeze = frozen_batchnorm_stats(module) if self.regularizer.freeze_bn_stats else contextlib.nullcontext()
+        with freeze:
+            self.penalties.append(self.regularizer(coded_fn, args[0], target=output))
+        self.passes += 1
+
+    def pop_penalty(self) -> torch.Tensor:
+        """Mean of the penalties collected since the last call (0 if none), and clear them.
+
+        The mean, not the sum, so that `weight` means the same whether the loop runs the views
+        through the model one by one or concatenated.
+        """
+        if not self.penalties:
+            parameter = next(self.module.parameters(), None)
+            return torch.zeros((), device=parameter.device if parameter is not None else None)
+        penalty = torch.stack(self.penalties).mean()
+        self.penalties.clear()
+        return penalty
+
+    def remove(self) -> None:
+        """Detach the branch: the model is exactly as before the hook was attached."""
+        self._handle.remove()
+        self.penalties.clear()
+
+    def __enter__(self) -> CodedSmoothingHook:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()

@@ -1,0 +1,140 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from ssl_coded import CodedSmoothing, CodedSmoothingHook, CodingScheme
+
+
+class TwoPart(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = nn.Sequential(nn.Linear(6, 12), nn.BatchNorm1d(12), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 4))
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+class CountingHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(12, 4)
+        self.batch_sizes = []
+
+    def forward(self, x):
+        self.batch_sizes.append(x.shape[0])
+        return self.linear(x)
+
+
+def test_hook_by_name_equals_direct_regularizer_call():
+    model, x = TwoPart(), torch.randn(10, 6)
+    reg = CodedSmoothing(weight=0.5, kind="berrut")
+    with CodedSmoothingHook(model, reg, submodule="head") as hook:
+        out = model(x)
+        penalty = hook.pop_penalty()
+    features = model.backbone(x)
+    expected = 0.5 * nn.functional.mse_loss(CodingScheme(kind="berrut").coded_forward(model.head, features), out)
+    torch.testing.assert_close(penalty, expected)
+
+
+def test_fires_once_per_training_forward_and_never_on_its_own_coded_forward():
+    model = TwoPart()
+    model.head = CountingHead()
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=1.0, coded_ratio=3.0), submodule="head")
+    model(torch.randn(8, 6))
+    assert model.head.batch_sizes == [8, 24]  # the real forward, then one coded forward
+    model(torch.randn(8, 6))
+    assert len(hook.penalties) == 2 and hook.passes == 2
+    hook.pop_penalty()
+    assert hook.penalties == []
+
+
+def test_inactive_in_eval_mode_and_under_no_grad():
+    model = TwoPart()
+    model.head = CountingHead()
+    hook = CodedSmoothingHook(model.head, CodedSmoothing(weight=1.0))
+    model.eval()
+    model(torch.randn(8, 6))
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 6))
+    assert model.head.batch_sizes == [8, 8] and hook.penalties == []
+    assert hook.pop_penalty().item() == 0.0
+
+
+def test_max_passes_per_step_codes_only_the_first_view():
+    model = TwoPart()
+    model.head = CountingHead()
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="head", max_passes_per_step=1)
+    model(torch.randn(8, 6))
+    model(torch.randn(8, 6))
+    assert model.head.batch_sizes == [8, 16, 8]
+    hook.pop_penalty()
+    model(torch.randn(8, 6))
+    assert model.head.batch_sizes[-2:] == [8, 16]
+
+
+def test_pop_penalty_is_the_mean_over_forwards():
+    model, reg = TwoPart(), CodedSmoothing(weight=1.0)
+    hook = CodedSmoothingHook(model, reg, submodule="head")
+    model(torch.randn(8, 6))
+    model(torch.randn(8, 6))
+    first, second = hook.penalties
+    torch.testing.assert_close(hook.pop_penalty(), (first + second) / 2)
+
+
+def test_gradients_of_the_penalty_reach_the_hooked_and_upstream_parameters():
+    model = TwoPart()
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="head")
+    model(torch.randn(8, 6))
+    hook.pop_penalty().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_removal_restores_the_model_exactly():
+    model, x = TwoPart(), torch.randn(8, 6)
+    twin = copy.deepcopy(model)
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="head")
+    model(x), twin(x)  # same real forward; the coded pass must leave no trace (BN stats included)
+    hook.remove()
+    assert not model.head._forward_hooks and not model.head._forward_hooks_with_kwargs
+    for (name, value), (_, expected) in zip(model.state_dict().items(), twin.state_dict().items(), strict=True):
+        assert torch.equal(value, expected), name
+    model.eval(), twin.eval()
+    torch.testing.assert_close(model(x), twin(x), rtol=0, atol=0)
+
+
+def test_context_manager_detaches_on_exit():
+    model = TwoPart()
+    with CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="head"):
+        assert model.head._forward_hooks
+    assert not model.head._forward_hooks
+
+
+def test_unknown_submodule_lists_valid_names():
+    with pytest.raises(ValueError, match=r"no submodule 'neck'.*'backbone'"):
+        CodedSmoothingHook(TwoPart(), CodedSmoothing(), submodule="neck")
+
+
+def test_training_with_the_hook_makes_the_decoding_more_faithful():
+    # fit noisy targets with and without the penalty; the regularised net decodes better
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 6, generator=generator), torch.randn(32, 4, generator=generator)
+    reg = CodedSmoothing(weight=5.0, kind="berrut", coded_ratio=1.0)
+
+    def train(with_hook):
+        model = TwoPart()
+        hook = CodedSmoothingHook(model, reg, submodule="head") if with_hook else None
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(150):
+            loss = nn.functional.mse_loss(model(x), y) + (hook.pop_penalty() if hook else 0.0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            return reg(model.head, model.backbone(x)).item()
+
+    assert train(with_hook=True) < 0.5 * train(with_hook=False)
