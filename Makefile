@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(VENV)/bin/ssl-coded bench overhead
+	$(PY) -m ssl_coded.eval.bench_overhead
 
 clean:
 	rm -rf $(VENV) build *.egg-info

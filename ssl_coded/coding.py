@@ -209,11 +209,16 @@ def coding_matrices(
     key = (k, n, kind, float(lambda_enc), float(lambda_dec), lambda_units, dtype, device)
     if key not in _TORCH_CACHE:
         enc, dec = coding_matrices_float64(*key[:6])
-        _TORCH_CACHE[key] = (
-            torch.tensor(enc, dtype=dtype, device=device),
-            torch.tensor(dec, dtype=dtype, device=device),
-        )
+        _TORCH_CACHE[key] = (_cast(enc, dtype, device), _cast(dec, dtype, device))
     return _TORCH_CACHE[key]
+
+
+def _cast(matrix: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    tensor = torch.tensor(matrix, dtype=torch.float64)
+    # weights far from the diagonal decay below the target precision's smallest normal number:
+    # as subnormals they add nothing but can slow CPU arithmetic, so they become exact zeros
+    tensor[tensor.abs() < torch.finfo(dtype).tiny] = 0.0
+    return tensor.to(device=device, dtype=dtype)
 
 
 def apply_along_batch(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

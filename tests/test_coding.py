@@ -179,3 +179,11 @@ def test_coded_forward_keeps_trailing_shape_and_dtype():
     x = torch.randn(6, 2, 3, 3)
     out = CodingScheme(coded_ratio=1.5).coded_forward(lambda t: t * 2, x)
     assert out.shape == x.shape and out.dtype == torch.float32
+
+
+def test_cast_flushes_subnormal_weights_and_keeps_rows_affine():
+    enc, dec = coding_matrices(256, 256, "spline", 1e-2, 1e-2, dtype=torch.float32)
+    tiny = torch.finfo(torch.float32).tiny
+    for matrix in (enc, dec):
+        assert not ((matrix != 0) & (matrix.abs() < tiny)).any()
+        torch.testing.assert_close(matrix.double().sum(1), torch.ones(256, dtype=torch.float64))
