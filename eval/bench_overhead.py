@@ -5,7 +5,10 @@ models with the same initial weights take turns, one step each per round, so dri
 hits all of them alike; the ratio to the baseline is taken per round and the median is printed.
 The coded branch codes the first view once per step (max_passes_per_step=1), placed
 - at the embedding: on the projection head's input (only the head runs on coded samples),
-- at the input: on the whole model (backbone and head run on N coded images).
+- at the input: on the whole model (backbone and head run on N coded images), in one call or in
+  chunks of K (coded_batch_size=K),
+and a reference row runs the same extra forward over N random mixtures without any coding
+machinery: the cost of the extra samples alone, at that batch size, on this machine.
 The FLOP prediction comes from torch's FlopCounterMode over one full step of each model; for the
 input placement it is close to 1 + N/(2K).
 
@@ -31,22 +34,32 @@ from ssl_coded.demo import SimCLRModel
 from ssl_coded.hook import CodedSmoothingHook
 from ssl_coded.regularizer import CodedSmoothing
 
-PLACEMENTS = {"baseline": None, "embedding": "projection_head", "input": ""}
+# name: (submodule the coded branch sits on or None, coded samples per fn call or None = all N)
+VARIANTS: dict[str, tuple[str | None, str | None]] = {
+    "baseline": (None, None),
+    "embedding": ("projection_head", None),
+    "input": ("", None),
+    "input, chunks of K": ("", "K"),
+    "plain mix": ("mix", None),  # reference: an extra forward over N random mixtures, no coding
+}
 
 
-def make_step(model: SimCLRModel, placement: str | None, coded_ratio: float):
-    hook = None
-    if placement is not None:
-        hook = CodedSmoothingHook(
-            model, CodedSmoothing(weight=0.1, coded_ratio=coded_ratio), submodule=placement, max_passes_per_step=1
-        )
+def make_step(model: SimCLRModel, placement: str | None, coded_ratio: float, coded_batch_size: int | None = None):
+    hook, mix = None, None
     criterion = NTXentLoss(temperature=0.2)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    if placement == "mix":
+        mix = lambda x: torch.rand(round(coded_ratio * len(x)), len(x)).softmax(1) @ x.flatten(1)  # noqa: E731
+    elif placement is not None:
+        reg = CodedSmoothing(weight=0.1, coded_ratio=coded_ratio, coded_batch_size=coded_batch_size)
+        hook = CodedSmoothingHook(model, reg, submodule=placement, max_passes_per_step=1)
 
     def step(view0: torch.Tensor, view1: torch.Tensor) -> None:
         loss = criterion(model(view0), model(view1))
         if hook is not None:
             loss = loss + hook.pop_penalty()
+        if mix is not None:
+            loss = loss + 0.1 * model(mix(view0).view(-1, *view0.shape[1:])).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -87,7 +100,10 @@ def run_overhead_benchmark(
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     base = SimCLRModel(in_channels=1)
-    steps = {name: make_step(copy.deepcopy(base), place, coded_ratio) for name, place in PLACEMENTS.items()}
+    steps = {
+        name: make_step(copy.deepcopy(base), place, coded_ratio, batch_size if chunk else None)
+        for name, (place, chunk) in VARIANTS.items()
+    }
     views = (torch.randn(batch_size, 1, image_size, image_size), torch.randn(batch_size, 1, image_size, image_size))
     flops = {name: step_flops(step, views) for name, step in steps.items()}
     for step in steps.values():  # warm-up
@@ -105,14 +121,14 @@ def run_overhead_benchmark(
         f"SimCLR step, SmallCNN, batch K={batch_size}, {image_size}x{image_size}, N={n}, "
         f"{torch.get_num_threads()} threads, {rounds} interleaved rounds"
     )
-    print(f"{'placement':<10} {'median ms':>10} {'ratio (median)':>15} {'FLOP ratio':>11} {'measured/FLOP':>14}")
+    print(f"{'variant':<20} {'median ms':>10} {'ratio (median)':>15} {'FLOP ratio':>11} {'measured/FLOP':>14}")
     ratios = {}
     for name in steps:
         ratio = statistics.median(t / b for t, b in zip(times[name], times["baseline"], strict=True))
         flop_ratio = flops[name] / flops["baseline"]
         ratios[name] = {"ratio": ratio, "flop_ratio": flop_ratio}
         print(
-            f"{name:<10} {1e3 * statistics.median(times[name]):>10.1f} {ratio:>15.3f} "
+            f"{name:<20} {1e3 * statistics.median(times[name]):>10.1f} {ratio:>15.3f} "
             f"{flop_ratio:>11.3f} {ratio / flop_ratio:>14.3f}"
         )
     print(f"simple prediction for the input placement, 1 + N/(2K) = {1 + n / (2 * batch_size):.3f}")

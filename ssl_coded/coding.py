@@ -282,14 +282,29 @@ class CodingScheme:
             device=device,
         )
 
-    def coded_forward(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """D @ fn(E @ x): the decoded estimates of fn(x_k) for every item k of the batch x."""
+    def coded_forward(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        coded_batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """D @ fn(E @ x): the decoded estimates of fn(x_k) for every item k of the batch x.
+
+        Args:
+            fn: maps a batch to a batch.
+            x: the batch, shape (K, ...).
+            coded_batch_size: run fn on at most this many coded samples per call (None: all N in
+                one call). On CPUs a network's cost per sample grows with the batch once the
+                activations leave the cache, so chunks of about K keep the coded pass as cheap per
+                sample as the main one. Batch-norm layers then normalise per chunk.
+        """
         dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
         enc, dec = self.matrices(x.shape[0], dtype=dtype, device=x.device)
-        coded_out = fn(apply_along_batch(enc, x.to(dtype)))
-        if not isinstance(coded_out, torch.Tensor):
+        coded = apply_along_batch(enc, x.to(dtype))
+        chunks = [coded] if coded_batch_size is None else coded.split(coded_batch_size)
+        outputs = [fn(chunk) for chunk in chunks]
+        if not all(isinstance(out, torch.Tensor) for out in outputs):
             raise TypeError(
-                f"the coded function must return a tensor, got {type(coded_out).__name__}; "
-                "wrap it so that it returns the output to be decoded"
+                "the coded function must return a tensor; wrap it so that it returns the output to be decoded"
             )
-        return apply_along_batch(dec, coded_out)
+        return apply_along_batch(dec, outputs[0] if len(outputs) == 1 else torch.cat(outputs))

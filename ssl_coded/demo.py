@@ -123,11 +123,12 @@ def write_plot(path: Path, history: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for placement in PLACEMENTS:
+    for color, placement in enumerate(PLACEMENTS):
         rows = [r for r in history if r["placement"] == placement]
-        axes[0].plot([r["epoch"] for r in rows], [r["loss"] for r in rows], label=placement)
+        epochs, style = [r["epoch"] for r in rows], {"label": placement, "color": f"C{color}"}
+        axes[0].plot(epochs, [r["loss"] for r in rows], **style)
         if placement != "off":
-            axes[1].plot([r["epoch"] for r in rows], [r["relative_error"] for r in rows], label=placement)
+            axes[1].plot(epochs, [r["relative_error"] for r in rows], **style)
     axes[0].set(xlabel="epoch", ylabel="NT-Xent loss", title="SimCLR loss (coded-smoothing placement)")
     axes[1].set(xlabel="epoch", ylabel="||decoded - f(x)|| / ||f(x)||", title="decoding fidelity")
     for ax in axes:

@@ -71,6 +71,8 @@ class CodedSmoothing(nn.Module):
             the penalty is 0, logged at INFO and counted in `skipped_batches`.
         freeze_bn_stats: if fn is a module, its batch-norm running statistics are not updated by
             the coded pass.
+        coded_batch_size: run fn on at most this many coded samples at a time (None: all N at
+            once); see `CodingScheme.coded_forward`.
 
     Attributes:
         last_fidelity: decoding fidelity of the last call, detached tensors (no device sync):
@@ -97,6 +99,7 @@ class CodedSmoothing(nn.Module):
         detach_target: bool = True,
         on_small_batch: Literal["raise", "skip"] = "raise",
         freeze_bn_stats: bool = True,
+        coded_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         if score not in SCORES:
@@ -111,6 +114,9 @@ class CodedSmoothing(nn.Module):
         self.detach_target = detach_target
         self.on_small_batch = on_small_batch
         self.freeze_bn_stats = freeze_bn_stats
+        if coded_batch_size is not None and coded_batch_size < 1:
+            raise ValueError(f"coded_batch_size must be >= 1 or None, got {coded_batch_size}")
+        self.coded_batch_size = coded_batch_size
         self.last_fidelity: dict[str, torch.Tensor] = {}
         self.skipped_batches = 0
 
@@ -151,7 +157,7 @@ class CodedSmoothing(nn.Module):
             target = target.detach()
 
         with frozen_batchnorm_stats(fn) if self.freeze_bn_stats else contextlib.nullcontext():
-            decoded = self.scheme.coded_forward(fn, x)
+            decoded = self.scheme.coded_forward(fn, x, self.coded_batch_size)
         score = self._score(decoded, target)
         self._log_fidelity(decoded, target)
         return self.weight * score

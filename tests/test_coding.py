@@ -187,3 +187,17 @@ def test_cast_flushes_subnormal_weights_and_keeps_rows_affine():
     for matrix in (enc, dec):
         assert not ((matrix != 0) & (matrix.abs() < tiny)).any()
         torch.testing.assert_close(matrix.double().sum(1), torch.ones(256, dtype=torch.float64))
+
+
+def test_coded_batch_size_splits_the_coded_pass_without_changing_the_result():
+    calls = []
+
+    def fn(t):
+        calls.append(t.shape[0])
+        return torch.tanh(t @ torch.ones(3, 2))
+
+    x, scheme = torch.randn(8, 3), CodingScheme(coded_ratio=2.5)
+    whole = scheme.coded_forward(fn, x)
+    chunked = scheme.coded_forward(fn, x, coded_batch_size=8)
+    torch.testing.assert_close(chunked, whole)
+    assert calls == [20, 8, 8, 4]
