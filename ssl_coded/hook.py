@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from types import TracebackType
 from typing import Any
 
@@ -52,6 +53,9 @@ class CodedSmoothingHook:
 
     Attach a hook after making momentum copies of the model (copy.deepcopy copies hooks).
     The hooked submodule's first positional argument is coded; other arguments pass unchanged.
+    Works with DDP (one process per device); not with nn.DataParallel (replicas in threads) nor
+    inside reentrant activation checkpointing (its forward runs under no_grad and is replayed in
+    backward); non-reentrant checkpointing and torch.compile are fine.
 
     Example:
         >>> with CodedSmoothingHook(model, CodedSmoothing(weight=0.1), submodule="head") as hook:
@@ -96,6 +100,12 @@ class CodedSmoothingHook:
         freeze = frozen_batchnorm_stats(module) if self.regularizer.freeze_bn_stats else contextlib.nullcontext()
         with freeze:
             self.penalties.append(self.regularizer(coded_fn, args[0], target=output))
+        if len(self.penalties) == 64:
+            warnings.warn(
+                "64 coded-smoothing penalties are waiting, each holding its graph: call "
+                "hook.pop_penalty() once per step and add it to the loss",
+                stacklevel=2,
+            )
         self.passes += 1
 
     def pop_penalty(self) -> torch.Tensor:

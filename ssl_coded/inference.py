@@ -39,7 +39,8 @@ def randomized_coded_predict(
         x: the batch to predict, shape (K, ...), K >= 2.
         scheme: how to code (family, N, lambdas).
         num_draws: number of random permutations averaged.
-        generator: a CPU torch.Generator, or an int seed for a reproducible prediction.
+        generator: a torch.Generator (on any device), or an int seed (a CPU generator) for a
+            reproducible prediction; None uses the global RNG of x's device.
 
     Returns:
         The randomized outputs, in the order of x.
@@ -54,7 +55,8 @@ def randomized_coded_predict(
     generator = make_generator(generator)
     total = None
     for _ in range(num_draws):
-        perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+        device = generator.device if generator is not None else x.device
+        perm = torch.randperm(x.shape[0], generator=generator, device=device).to(x.device)
         decoded = scheme.coded_forward(fn, x[perm])
         # decoded[i] estimates fn(x[perm[i]]), so position j takes row argsort(perm)[j]
         unpermuted = decoded[torch.argsort(perm)]

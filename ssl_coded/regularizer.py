@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -73,6 +74,9 @@ class CodedSmoothing(nn.Module):
             the coded pass.
         coded_batch_size: run fn on at most this many coded samples at a time (None: all N at
             once); see `CodingScheme.coded_forward`.
+        gather_distributed: under torch.distributed, code the batch gathered across ranks
+            (gradients flow back), not each rank's local batch; see
+            `CodingScheme.gathered_coded_forward`. Ignored when not distributed.
 
     Attributes:
         last_fidelity: decoding fidelity of the last call, detached tensors (no device sync):
@@ -100,6 +104,7 @@ class CodedSmoothing(nn.Module):
         on_small_batch: Literal["raise", "skip"] = "raise",
         freeze_bn_stats: bool = True,
         coded_batch_size: int | None = None,
+        gather_distributed: bool = False,
     ) -> None:
         super().__init__()
         if score not in SCORES:
@@ -117,6 +122,7 @@ class CodedSmoothing(nn.Module):
         if coded_batch_size is not None and coded_batch_size < 1:
             raise ValueError(f"coded_batch_size must be >= 1 or None, got {coded_batch_size}")
         self.coded_batch_size = coded_batch_size
+        self.gather_distributed = gather_distributed
         self.last_fidelity: dict[str, torch.Tensor] = {}
         self.skipped_batches = 0
 
@@ -152,12 +158,16 @@ class CodedSmoothing(nn.Module):
         if target is None:
             if self.score == "cross_entropy":
                 raise ValueError("score='cross_entropy' needs the labels: pass target=labels")
-            target = fn(x)
+            with torch.no_grad() if self.detach_target else contextlib.nullcontext():
+                target = fn(x)
         if self.detach_target:
             target = target.detach()
 
         with frozen_batchnorm_stats(fn) if self.freeze_bn_stats else contextlib.nullcontext():
-            decoded = self.scheme.coded_forward(fn, x, self.coded_batch_size)
+            if self.gather_distributed and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                decoded = self.scheme.gathered_coded_forward(fn, x, self.coded_batch_size)
+            else:
+                decoded = self.scheme.coded_forward(fn, x, self.coded_batch_size)
         score = self._score(decoded, target)
         self._log_fidelity(decoded, target)
         return self.weight * score
@@ -172,7 +182,8 @@ class CodedSmoothing(nn.Module):
             )
         if self.score == "mse":
             return F.mse_loss(decoded, target.to(decoded.dtype))
-        similarity = F.cosine_similarity(decoded.flatten(1), target.to(decoded.dtype).flatten(1), dim=1)
+        flat, reference = decoded.reshape(len(decoded), -1), target.to(decoded.dtype).reshape(len(target), -1)
+        similarity = F.cosine_similarity(flat, reference, dim=1)
         return (1.0 - similarity).mean()
 
     @torch.no_grad()

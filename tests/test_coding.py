@@ -4,6 +4,7 @@ import torch
 from scipy.interpolate import FloaterHormannInterpolator, make_smoothing_spline
 
 from ssl_coded.coding import (
+    _TORCH_CACHE,
     CodingScheme,
     berrut_matrix,
     chebyshev_first_kind,
@@ -137,8 +138,9 @@ def test_spacing_units_make_smoothing_batch_size_independent():
     assert raw[-1] / raw[0] > 5
 
 
-def test_build_is_cached_and_fast_for_k512_n256():
+def test_build_is_cached_once_per_shape_for_k512_n256():
     coding_matrices_float64.cache_clear()
+    _TORCH_CACHE.clear()
     enc, dec = coding_matrices(512, 256, "spline", 1e-2, 1e-2)
     again = coding_matrices(512, 256, "spline", 1e-2, 1e-2)
     assert again[0] is enc and again[1] is dec
@@ -156,6 +158,10 @@ def test_scheme_num_coded_and_validation():
         CodingScheme(kind="chebfun")
     with pytest.raises(ValueError, match="too small to code"):
         CodingScheme().matrices(1)
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="lambda_enc must be a finite number"):
+            CodingScheme(lambda_enc=bad)
+    assert [CodingScheme(coded_ratio=1.5).num_coded_for(k) for k in (3, 5, 7)] == [5, 8, 11]  # halves round up
 
 
 @pytest.mark.parametrize("kind", ["spline", "berrut"])
@@ -201,3 +207,25 @@ def test_coded_batch_size_splits_the_coded_pass_without_changing_the_result():
     chunked = scheme.coded_forward(fn, x, coded_batch_size=8)
     torch.testing.assert_close(chunked, whole)
     assert calls == [20, 8, 8, 4]
+
+
+def test_matrices_first_built_under_inference_mode_still_train():
+    _TORCH_CACHE.clear()
+    with torch.inference_mode():
+        CodingScheme(num_coded=11).coded_forward(lambda t: t, torch.randn(7, 3))
+    weight = torch.randn(3, 2, requires_grad=True)
+    CodingScheme(num_coded=11).coded_forward(lambda t: t @ weight, torch.randn(7, 3)).sum().backward()
+    assert weight.grad is not None
+
+
+def test_low_precision_inputs_are_coded_in_float32():
+    x = torch.randn(256, 8, dtype=torch.float64)
+    scheme = CodingScheme(kind="berrut", coded_ratio=4.0)
+    exact = scheme.coded_forward(lambda t: t, x)
+    half = scheme.coded_forward(lambda t: t, x.to(torch.bfloat16))
+    assert half.dtype == torch.bfloat16
+    enc, _ = scheme.matrices(256, dtype=torch.bfloat16)
+    assert enc.dtype == torch.float32
+    # the error is bf16 rounding of inputs and outputs (~4e-3), not of the matrices as well
+    error = (half.double() - exact).norm() / exact.norm()
+    assert error < 8e-3

@@ -12,7 +12,7 @@ class TwoPart(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.backbone = nn.Sequential(nn.Linear(6, 12), nn.BatchNorm1d(12), nn.ReLU())
-        self.head = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 4))
+        self.head = nn.Sequential(nn.Linear(12, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 4))
 
     def forward(self, x):
         return self.head(self.backbone(x))

@@ -120,3 +120,9 @@ def test_bad_options_are_rejected():
         CodedSmoothing(on_small_batch="pad")
     with pytest.raises(ValueError, match="differ in shape"):
         CodedSmoothing()(small_mlp(), torch.randn(4, 6), target=torch.zeros(4, 5))
+
+
+def test_cosine_score_on_one_dimensional_outputs():
+    x = torch.randn(8, 3)
+    penalty = CodedSmoothing(score="cosine")(lambda t: t.sum(1), x)
+    assert torch.isfinite(penalty)
