@@ -1,5 +1,6 @@
 # Two commands on a fresh machine with Python >= 3.10 and pip:
-#   make demo   the main job on the embedded digits dataset (no download)
+#   make demo   the main job: SimCLR pretrained on the embedded digits dataset (no download) with
+#               coded-smoothing on and off, evaluated, compared
 #   make test   the test suite and the linter
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/ssl-coded demo
+	$(VENV)/bin/ssl-coded pretrain --compare simclr-digits coded.enabled=true name=demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

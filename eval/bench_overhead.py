@@ -27,12 +27,25 @@ import time
 import numpy as np
 import torch
 from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ssl_coded.backbones import SmallCNN
 from ssl_coded.coding import chebyshev_first_kind, chebyshev_second_kind, coding_matrices_float64
-from ssl_coded.demo import SimCLRModel
 from ssl_coded.hook import CodedSmoothingHook
 from ssl_coded.regularizer import CodedSmoothing
+
+
+class SimCLRModel(nn.Module):
+    def __init__(self, in_channels: int = 1) -> None:
+        super().__init__()
+        self.backbone = SmallCNN(in_channels)
+        self.projection_head = SimCLRProjectionHead(self.backbone.feature_dim, 256, 64)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projection_head(self.backbone(x))
+
 
 # name: (submodule the coded branch sits on or None, coded samples per fn call or None = all N)
 VARIANTS: dict[str, tuple[str | None, str | None]] = {

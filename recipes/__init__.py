@@ -1,8 +1,4 @@
-"""Training recipes (one YAML file per method and dataset), installed as `ssl_coded.recipes`."""
+"""Training recipes (one YAML file per method and dataset), installed as `ssl_coded.recipes`.
 
-from importlib import resources
-
-
-def available() -> list[str]:
-    """Names of the bundled recipes (file names without `.yaml`)."""
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files(__name__).iterdir() if p.name.endswith(".yaml"))
+Only data lives here; `ssl_coded.config` finds the files with importlib.resources.
+"""

@@ -43,3 +43,62 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
+
+
+def _resnet(name: str, in_channels: int, cifar_stem: bool) -> tuple[nn.Module, int]:
+    """A torchvision ResNet without its classifier; CIFAR stem: 3x3 conv, stride 1, no max-pool."""
+    import torchvision
+
+    try:
+        resnet = getattr(torchvision.models, name)(weights=None)
+    except AttributeError as error:
+        raise ValueError(f"unknown torchvision ResNet {name!r}; use resnet18, resnet34, resnet50, ...") from error
+    feature_dim = resnet.fc.in_features
+    if cifar_stem:
+        resnet.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        resnet.maxpool = nn.Identity()
+    elif in_channels != 3:
+        resnet.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    resnet.fc = nn.Identity()
+    return resnet, feature_dim
+
+
+def vision_transformer(
+    image_size: int, in_channels: int, patch_size: int = 0, dim: int = 192, depth: int = 6, heads: int = 3
+) -> nn.Module:
+    """A small torchvision VisionTransformer (no classifier) sized for the images, for MAE."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    patch_size = patch_size or next(p for p in (4, 2, 1) if image_size % p == 0 and image_size // p <= 16)
+    if image_size % patch_size:
+        raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
+    vit = VisionTransformer(image_size, patch_size, depth, heads, dim, 4 * dim, num_classes=1)
+    if in_channels != 3:
+        vit.conv_proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+    vit.heads = nn.Identity()
+    return vit
+
+
+BACKBONES = ("small_cnn", "resnet18_cifar", "vit", "resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def build_backbone(name: str, in_channels: int, image_size: int, **options: int) -> tuple[nn.Module, int]:
+    """(backbone, feature_dim) by name; `options` are width (small CNN) and ViT sizes."""
+    if name == "small_cnn":
+        backbone = SmallCNN(in_channels, options.get("width", 32))
+        return backbone, backbone.feature_dim
+    if name == "resnet18_cifar":
+        return _resnet("resnet18", in_channels, cifar_stem=True)
+    if name.startswith("resnet"):
+        return _resnet(name, in_channels, cifar_stem=False)
+    if name == "vit":
+        vit = vision_transformer(
+            image_size,
+            in_channels,
+            options.get("patch_size", 0),
+            options.get("vit_dim", 192),
+            options.get("vit_depth", 6),
+            options.get("vit_heads", 3),
+        )
+        return vit, vit.hidden_dim
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} (or any torchvision resnet)")

@@ -36,12 +36,13 @@ def knn_predict(
     bank = F.normalize(train_features.float(), dim=1)
     k = min(k, bank.shape[0])
     ranked = []
-    for start in range(0, test_features.shape[0], chunk_size):
-        queries = F.normalize(test_features[start : start + chunk_size].float(), dim=1)
-        similarity, index = (queries @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(queries.shape[0], num_classes, device=queries.device)
-        votes.scatter_add_(1, train_labels[index], torch.exp(similarity / temperature))
-        ranked.append(votes.argsort(dim=1, descending=True))
+    with torch.autocast(device_type=bank.device.type, enabled=False):  # fp32 even in a bf16 loop
+        for start in range(0, test_features.shape[0], chunk_size):
+            queries = F.normalize(test_features[start : start + chunk_size].float(), dim=1)
+            similarity, index = (queries @ bank.T).topk(k, dim=1)
+            votes = torch.zeros(queries.shape[0], num_classes, device=queries.device)
+            votes.scatter_add_(1, train_labels[index], torch.exp(similarity / temperature))
+            ranked.append(votes.argsort(dim=1, descending=True))
     return torch.cat(ranked)
 
 

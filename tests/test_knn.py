@@ -30,3 +30,12 @@ def test_accuracy_on_separable_clusters():
     labels = torch.arange(4).repeat(25)
     features = centers[labels] + torch.randn(100, 4, generator=generator)
     assert knn_accuracy(features, labels, features, labels, "dino") == 1.0
+
+
+def test_predictions_are_fp32_under_bf16_autocast():
+    generator = torch.Generator().manual_seed(2)
+    bank, queries = torch.randn(300, 16, generator=generator), torch.randn(40, 16, generator=generator)
+    labels = torch.randint(0, 4, (300,), generator=generator)
+    reference = knn_predict(bank, labels, queries, 4, k=20, temperature=0.07)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(knn_predict(bank, labels, queries, 4, k=20, temperature=0.07), reference)
