@@ -51,6 +51,7 @@ class AugmentConfig:
 class ModelConfig:
     backbone: str = "small_cnn"  # small_cnn | resnet18_cifar | vit | any torchvision resnet (resnet18, ...)
     width: int = 32  # small_cnn width
+    pool: int = 1  # small_cnn: average-pool the last map to pool x pool (features: 4 * width * pool^2)
     patch_size: int = 0  # ViT patch size (0 = the largest of 4, 2, 1 giving at most 16x16 patches)
     vit_dim: int = 192
     vit_depth: int = 6

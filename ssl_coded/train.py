@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -291,11 +289,3 @@ def format_summary(summary: dict[str, Any], baseline: dict[str, Any] | None = No
         row = run["test_knn_top1"]
         lines.append(f"| {label} | {row['dino']:.4f} | {row['instdisc']:.4f} | {run['seconds']:.0f} |")
     return "\n".join(lines)
-
-
-def steps_per_epoch(num_train: int, batch_size: int) -> int:
-    return max(1, math.floor(num_train / batch_size))
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -55,6 +55,7 @@ class SSLMethod(pl.LightningModule):
             in_channels,
             image_size,
             width=model.width,
+            pool=model.pool,
             patch_size=model.patch_size,
             vit_dim=model.vit_dim,
             vit_depth=model.vit_depth,
