@@ -23,6 +23,7 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from lightly.transforms import SimCLRTransform
+from lightly.utils.scheduler import CosineWarmupScheduler
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -82,7 +83,11 @@ def plain_lightly_loop(
         persistent_workers=workers > 0,
     )
     criterion = NTXentLoss(temperature=config.method.temperature)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    lr = config.optim.lr * batch_size / 256  # the recipe's scaling and schedule, per step
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.optim.weight_decay)
+    scheduler = CosineWarmupScheduler(
+        optimizer, warmup_epochs=config.optim.warmup_epochs * len(loader), max_epochs=epochs * len(loader)
+    )
     rates = []
     for _ in range(epochs):
         model.train()
@@ -92,13 +97,15 @@ def plain_lightly_loop(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            scheduler.step()
             seen += len(view0)
         rates.append(seen / (time.perf_counter() - start))
     return rates, backbone
 
 
 class EpochTimer(pl.Callback):
-    """Training images per second of each epoch (validation excluded)."""
+    """Training images per second of each epoch, from its start to its last training batch
+    (Lightning runs validation inside the epoch, before on_train_epoch_end: excluded)."""
 
     def __init__(self) -> None:
         self.rates: list[float] = []
@@ -108,9 +115,10 @@ class EpochTimer(pl.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.seen += len(batch[1])
+        self.last = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.rates.append(self.seen / (time.perf_counter() - self.start))
+        self.rates.append(self.seen / (self.last - self.start))
 
 
 @torch.no_grad()
@@ -123,7 +131,8 @@ def knn_top1(backbone: nn.Module, splits: Splits) -> float:
         batches = images.split(1024)
         return torch.cat([backbone((b.float() / 255 - mean) / std) for b in batches]).float()
 
-    ranked = knn_predict(features(splits.train.images), splits.train.labels, features(splits.test.images), 10, 20, 0.07)
+    train, test = features(splits.train.images), features(splits.test.images)
+    ranked = knn_predict(train, splits.train.labels, test, splits.num_classes, 20, 0.07)
     return float((ranked[:, 0] == splits.test.labels).float().mean())
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from ssl_coded.config import load_config
+from ssl_coded.config import ConfigError, load_config
 from ssl_coded.io import write_text
 from ssl_coded.train import format_summary, pretrain, run_dir
 
@@ -15,6 +15,8 @@ def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compar
     """Pretrain; with `compare`, also the same recipe with coded-smoothing flipped, in `<name>-coded`
     or `<name>-plain`, and print one table."""
     config = load_config(recipe, overrides)
+    if compare and (config.trainer.num_nodes > 1 or str(config.trainer.devices) not in ("1", "auto")):
+        raise ConfigError("--compare trains two runs one after the other in one process; under DDP run them separately")
     summary = pretrain(config, resume=resume)
     if not summary:  # not rank 0
         return summary

@@ -220,8 +220,29 @@ def validate(config: RecipeConfig) -> None:
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
-    if not 0.0 <= config.data.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction={config.data.val_fraction} must be in [0, 1)")
+    from ssl_coded.backbones import BACKBONES
+    from ssl_coded.datasets import DATASETS
+
+    more = {
+        "method.name": (config.method.name, ("simclr", "byol", "mae")),
+        "data.name": (config.data.name, DATASETS),
+    }
+    for key, (value, valid) in more.items():
+        if value not in valid:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
+    if not (config.model.backbone in BACKBONES or config.model.backbone.startswith("resnet")):
+        raise ConfigError(f"model.backbone={config.model.backbone!r} is not one of {', '.join(BACKBONES)}")
+    if not 0.0 < config.data.val_fraction < 1.0:
+        raise ConfigError(
+            f"data.val_fraction={config.data.val_fraction} must be in (0, 1): validation is carved from train"
+        )
+    low, high = [*config.augment.crop_scale, 0, 0][:2]
+    if len(config.augment.crop_scale) != 2 or not 0 < low <= high <= 1:
+        raise ConfigError(
+            f"augment.crop_scale={config.augment.crop_scale} must be [low, high] with 0 < low <= high <= 1"
+        )
+    if not 0.0 < config.method.mask_ratio < 1.0:
+        raise ConfigError(f"method.mask_ratio={config.method.mask_ratio} must be in (0, 1)")
     if config.trainer.batch_size < 2:
         raise ConfigError(f"trainer.batch_size={config.trainer.batch_size} is too small; use at least 2")
 

@@ -230,7 +230,7 @@ def load_splits(config: DataConfig) -> Splits:
         train, val = _carve_validation(raw["train"], config.val_fraction, config.split_seed)
     splits = {"train": train, "val": val, "test": raw["test"]}
     limits = {"train": config.max_train, "val": config.max_test, "test": config.max_test}
-    splits = {name: _first(pair, limits[name]) for name, pair in splits.items()}
+    splits = {name: _sample(pair, limits[name], config.split_seed) for name, pair in splits.items()}
     if config.image_size and config.name != "imagefolder":
         splits = {name: (_resize(images, config.image_size), labels) for name, (images, labels) in splits.items()}
     images = splits["train"][0].float() / 255
@@ -241,8 +241,12 @@ def load_splits(config: DataConfig) -> Splits:
     return Splits(datasets["train"], datasets["val"], datasets["test"], num_classes, mean, std)
 
 
-def _first(pair: tuple[Tensor, Tensor], limit: int) -> tuple[Tensor, Tensor]:
-    return pair if limit <= 0 else (pair[0][:limit], pair[1][:limit])
+def _sample(pair: tuple[Tensor, Tensor], limit: int, seed: int) -> tuple[Tensor, Tensor]:
+    """At most `limit` pairs, drawn at random (a prefix of a class-sorted folder would drop classes)."""
+    if limit <= 0 or limit >= len(pair[1]):
+        return pair
+    index = torch.randperm(len(pair[1]), generator=torch.Generator().manual_seed(seed))[:limit]
+    return pair[0][index], pair[1][index]
 
 
 def _resize(images: Tensor, size: int) -> Tensor:

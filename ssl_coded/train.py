@@ -25,9 +25,10 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 
-from ssl_coded.config import RecipeConfig, to_yaml
+from ssl_coded.config import ConfigError, RecipeConfig, to_yaml
 from ssl_coded.datasets import Splits, TensorImageDataset, load_splits
 from ssl_coded.io import atomic_write, write_json, write_text
 from ssl_coded.knn import PRESETS, knn_predict
@@ -47,7 +48,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
-        return load_checkpoint_file(path, map_location)
+        return load_checkpoint_file(path, map_location or "cpu")  # Lightning moves it where it belongs
 
 
 def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -127,7 +128,26 @@ def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Call
     checkpoint = RecipeCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val_knn_top1", mode="max", save_last=True
     )
-    trainer = pl.Trainer(
+    try:
+        trainer = make_trainer(config, out, checkpoint, callbacks)
+    except MisconfigurationException as error:
+        raise ConfigError(f"trainer settings: {str(error).splitlines()[0]}") from error
+    start = time.perf_counter()
+    trainer.fit(method, datamodule=SplitsDataModule(splits, config), ckpt_path=str(last) if resume else None)
+    seconds = time.perf_counter() - start
+    if trainer.global_rank != 0:
+        return {}
+    merge_metrics(out)
+    summary = summarise(config, splits, method, checkpoint, seconds)
+    write_json(out / "summary.json", summary)
+    write_curves(out)
+    return summary
+
+
+def make_trainer(
+    config: RecipeConfig, out: Path, checkpoint: ModelCheckpoint, callbacks: list[pl.Callback] | None
+) -> pl.Trainer:
+    return pl.Trainer(
         max_epochs=config.trainer.max_epochs,
         accelerator=config.trainer.accelerator,
         devices=config.trainer.devices,
@@ -144,16 +164,6 @@ def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Call
         deterministic=False,
         enable_model_summary=False,
     )
-    start = time.perf_counter()
-    trainer.fit(method, datamodule=SplitsDataModule(splits, config), ckpt_path=str(last) if resume else None)
-    seconds = time.perf_counter() - start
-    if trainer.global_rank != 0:
-        return {}
-    merge_metrics(out)
-    summary = summarise(config, splits, method, checkpoint, seconds)
-    write_json(out / "summary.json", summary)
-    write_curves(out)
-    return summary
 
 
 class RecipeCheckpoint(ModelCheckpoint):
@@ -184,7 +194,6 @@ def summarise(
 ) -> dict[str, Any]:
     """Test kNN of the best checkpoint beside the raw-pixel and random-init floors."""
     best = checkpoint.best_model_path or checkpoint.last_model_path
-    method.cpu()
     if best:
         method.load_state_dict(load_checkpoint_file(best)["state_dict"])
     encoder = knn_scores(
@@ -193,7 +202,7 @@ def summarise(
         splits.num_classes,
     )
     pl.seed_everything(config.seed, verbose=False)
-    random_method = build_method(config, splits)
+    random_method = build_method(config, splits).to(method.device)
     random_init = knn_scores(
         extract(random_method.backbone, random_method, splits.train),
         extract(random_method.backbone, random_method, splits.test),
@@ -227,8 +236,8 @@ def merge_metrics(out: Path) -> None:
         with path.open() as handle:
             new = list(csv.DictReader(handle))
         if new:
-            first_epoch = min(int(float(r["epoch"])) for r in new if r.get("epoch"))
-            rows = [r for r in rows if int(float(r["epoch"])) < first_epoch] + new
+            first_epoch = min((int(float(r["epoch"])) for r in new if r.get("epoch")), default=0)
+            rows = [r for r in rows if r.get("epoch") and int(float(r["epoch"])) < first_epoch] + new
             fieldnames += [key for key in new[0] if key not in fieldnames]
     if not rows:
         return
@@ -244,6 +253,8 @@ def read_epoch_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     series: dict[str, dict[int, list[float]]] = {}
     with path.open() as handle:
         for row in csv.DictReader(handle):
+            if not row.get("epoch"):
+                continue
             epoch = int(float(row["epoch"]))
             for key, value in row.items():
                 if key in ("epoch", "step") or value in ("", None):

@@ -22,3 +22,8 @@ def test_pretrain_help_explains_overrides(capsys):
         main(["pretrain", "--help"])
     out = capsys.readouterr().out
     assert "--resume" in out and "key=value" in out
+
+
+def test_compare_is_refused_under_ddp(capsys):
+    assert main(["pretrain", "--compare", "simclr-digits", "trainer.devices=2", "trainer.strategy=ddp"]) == 2
+    assert "under DDP run them separately" in capsys.readouterr().err

@@ -39,3 +39,20 @@ def test_wrong_type_and_bad_choices_are_errors(tmp_path):
 def test_unknown_recipe_lists_the_recipes():
     with pytest.raises(ConfigError, match=r"unknown recipe 'simclr-imagenet'; valid recipes: .*simclr-digits"):
         load_config("simclr-imagenet")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("method.name=moco", "method.name='moco' is not one of simclr, byol, mae"),
+        ("data.name=mnist", "data.name='mnist' is not one of"),
+        ("model.backbone=vgg", "model.backbone='vgg' is not one of"),
+        ("data.val_fraction=0", "validation is carved from train"),
+        ("augment.crop_scale=[0.9,0.2]", "0 < low <= high <= 1"),
+        ("method.mask_ratio=1.0", "method.mask_ratio=1.0 must be in (0, 1)"),
+    ],
+)
+def test_cross_field_checks_fail_before_any_data_is_loaded(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config("simclr-digits", [override])
+    assert message in str(info.value)

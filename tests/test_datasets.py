@@ -73,6 +73,8 @@ def test_image_folder_is_resized_and_labelled(tmp_path):
     assert splits.test.images.shape == (6, 3, 16, 16) and splits.num_classes == 2
     assert sorted(splits.test.labels.tolist()) == [0, 0, 0, 1, 1, 1]
     assert len(splits.train) + len(splits.val) == 6 and len(splits.val) == 2
+    sampled = load_splits(DataConfig(name="imagefolder", root=str(root), image_size=8, val_fraction=0.34, max_test=4))
+    assert len(sampled.test) == 4 and set(sampled.test.labels.tolist()) == {0, 1}  # not a class-sorted prefix
     with pytest.raises(DatasetError, match="must hold train/ and test/"):
         load_splits(DataConfig(name="imagefolder", root=str(tmp_path / "train")))
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
+from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import CosineWarmupScheduler
@@ -90,7 +91,11 @@ class SSLMethod(pl.LightningModule):
         return name
 
     def setup(self, stage: str) -> None:
-        # after __init__ (momentum copies already made) and on every rank
+        # after __init__ (momentum copies already made) and on every rank, before a resume
+        # restores the RNG: each rank draws its own augmentations and masks
+        torch.manual_seed(self.config.seed + self.global_rank)
+        if self.config.trainer.channels_last:
+            self.to(memory_format=torch.channels_last)
         coded = self.config.coded
         if coded.enabled and self.coded_hook is None:
             regularizer = CodedSmoothing(
@@ -112,11 +117,16 @@ class SSLMethod(pl.LightningModule):
 
     # --- steps ----------------------------------------------------------------------------------
     def to_input(self, images: Tensor) -> Tensor:
-        """uint8 (n, C, H, W) -> normalised float, channels_last if the recipe asks."""
-        x = (images.float() / 255 - self.mean) / self.std
-        if self.config.trainer.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        """uint8 (n, C, H, W) -> normalised, in the parameters' dtype and the recipe's memory format."""
+        return self.formatted((images.to(self.mean.dtype) / 255 - self.mean) / self.std)
+
+    def formatted(self, x: Tensor) -> Tensor:
+        x = x.to(self.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self.config.trainer.channels_last else x
+
+    def view(self, x: Tensor) -> Tensor:
+        """An augmented view of a normalised batch (grid_sample returns NCHW: format it again)."""
+        return self.formatted(self.augment(x))
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
@@ -164,25 +174,34 @@ class SSLMethod(pl.LightningModule):
         self._bank = None
 
     # --- reproducible resume: the RNG that drives shuffling and augmentation travels along ------
+    # (checkpoints are written by rank 0: other ranks restore rank 0's state offset by their rank)
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self.device.type == "cuda":
+            checkpoint["rng_cuda"] = torch.cuda.get_rng_state(self.device)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "rng_torch" in checkpoint:
-            torch.set_rng_state(checkpoint["rng_torch"])
-        if "rng_cuda" in checkpoint and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(checkpoint["rng_cuda"])
+            torch.set_rng_state(checkpoint["rng_torch"].cpu())
+        if "rng_cuda" in checkpoint and self.device.type == "cuda":
+            torch.cuda.set_rng_state(checkpoint["rng_cuda"].cpu(), self.device)
+        if self.global_rank:
+            torch.manual_seed(int(torch.randint(2**31, (1,))) + self.global_rank)
 
     # --- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config.optim
         world = self.trainer.world_size if self._trainer is not None else 1
         lr = optim.lr * self.config.trainer.batch_size * world / 256
-        no_decay = [p for n, p in self.named_parameters() if p.ndim <= 1 or n.startswith("online_classifier")]
-        decay = [p for n, p in self.named_parameters() if not (p.ndim <= 1 or n.startswith("online_classifier"))]
-        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        trained = [m for name, m in self.named_children() if name != "online_classifier"]
+        decay, no_decay = get_weight_decay_parameters(trained)
+        decay, no_decay = [p for p in decay if p.requires_grad], [p for p in no_decay if p.requires_grad]
+        no_decay += [p for p in self.parameters(recurse=False) if p.requires_grad]  # e.g. MAE's mask token
+        groups = [
+            {"params": decay},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": list(self.online_classifier.parameters()), "weight_decay": 0.0},
+        ]
         if optim.name == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=optim.weight_decay)
         elif optim.name == "sgd":
@@ -191,7 +210,7 @@ class SSLMethod(pl.LightningModule):
             optimizer = LARS(groups, lr=lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         steps_per_epoch = max(1, total_steps // max(1, self.trainer.max_epochs))
-        scheduler = CosineWarmupScheduler(  # per step: linear warm-up, then cosine to 0
+        scheduler = CosineWarmupScheduler(  # per step: linear warm-up, then cosine to 0.001 x lr
             optimizer, warmup_epochs=min(optim.warmup_epochs * steps_per_epoch, total_steps), max_epochs=total_steps
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

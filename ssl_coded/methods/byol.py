@@ -54,7 +54,7 @@ class BYOL(SSLMethod):
         momentum = cosine_schedule(self.global_step, total, m.momentum_start, m.momentum_end)
         update_momentum(self.backbone, self.backbone_momentum, m=momentum)
         update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
-        view0, view1 = self.augment(images), self.augment(images)
+        view0, view1 = self.view(images), self.view(images)
         h0 = self.backbone(view0)
         p0 = self.prediction_head(self.projection_head(h0))
         p1 = self.forward(view1)

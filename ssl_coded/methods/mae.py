@@ -46,7 +46,7 @@ class MAE(SSLMethod):
         self.mask_token = nn.Parameter(torch.zeros(m.decoder_dim))
 
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        images = self.augment(images)
+        images = self.view(images)
         batch_size = images.shape[0]
         idx_keep, idx_mask = utils.random_token_mask(
             size=(batch_size, self.sequence_length), mask_ratio=self.config.method.mask_ratio, device=images.device

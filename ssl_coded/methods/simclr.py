@@ -30,6 +30,6 @@ class SimCLR(SSLMethod):
         return self.projection_head(self.backbone(x))
 
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        h0, h1 = self.backbone(self.augment(images)), self.backbone(self.augment(images))
+        h0, h1 = self.backbone(self.view(images)), self.backbone(self.view(images))
         loss = self.criterion(self.projection_head(h0), self.projection_head(h1))
         return loss, h0
