@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     path.write_text("old")
 
     def crash(tmp):
-        open(tmp, "w").write("half")
+        Path(tmp).write_text("half")
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
