@@ -22,7 +22,7 @@ def recipe_overrides(name, tmp_path, request):
         request.getfixturevalue("fashion_mnist_root")
         overrides += ["data.max_train=512", "data.max_test=256"]
     if "cifar10" in name:  # its own data needs a download: run the recipe on a tiny ImageFolder instead
-        root = make_image_folder(tmp_path / "images", classes=("a", "b", "c"), per_class=12, size=32)
+        root = make_image_folder(tmp_path / "images", classes=("a", "b", "c"), per_class=24, size=32)
         overrides += ["data.name=imagefolder", f"data.root={root}", "data.image_size=32", "data.num_workers=0"]
         overrides += ["trainer.precision=32-true", "model.backbone=resnet18_cifar"]
     return overrides
