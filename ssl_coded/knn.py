@@ -40,10 +40,15 @@ def knn_predict(
         for start in range(0, test_features.shape[0], chunk_size):
             queries = F.normalize(test_features[start : start + chunk_size].float(), dim=1)
             similarity, index = (queries @ bank.T).topk(k, dim=1)
-            votes = torch.zeros(queries.shape[0], num_classes, device=queries.device)
-            votes.scatter_add_(1, train_labels[index], torch.exp(similarity / temperature))
-            ranked.append(votes.argsort(dim=1, descending=True))
+            ranked.append(rank_classes(similarity, train_labels[index], num_classes, temperature))
     return torch.cat(ranked)
+
+
+def rank_classes(similarity: Tensor, neighbour_labels: Tensor, num_classes: int, temperature: float) -> Tensor:
+    """Classes ranked by the votes of the neighbours, each weighted exp(similarity / T)."""
+    votes = torch.zeros(similarity.shape[0], num_classes, device=similarity.device)
+    votes.scatter_add_(1, neighbour_labels, torch.exp(similarity.float() / temperature))
+    return votes.argsort(dim=1, descending=True, stable=True)
 
 
 def knn_accuracy(
