@@ -247,5 +247,16 @@ def validate(config: RecipeConfig) -> None:
         raise ConfigError(f"trainer.batch_size={config.trainer.batch_size} is too small; use at least 2")
 
 
+def config_from_yaml(text: str) -> RecipeConfig:
+    """A resolved recipe back from `to_yaml` (e.g. the copy stored in a checkpoint)."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RecipeConfig), OmegaConf.create(text))
+    except OmegaConfBaseException as error:
+        raise _friendly(error, "stored recipe") from error
+    config: RecipeConfig = OmegaConf.to_object(merged)
+    validate(config)
+    return config
+
+
 def to_yaml(config: RecipeConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))

@@ -167,10 +167,12 @@ def make_trainer(
 
 
 class RecipeCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that stamps the method name, so a resume with another recipe is refused."""
+    """ModelCheckpoint that stamps the method name (a resume with another recipe is refused) and the
+    resolved recipe (a checkpoint alone is enough to rebuild its model for evaluation)."""
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         checkpoint["recipe_method"] = pl_module.config.method.name
+        checkpoint["recipe_yaml"] = to_yaml(pl_module.config)
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
 
