@@ -25,6 +25,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("recipes", help="list the bundled recipes")
 
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate pretrained encoders: kNN (FAISS) and retrieval, linear probe, beside the floors",
+        description="Evaluate runs or checkpoints; writes results.json and results-eval.md into each run "
+        "directory and prints one table with a row per run.",
+    )
+    evaluate.add_argument("protocol", choices=("knn", "linear", "all"))
+    evaluate.add_argument("runs", nargs="+", help="run directories or checkpoint files")
+    evaluate.add_argument(
+        "--dataset", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. root=/data"
+    )
+    evaluate.add_argument("--no-floors", action="store_true", help="skip the raw-pixel and random-init rows")
+
     return parser
 
 
@@ -37,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in available_recipes():
                 first = resolve_recipe(name).read_text().splitlines()[0].lstrip("# ")
                 print(f"{name:<28} {first}")
+        elif args.command == "eval":
+            from ssl_coded.commands import run_eval
+
+            run_eval(args.protocol, args.runs, args.dataset, floors=not args.no_floors)
         elif args.command == "pretrain":
             from ssl_coded.commands import run_pretrain
 

@@ -35,3 +35,19 @@ def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compar
     print(f"run directory: {run_dir(config)}")
     print(json.dumps({"test_knn_top1": summary["test_knn_top1"]}))
     return summary
+
+
+def run_eval(protocol: str, runs: list[str], dataset: list[str], floors: bool = True) -> dict[str, Any]:
+    """Evaluate each run and print one table with a row per run (and its floors)."""
+    from ssl_coded.eval.report import PROTOCOLS, evaluate, format_rows
+
+    overrides = {}
+    for item in dataset:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--dataset {item!r} is not key=value (e.g. root=/data/fashion-mnist)")
+        overrides[key] = value
+    protocols = PROTOCOLS if protocol == "all" else (protocol,)
+    results = {run: evaluate(run, protocols, data_overrides=overrides, floors=floors) for run in runs}
+    print(format_rows(results))
+    return results

@@ -1,0 +1,52 @@
+import json
+
+import numpy as np
+import pytest
+from ssl_coded.eval.report import evaluate, format_rows, knn_metrics
+
+from ssl_coded.cli import main
+from ssl_coded.knn import knn_predict
+
+QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
+
+
+def test_knn_metrics_equal_the_torch_reference():
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    bank, queries = torch.randn(600, 12, generator=generator), torch.randn(80, 12, generator=generator)
+    bank_y, query_y = torch.randint(0, 5, (600,), generator=generator), torch.randint(0, 5, (80,), generator=generator)
+    metrics = knn_metrics(bank.numpy(), bank_y.numpy(), queries.numpy(), query_y.numpy(), 5)
+    for preset, (k, temperature) in (("dino", (20, 0.07)), ("instdisc", (200, 0.1))):
+        ranked = knn_predict(bank, bank_y, queries, 5, k, temperature)
+        assert metrics[f"knn_{preset}_top1"] == pytest.approx(float((ranked[:, 0] == query_y).float().mean()))
+    assert 0 <= metrics["map@r"] <= 1 and metrics["recall@1"] <= metrics["recall@5"] <= metrics["recall@10"]
+
+
+def test_evaluate_a_run_with_floors(tmp_path):
+    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=run"]) == 0
+    rows = evaluate(tmp_path / "run")
+    assert set(rows) == {"encoder", "random init", "raw pixels"}
+    assert rows["raw pixels"]["knn_dino_top1"] > 0.9 and rows["raw pixels"]["linear_top1"] > 0.9  # digits is easy
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["rows"]["encoder"]["linear_top1"] == rows["encoder"]["linear_top1"]
+    table = (tmp_path / "run" / "results-eval.md").read_text()
+    assert "| run | encoder |" in table and "| raw pixels |" in table
+
+
+def test_format_rows_has_a_row_per_run_and_encoder():
+    table = format_rows({"a": {"encoder": {"x": 0.5}}, "b": {"encoder": {"x": 0.25}, "raw pixels": {"y": 1.0}}})
+    lines = table.splitlines()
+    assert len(lines) == 5 and lines[0] == "| run | encoder | x | y |" and "| b | raw pixels | - | 1.0000 |" in lines
+    assert np.isclose(float(lines[2].split("|")[3]), 0.5)
+
+
+def test_eval_command_compares_runs_in_one_table(tmp_path, capsys):
+    for name in ("a", "b"):
+        assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", f"name={name}"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "knn", str(tmp_path / "a"), str(tmp_path / "b"), "--no-floors"]) == 0
+    out = capsys.readouterr().out
+    assert "| a | encoder |" in out and "| b | encoder |" in out and "raw pixels" not in out
+    assert main(["eval", "knn", str(tmp_path / "missing")]) == 2
+    assert "neither a run directory nor a checkpoint" in capsys.readouterr().err
