@@ -4,7 +4,8 @@
 then runs weighted kNN with FAISS (presets dino k=20 T=0.07 and instdisc k=200 T=0.1, top-1 and
 top-5 from one search), retrieval (test queries against the train gallery: recall@1/5/10, mAP@R on
 a seeded subset of queries) and the linear probe, for the encoder and for both floors. It writes
-`results.json` and `results-eval.md` into the run directory.
+`results.json`, `results-eval.md` and the plots (`embedding.png`, `retrieval.png`,
+`confusion.png`) into the run directory.
 
 Example:
     >>> rows = evaluate("runs/simclr-digits", protocols=("knn", "linear"))
@@ -22,6 +23,7 @@ import torch
 from ssl_coded.eval.features import Encoder, cached_features, load_encoder
 from ssl_coded.eval.knn_faiss import build_index
 from ssl_coded.eval.linear_probe import linear_probe
+from ssl_coded.eval.plots import confusion_plot, embedding_map, retrieval_grid
 from ssl_coded.eval.retrieval import map_at_r, recall_at_k
 
 from ssl_coded.io import write_json, write_text
@@ -95,6 +97,7 @@ def evaluate(
         sources["random init"] = _floor_features(encoder, "random init", cache)
         sources["raw pixels"] = _floor_features(encoder, "raw pixels", cache)
     rows: dict[str, dict[str, float]] = {}
+    confusion = None
     for name, feats in sources.items():
         (train_x, train_y), (val_x, val_y), (test_x, test_y) = feats["train"], feats["val"], feats["test"]
         row: dict[str, float] = {}
@@ -103,7 +106,9 @@ def evaluate(
         if "linear" in protocols:
             probe = linear_probe(np.asarray(train_x), train_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y)
             row |= {"linear_top1": probe.test_top1, "linear_top5": probe.test_top5, "linear_c": probe.best_c}
+            confusion = probe.confusion if name == "encoder" else confusion
         rows[name] = row
+    write_plots(encoder, sources["encoder"], run_dir, confusion)
     existing = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
     existing.update(
         {"checkpoint_hash": encoder.checkpoint_hash, "rows": rows, "data": dataclasses.asdict(encoder.config.data)}
@@ -111,6 +116,30 @@ def evaluate(
     write_json(run_dir / "results.json", existing)
     write_text(run_dir / "results-eval.md", format_rows({str(run_dir): rows}) + "\n")
     return rows
+
+
+def write_plots(
+    encoder: Encoder, features: dict[str, tuple[np.ndarray, np.ndarray]], run_dir: Path, confusion: list | None
+) -> None:
+    """embedding.png (t-SNE of test features), retrieval.png (6 test queries, top-8 train
+    neighbours, wrong classes framed red) and, with a probe, confusion.png."""
+    (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
+    embedding_map(test_x, test_y, run_dir / "embedding.png", seed=encoder.config.seed)
+    queries = torch.randperm(len(test_y), generator=torch.Generator().manual_seed(encoder.config.seed))[:6].numpy()
+    index = build_index(torch.from_numpy(np.asarray(train_x)))
+    normalised = torch.nn.functional.normalize(torch.from_numpy(np.asarray(test_x)[queries]).float(), dim=1)
+    _, neighbours = index.search(normalised.numpy(), 8)
+    splits = encoder.splits
+    retrieval_grid(
+        splits.test.images[queries],
+        test_y[queries],
+        splits.train.images,
+        train_y,
+        neighbours,
+        run_dir / "retrieval.png",
+    )
+    if confusion is not None:
+        confusion_plot(confusion, run_dir / "confusion.png")
 
 
 def format_rows(runs: dict[str, dict[str, dict[str, float]]]) -> str:

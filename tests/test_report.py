@@ -32,6 +32,8 @@ def test_evaluate_a_run_with_floors(tmp_path):
     assert saved["rows"]["encoder"]["linear_top1"] == rows["encoder"]["linear_top1"]
     table = (tmp_path / "run" / "results-eval.md").read_text()
     assert "| run | encoder |" in table and "| raw pixels |" in table
+    for picture in ("embedding.png", "retrieval.png", "confusion.png"):
+        assert (tmp_path / "run" / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
 
 
 def test_format_rows_has_a_row_per_run_and_encoder():
