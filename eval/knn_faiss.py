@@ -63,3 +63,11 @@ def faiss_knn_predict(
 
 def _normalised(features: Tensor) -> np.ndarray:
     return np.ascontiguousarray(F.normalize(features.detach().float().cpu(), dim=1).numpy())
+
+
+def neighbour_recall(approximate: np.ndarray, exact: np.ndarray) -> float:
+    """Fraction of the exact k nearest neighbours that an approximate search also returned."""
+    if approximate.shape != exact.shape:
+        raise ValueError(f"neighbour lists differ in shape: {approximate.shape} vs {exact.shape}")
+    found = sum(len(np.intersect1d(a[a >= 0], e)) for a, e in zip(approximate, exact, strict=True))
+    return found / exact.size

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from ssl_coded.eval.features import Encoder, cached_features, load_encoder
-from ssl_coded.eval.knn_faiss import build_index
+from ssl_coded.eval.knn_faiss import build_index, neighbour_recall
 from ssl_coded.eval.linear_probe import linear_probe
 from ssl_coded.eval.plots import confusion_plot, embedding_map, retrieval_grid
 from ssl_coded.eval.retrieval import map_at_r, recall_at_k
@@ -58,12 +58,30 @@ def knn_metrics(
         out[f"knn_{name}_top1"] = float((ranked[:, 0] == query_y).float().mean())
         out[f"knn_{name}_top5"] = float((ranked[:, :5] == query_y[:, None]).any(dim=1).float().mean())
     out |= {f"recall@{k}": v for k, v in recall_at_k(labels, query_y, (1, 5, 10)).items()}
+    if index_kind != "flat":  # what the approximate index costs in neighbours and in answers
+        _, exact = build_index(bank_t, "flat").search(normalised, max_k)
+        k = PRESETS["dino"][0]
+        out[f"ann_neighbour_recall@{k}"] = neighbour_recall(neighbours.numpy()[:, :k], exact[:, :k])
+        exact_ranked = rank_classes(
+            *_vote_inputs(bank_t, bank_y, queries_t, exact, PRESETS["dino"][0]), num_classes, PRESETS["dino"][1]
+        )
+        dino = rank_classes(similarity[:, : PRESETS["dino"][0]], labels[:, : PRESETS["dino"][0]], num_classes, 0.07)
+        out["ann_top1_agreement"] = float((exact_ranked[:, 0] == dino[:, 0]).float().mean())
 
     subset = torch.randperm(len(query_y), generator=torch.Generator().manual_seed(seed))[:map_queries]
     r = int(torch.bincount(bank_y).max())
     _, deep = index.search(normalised[subset.numpy()], min(r, index.ntotal))
     out["map@r"] = map_at_r(bank_y[torch.from_numpy(deep).clamp(min=0)], query_y[subset], bank_y)
     return out
+
+
+def _vote_inputs(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, neighbours: np.ndarray, k: int):
+    """(similarity, labels) of given neighbours, recomputed exactly, for the first k of them."""
+    index = torch.from_numpy(neighbours[:, :k])
+    bank_n = torch.nn.functional.normalize(bank.float(), dim=1)
+    queries_n = torch.nn.functional.normalize(queries.float(), dim=1)
+    similarity = (queries_n[:, None, :] * bank_n[index]).sum(-1)
+    return similarity, bank_labels[index]
 
 
 def _floor_features(encoder: Encoder, which: str, cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -82,6 +100,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     data_overrides: dict[str, Any] | None = None,
     floors: bool = True,
+    index_kind: str = "flat",
 ) -> dict[str, dict[str, float]]:
     """{"encoder" | "random init" | "raw pixels": {metric: value}}, also written to the run directory."""
     unknown = set(protocols) - set(PROTOCOLS)
@@ -102,7 +121,9 @@ def evaluate(
         (train_x, train_y), (val_x, val_y), (test_x, test_y) = feats["train"], feats["val"], feats["test"]
         row: dict[str, float] = {}
         if "knn" in protocols:
-            row |= knn_metrics(train_x, train_y, test_x, test_y, encoder.splits.num_classes, seed=encoder.config.seed)
+            row |= knn_metrics(
+                train_x, train_y, test_x, test_y, encoder.splits.num_classes, index_kind, seed=encoder.config.seed
+            )
         if "linear" in protocols:
             probe = linear_probe(np.asarray(train_x), train_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y)
             row |= {"linear_top1": probe.test_top1, "linear_top5": probe.test_top5, "linear_c": probe.best_c}

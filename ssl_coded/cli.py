@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. root=/data"
     )
     evaluate.add_argument("--no-floors", action="store_true", help="skip the raw-pixel and random-init rows")
+    evaluate.add_argument(
+        "--index", choices=("flat", "ivf"), default="flat", help="FAISS index: exact, or IVF (reports its recall)"
+    )
 
     return parser
 
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from ssl_coded.commands import run_eval
 
-            run_eval(args.protocol, args.runs, args.dataset, floors=not args.no_floors)
+            run_eval(args.protocol, args.runs, args.dataset, floors=not args.no_floors, index_kind=args.index)
         elif args.command == "pretrain":
             from ssl_coded.commands import run_pretrain
 

@@ -37,7 +37,9 @@ def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compar
     return summary
 
 
-def run_eval(protocol: str, runs: list[str], dataset: list[str], floors: bool = True) -> dict[str, Any]:
+def run_eval(
+    protocol: str, runs: list[str], dataset: list[str], floors: bool = True, index_kind: str = "flat"
+) -> dict[str, Any]:
     """Evaluate each run and print one table with a row per run (and its floors)."""
     from ssl_coded.eval.report import PROTOCOLS, evaluate, format_rows
 
@@ -48,6 +50,8 @@ def run_eval(protocol: str, runs: list[str], dataset: list[str], floors: bool = 
             raise ConfigError(f"--dataset {item!r} is not key=value (e.g. root=/data/fashion-mnist)")
         overrides[key] = value
     protocols = PROTOCOLS if protocol == "all" else (protocol,)
-    results = {run: evaluate(run, protocols, data_overrides=overrides, floors=floors) for run in runs}
+    results = {
+        run: evaluate(run, protocols, data_overrides=overrides, floors=floors, index_kind=index_kind) for run in runs
+    }
     print(format_rows(results))
     return results

@@ -52,3 +52,19 @@ def test_eval_command_compares_runs_in_one_table(tmp_path, capsys):
     assert "| a | encoder |" in out and "| b | encoder |" in out and "raw pixels" not in out
     assert main(["eval", "knn", str(tmp_path / "missing")]) == 2
     assert "neither a run directory nor a checkpoint" in capsys.readouterr().err
+
+
+def test_ivf_reports_its_recall_and_agreement_with_exact():
+    import torch
+
+    generator = torch.Generator().manual_seed(4)
+    centers = torch.randn(5, 16, generator=generator) * 4
+    bank_y = torch.arange(5).repeat(400)
+    bank = centers[bank_y] + torch.randn(2000, 16, generator=generator)
+    query_y = torch.arange(5).repeat(20)
+    queries = centers[query_y] + torch.randn(100, 16, generator=generator)
+    exact = knn_metrics(bank.numpy(), bank_y.numpy(), queries.numpy(), query_y.numpy(), 5)
+    ivf = knn_metrics(bank.numpy(), bank_y.numpy(), queries.numpy(), query_y.numpy(), 5, index_kind="ivf")
+    assert "ann_neighbour_recall@20" not in exact
+    assert 0.0 < ivf["ann_neighbour_recall@20"] <= 1.0 and ivf["ann_top1_agreement"] >= 0.95
+    assert abs(ivf["knn_dino_top1"] - exact["knn_dino_top1"]) <= 0.05
