@@ -66,3 +66,40 @@ def linear_probe(
     np.add.at(confusion, (np.searchsorted(classes, test_y), np.searchsorted(classes, ranked[:, 0])), 1)
     per_class = [float(top1[test_y == c].mean()) if (test_y == c).any() else float("nan") for c in classes]
     return ProbeResult(best_c, val_top1, float(top1.mean()), float(top5.mean()), per_class, confusion.tolist())
+
+
+def sgd_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    epochs: int = 30,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> float:
+    """Test top-1 of a linear head trained with SGD on cached features (for banks too large for
+    L-BFGS): lightly's setting, lr 0.1 x batch/256, momentum 0.9, no weight decay, cosine decay.
+    Features are standardised with the train statistics."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    x, y = torch.as_tensor(np.asarray(train_x), dtype=torch.float32), torch.as_tensor(train_y, dtype=torch.long)
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    x = (x - mean) / std
+    num_classes = int(max(y.max(), int(np.max(test_y)))) + 1
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(x.shape[1], num_classes)
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.1 * batch_size / 256, momentum=0.9)
+    steps = epochs * max(1, -(-len(x) // batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    for _ in range(epochs):
+        for index in torch.randperm(len(x), generator=generator).split(batch_size):
+            loss = torch.nn.functional.cross_entropy(head(x[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    with torch.no_grad():
+        test = (torch.as_tensor(np.asarray(test_x), dtype=torch.float32) - mean) / std
+        predicted = head(test).argmax(1).numpy()
+    return float((predicted == np.asarray(test_y)).mean())

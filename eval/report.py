@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from ssl_coded.eval.features import Encoder, cached_features, load_encoder
 from ssl_coded.eval.knn_faiss import build_index, neighbour_recall
-from ssl_coded.eval.linear_probe import linear_probe
+from ssl_coded.eval.linear_probe import linear_probe, sgd_probe
 from ssl_coded.eval.plots import confusion_plot, embedding_map, retrieval_grid
 from ssl_coded.eval.retrieval import map_at_r, recall_at_k
 
@@ -101,6 +101,7 @@ def evaluate(
     data_overrides: dict[str, Any] | None = None,
     floors: bool = True,
     index_kind: str = "flat",
+    probe: str = "lbfgs",
 ) -> dict[str, dict[str, float]]:
     """{"encoder" | "random init" | "raw pixels": {metric: value}}, also written to the run directory."""
     unknown = set(protocols) - set(PROTOCOLS)
@@ -125,9 +126,15 @@ def evaluate(
                 train_x, train_y, test_x, test_y, encoder.splits.num_classes, index_kind, seed=encoder.config.seed
             )
         if "linear" in protocols:
-            probe = linear_probe(np.asarray(train_x), train_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y)
-            row |= {"linear_top1": probe.test_top1, "linear_top5": probe.test_top5, "linear_c": probe.best_c}
-            confusion = probe.confusion if name == "encoder" else confusion
+            if probe == "sgd":  # no C to choose: train on train + validation
+                joint_x, joint_y = np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y])
+                row["linear_sgd_top1"] = sgd_probe(joint_x, joint_y, np.asarray(test_x), test_y)
+            else:
+                result = linear_probe(
+                    np.asarray(train_x), train_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y
+                )
+                row |= {"linear_top1": result.test_top1, "linear_top5": result.test_top5, "linear_c": result.best_c}
+                confusion = result.confusion if name == "encoder" else confusion
         rows[name] = row
     write_plots(encoder, sources["encoder"], run_dir, confusion)
     existing = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}

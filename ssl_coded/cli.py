@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--index", choices=("flat", "ivf"), default="flat", help="FAISS index: exact, or IVF (reports its recall)"
     )
+    evaluate.add_argument(
+        "--probe", choices=("lbfgs", "sgd"), default="lbfgs", help="linear probe: L-BFGS (C on validation) or SGD"
+    )
 
     return parser
 
@@ -56,7 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from ssl_coded.commands import run_eval
 
-            run_eval(args.protocol, args.runs, args.dataset, floors=not args.no_floors, index_kind=args.index)
+            run_eval(
+                args.protocol,
+                args.runs,
+                args.dataset,
+                floors=not args.no_floors,
+                index_kind=args.index,
+                probe=args.probe,
+            )
         elif args.command == "pretrain":
             from ssl_coded.commands import run_pretrain
 

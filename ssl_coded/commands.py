@@ -38,7 +38,12 @@ def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compar
 
 
 def run_eval(
-    protocol: str, runs: list[str], dataset: list[str], floors: bool = True, index_kind: str = "flat"
+    protocol: str,
+    runs: list[str],
+    dataset: list[str],
+    floors: bool = True,
+    index_kind: str = "flat",
+    probe: str = "lbfgs",
 ) -> dict[str, Any]:
     """Evaluate each run and print one table with a row per run (and its floors)."""
     from ssl_coded.eval.report import PROTOCOLS, evaluate, format_rows
@@ -51,7 +56,8 @@ def run_eval(
         overrides[key] = value
     protocols = PROTOCOLS if protocol == "all" else (protocol,)
     results = {
-        run: evaluate(run, protocols, data_overrides=overrides, floors=floors, index_kind=index_kind) for run in runs
+        run: evaluate(run, protocols, data_overrides=overrides, floors=floors, index_kind=index_kind, probe=probe)
+        for run in runs
     }
     print(format_rows(results))
     return results

@@ -39,3 +39,14 @@ def test_probe_refuses_bad_input():
         linear_probe(x, y, x[:, :3], y, x, y)
     with pytest.raises(ValueError, match="test: 50 features but 10 labels"):
         linear_probe(x, y, x, y, x, y[:10])
+
+
+def test_sgd_probe_recovers_separable_labels_and_tracks_lbfgs():
+    from ssl_coded.eval.linear_probe import sgd_probe
+
+    assert sgd_probe(*separable(400, 0), *separable(200, 2), epochs=10) == 1.0
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1200, 10))
+    y = (x[:, 0] + 0.8 * x[:, 1] + rng.normal(size=1200) > 0).astype(int)
+    lbfgs = linear_probe(x[:800], y[:800], x[800:1000], y[800:1000], x[1000:], y[1000:]).test_top1
+    assert abs(sgd_probe(x[:1000], y[:1000], x[1000:], y[1000:]) - lbfgs) <= 0.03

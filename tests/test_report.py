@@ -34,6 +34,8 @@ def test_evaluate_a_run_with_floors(tmp_path):
     assert "| run | encoder |" in table and "| raw pixels |" in table
     for picture in ("embedding.png", "retrieval.png", "confusion.png"):
         assert (tmp_path / "run" / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
+    sgd = evaluate(tmp_path / "run", ("linear",), floors=False, probe="sgd")
+    assert set(sgd) == {"encoder"} and sgd["encoder"]["linear_sgd_top1"] > 0.5  # ten classes: chance is 0.1
 
 
 def test_format_rows_has_a_row_per_run_and_encoder():
