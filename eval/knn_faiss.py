@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ssl_coded.knn import rank_classes
+from ssl_coded.knn import check_same_dimension, rank_classes
 
 
 def build_index(bank: Tensor, kind: str = "flat", nlist: int = 0, nprobe: int = 8) -> faiss.Index:
@@ -45,11 +45,7 @@ def faiss_knn_predict(
     index: faiss.Index | None = None,
 ) -> Tensor:
     """Classes ranked by weighted votes, shape (num_queries, num_classes); column 0 is the top-1."""
-    if bank.shape[1] != queries.shape[1]:
-        raise ValueError(
-            f"bank features have dimension {bank.shape[1]} but queries {queries.shape[1]}; "
-            "extract both with the same encoder"
-        )
+    check_same_dimension(bank, queries)
     index = index if index is not None else build_index(bank)
     k = min(k, index.ntotal)
     similarity, neighbours = index.search(_normalised(queries), k)

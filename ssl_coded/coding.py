@@ -325,14 +325,7 @@ class CodingScheme:
         """
         dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
         enc, dec = self.matrices(x.shape[0], dtype=dtype, device=x.device)
-        coded = apply_along_batch(enc, x.to(dtype))
-        chunks = [coded] if coded_batch_size is None else coded.split(coded_batch_size)
-        outputs = [fn(chunk) for chunk in chunks]
-        if not all(isinstance(out, torch.Tensor) for out in outputs):
-            raise TypeError(
-                "the coded function must return a tensor; wrap it so that it returns the output to be decoded"
-            )
-        return apply_along_batch(dec, outputs[0] if len(outputs) == 1 else torch.cat(outputs))
+        return apply_along_batch(dec, _run_in_chunks(fn, apply_along_batch(enc, x.to(dtype)), coded_batch_size))
 
     def gathered_coded_forward(
         self,
@@ -359,9 +352,18 @@ class CodingScheme:
         n, share = coded.shape[0], -(-coded.shape[0] // world)
         if share * world > n:  # equal shares for all_gather; the extra rows are dropped below
             coded = torch.cat([coded, coded[: share * world - n]])
-        local = coded[rank * share : (rank + 1) * share]
-        chunks = [local] if coded_batch_size is None else local.split(coded_batch_size)
-        out_local = torch.cat([fn(chunk) for chunk in chunks])
+        out_local = _run_in_chunks(fn, coded[rank * share : (rank + 1) * share], coded_batch_size)
         out_all = torch.cat(all_gather(out_local.contiguous()))[:n]
         decoded = apply_along_batch(dec, out_all)
         return decoded[rank * x.shape[0] : (rank + 1) * x.shape[0]]
+
+
+def _run_in_chunks(
+    fn: Callable[[torch.Tensor], torch.Tensor], coded: torch.Tensor, coded_batch_size: int | None
+) -> torch.Tensor:
+    """fn over the coded samples, in one call or in chunks of at most coded_batch_size."""
+    chunks = [coded] if coded_batch_size is None else coded.split(coded_batch_size)
+    outputs = [fn(chunk) for chunk in chunks]
+    if not all(isinstance(out, torch.Tensor) for out in outputs):
+        raise TypeError("the coded function must return a tensor; wrap it so that it returns the output to be decoded")
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)

@@ -28,11 +28,7 @@ def knn_predict(
     chunk_size: int = 1024,
 ) -> Tensor:
     """Classes ranked by weighted votes, shape (num_test, num_classes); column 0 is the top-1."""
-    if train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(
-            f"train features have dimension {train_features.shape[1]} but test features "
-            f"{test_features.shape[1]}; extract both with the same encoder"
-        )
+    check_same_dimension(train_features, test_features)
     bank = F.normalize(train_features.float(), dim=1)
     k = min(k, bank.shape[0])
     ranked = []
@@ -42,6 +38,14 @@ def knn_predict(
             similarity, index = (queries @ bank.T).topk(k, dim=1)
             ranked.append(rank_classes(similarity, train_labels[index], num_classes, temperature))
     return torch.cat(ranked)
+
+
+def check_same_dimension(bank: Tensor, queries: Tensor) -> None:
+    if bank.shape[1] != queries.shape[1]:
+        raise ValueError(
+            f"bank features have dimension {bank.shape[1]} but queries {queries.shape[1]}; "
+            "extract both with the same encoder"
+        )
 
 
 def rank_classes(similarity: Tensor, neighbour_labels: Tensor, num_classes: int, temperature: float) -> Tensor:

@@ -36,3 +36,12 @@ def test_ivf_on_clustered_features_matches_exact_top1():
     ivf = faiss_knn_predict(bank, labels, queries, 10, 20, 0.07, index=build_index(bank, "ivf", nlist=20, nprobe=4))
     agreement = (exact[:, 0] == ivf[:, 0]).float().mean()
     assert agreement >= 0.99
+
+
+def test_mismatched_dimensions_are_refused_by_both():
+    import pytest
+
+    bank, labels, queries = random_features(n_bank=50, n_query=5)
+    for predict in (knn_predict, faiss_knn_predict):
+        with pytest.raises(ValueError, match="dimension 32 but queries 8; extract both with the same encoder"):
+            predict(bank, labels, queries[:, :8], 7)
