@@ -1,7 +1,14 @@
-"""Weighted kNN on L2-normalised features with FAISS: exact inner-product search, or IVF.
+"""Weighted kNN on L2-normalised features: exact search (certified bf16 or FAISS flat), or FAISS IVF.
 
+`KnnIndex(bank, kind)` prepares a bank once; `search(queries, k)` returns cosine similarities and
+bank indices, best first. Kinds:
+- "exact" (default): `exact_search`, a bf16 product with an fp32 re-rank and a certificate, on
+  CPUs with native bf16; FAISS IndexFlatIP elsewhere. Both return the fp32 brute-force answer.
+- "flat": FAISS IndexFlatIP (exact, fp32).
+- "ivf": FAISS IndexIVFFlat, nlist 4 sqrt(N), nprobe 32 (approximate; for large banks with cluster
+  structure; `ssl-coded eval --index ivf` reports its recall and top-1 agreement against exact).
 The votes are those of `ssl_coded.knn` (the torch reference): the same neighbours give the same
-ranking. Work in progress for issue 4 (harness, retrieval metrics, benchmark to come).
+ranking.
 
 Example:
     >>> ranked = faiss_knn_predict(bank, bank_labels, queries, num_classes=10, k=20, temperature=0.07)
@@ -13,24 +20,53 @@ import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ssl_coded.eval.exact_search import SearchStats, exact_search, native_bf16
 from torch import Tensor
 
 from ssl_coded.knn import check_same_dimension, rank_classes
 
+INDEX_KINDS = ("exact", "flat", "ivf")
 
-def build_index(bank: Tensor, kind: str = "flat", nlist: int = 0, nprobe: int = 8) -> faiss.Index:
-    """An inner-product index over the normalised bank: "flat" (exact) or "ivf" (inverted lists)."""
-    vectors = _normalised(bank)
+
+class KnnIndex:
+    """A bank of features prepared for inner-product search on their normalised rows."""
+
+    def __init__(self, bank: Tensor, kind: str = "exact", nlist: int = 0, nprobe: int = 32) -> None:
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"unknown index {kind!r}; choose from {', '.join(INDEX_KINDS)}")
+        self.bank = bank.detach().float().cpu()
+        self.kind = kind
+        if kind == "exact" and native_bf16():
+            self.faiss_index = None
+        else:
+            self.faiss_index = _faiss_index(_normalised(self.bank), "ivf" if kind == "ivf" else "flat", nlist, nprobe)
+
+    def __len__(self) -> int:
+        return len(self.bank)
+
+    def search(self, queries: Tensor, k: int, stats: SearchStats | None = None) -> tuple[Tensor, Tensor]:
+        """(similarity float32, bank indices int64), each (num_queries, min(k, bank size)), best first.
+
+        An IVF index may find fewer than k neighbours: those slots hold index -1 and similarity -inf.
+        `stats` counts the exact search's fp32 fallbacks.
+        """
+        check_same_dimension(self.bank, queries)
+        k = min(k, len(self.bank))
+        if self.faiss_index is None:
+            return exact_search(self.bank, queries.detach().cpu(), k, stats=stats)
+        similarity, neighbours = (torch.from_numpy(a) for a in self.faiss_index.search(_normalised(queries), k))
+        return similarity.masked_fill(neighbours < 0, float("-inf")), neighbours
+
+
+def _faiss_index(vectors: np.ndarray, kind: str, nlist: int, nprobe: int) -> faiss.Index:
     dim = vectors.shape[1]
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
-    elif kind == "ivf":
+    else:
         nlist = nlist or max(1, int(4 * np.sqrt(len(vectors))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
         index.nprobe = nprobe
-    else:
-        raise ValueError(f"unknown index {kind!r}; choose flat (exact) or ivf")
     index.add(vectors)
     return index
 
@@ -42,18 +78,12 @@ def faiss_knn_predict(
     num_classes: int,
     k: int = 20,
     temperature: float = 0.07,
-    index: faiss.Index | None = None,
+    index: KnnIndex | None = None,
 ) -> Tensor:
     """Classes ranked by weighted votes, shape (num_queries, num_classes); column 0 is the top-1."""
-    check_same_dimension(bank, queries)
-    index = index if index is not None else build_index(bank)
-    k = min(k, index.ntotal)
-    similarity, neighbours = index.search(_normalised(queries), k)
-    neighbours = torch.from_numpy(neighbours)
-    # IVF may return fewer than k hits (-1): they vote with weight 0
-    missing = neighbours < 0
-    labels = bank_labels.cpu()[neighbours.clamp(min=0)]
-    similarity = torch.from_numpy(similarity).masked_fill(missing, float("-inf"))
+    index = index if index is not None else KnnIndex(bank)
+    similarity, neighbours = index.search(queries, k)
+    labels = bank_labels.cpu()[neighbours.clamp(min=0)]  # missing IVF hits vote with weight exp(-inf) = 0
     return rank_classes(similarity, labels, num_classes, temperature)
 
 

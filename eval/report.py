@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from ssl_coded.eval.features import Encoder, cached_features, load_encoder
-from ssl_coded.eval.knn_faiss import build_index, neighbour_recall
+from ssl_coded.eval.knn_faiss import KnnIndex, neighbour_recall
 from ssl_coded.eval.linear_probe import linear_probe, sgd_probe
 from ssl_coded.eval.plots import confusion_plot, embedding_map, retrieval_grid
 from ssl_coded.eval.retrieval import map_at_r, recall_at_k
@@ -39,49 +39,37 @@ def knn_metrics(
     queries: np.ndarray,
     query_labels: np.ndarray,
     num_classes: int,
-    index_kind: str = "flat",
+    index_kind: str = "exact",
     map_queries: int = 1000,
     seed: int = 0,
 ) -> dict[str, float]:
-    """kNN top-1/top-5 for both presets and retrieval metrics, from one FAISS search."""
-    bank_t, queries_t = torch.from_numpy(np.asarray(bank)), torch.from_numpy(np.asarray(queries))
+    """kNN top-1/top-5 for both presets and retrieval metrics, from one search of the bank."""
+    # copies: cached features are read-only memory maps
+    bank_t, queries_t = torch.from_numpy(np.array(bank)), torch.from_numpy(np.array(queries))
     bank_y, query_y = torch.from_numpy(np.asarray(bank_labels)), torch.from_numpy(np.asarray(query_labels))
-    index = build_index(bank_t, index_kind)
-    max_k = min(max(max(k for k, _ in PRESETS.values()), 10), index.ntotal)
-    normalised = torch.nn.functional.normalize(queries_t.float(), dim=1).numpy()
-    similarity, neighbours = (torch.from_numpy(a) for a in index.search(normalised, max_k))
+    index = KnnIndex(bank_t, index_kind)
+    max_k = max(max(k for k, _ in PRESETS.values()), 10)
+    similarity, neighbours = index.search(queries_t, max_k)
     labels = bank_y[neighbours.clamp(min=0)]
-    similarity = similarity.masked_fill(neighbours < 0, float("-inf"))
     out: dict[str, float] = {}
     for name, (k, temperature) in PRESETS.items():
         ranked = rank_classes(similarity[:, :k], labels[:, :k], num_classes, temperature)
         out[f"knn_{name}_top1"] = float((ranked[:, 0] == query_y).float().mean())
         out[f"knn_{name}_top5"] = float((ranked[:, :5] == query_y[:, None]).any(dim=1).float().mean())
     out |= {f"recall@{k}": v for k, v in recall_at_k(labels, query_y, (1, 5, 10)).items()}
-    if index_kind != "flat":  # what the approximate index costs in neighbours and in answers
-        _, exact = build_index(bank_t, "flat").search(normalised, max_k)
-        k = PRESETS["dino"][0]
-        out[f"ann_neighbour_recall@{k}"] = neighbour_recall(neighbours.numpy()[:, :k], exact[:, :k])
-        exact_ranked = rank_classes(
-            *_vote_inputs(bank_t, bank_y, queries_t, exact, PRESETS["dino"][0]), num_classes, PRESETS["dino"][1]
-        )
-        dino = rank_classes(similarity[:, : PRESETS["dino"][0]], labels[:, : PRESETS["dino"][0]], num_classes, 0.07)
-        out["ann_top1_agreement"] = float((exact_ranked[:, 0] == dino[:, 0]).float().mean())
+    if index_kind == "ivf":  # what the approximate index costs in neighbours and in answers
+        k, temperature = PRESETS["dino"]
+        exact_similarity, exact = KnnIndex(bank_t, "exact").search(queries_t, k)
+        out[f"ann_neighbour_recall@{k}"] = neighbour_recall(neighbours[:, :k].numpy(), exact.numpy())
+        exact_top1 = rank_classes(exact_similarity, bank_y[exact], num_classes, temperature)[:, 0]
+        ivf_top1 = rank_classes(similarity[:, :k], labels[:, :k], num_classes, temperature)[:, 0]
+        out["ann_top1_agreement"] = float((exact_top1 == ivf_top1).float().mean())
 
     subset = torch.randperm(len(query_y), generator=torch.Generator().manual_seed(seed))[:map_queries]
     r = int(torch.bincount(bank_y).max())
-    _, deep = index.search(normalised[subset.numpy()], min(r, index.ntotal))
-    out["map@r"] = map_at_r(bank_y[torch.from_numpy(deep).clamp(min=0)], query_y[subset], bank_y)
+    _, deep = index.search(queries_t[subset], r)
+    out["map@r"] = map_at_r(bank_y[deep.clamp(min=0)], query_y[subset], bank_y)
     return out
-
-
-def _vote_inputs(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, neighbours: np.ndarray, k: int):
-    """(similarity, labels) of given neighbours, recomputed exactly, for the first k of them."""
-    index = torch.from_numpy(neighbours[:, :k])
-    bank_n = torch.nn.functional.normalize(bank.float(), dim=1)
-    queries_n = torch.nn.functional.normalize(queries.float(), dim=1)
-    similarity = (queries_n[:, None, :] * bank_n[index]).sum(-1)
-    return similarity, bank_labels[index]
 
 
 def _floor_features(encoder: Encoder, which: str, cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -100,7 +88,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     data_overrides: dict[str, Any] | None = None,
     floors: bool = True,
-    index_kind: str = "flat",
+    index_kind: str = "exact",
     probe: str = "lbfgs",
 ) -> dict[str, dict[str, float]]:
     """{"encoder" | "random init" | "raw pixels": {metric: value}}, also written to the run directory."""
@@ -154,16 +142,15 @@ def write_plots(
     (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
     embedding_map(test_x, test_y, run_dir / "embedding.png", seed=encoder.config.seed)
     queries = torch.randperm(len(test_y), generator=torch.Generator().manual_seed(encoder.config.seed))[:6].numpy()
-    index = build_index(torch.from_numpy(np.asarray(train_x)))
-    normalised = torch.nn.functional.normalize(torch.from_numpy(np.asarray(test_x)[queries]).float(), dim=1)
-    _, neighbours = index.search(normalised.numpy(), 8)
+    index = KnnIndex(torch.from_numpy(np.array(train_x)))
+    _, neighbours = index.search(torch.from_numpy(np.asarray(test_x)[queries]), 8)
     splits = encoder.splits
     retrieval_grid(
         splits.test.images[queries],
         test_y[queries],
         splits.train.images,
         train_y,
-        neighbours,
+        neighbours.numpy(),
         run_dir / "retrieval.png",
     )
     if confusion is not None:

@@ -38,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--no-floors", action="store_true", help="skip the raw-pixel and random-init rows")
     evaluate.add_argument(
-        "--index", choices=("flat", "ivf"), default="flat", help="FAISS index: exact, or IVF (reports its recall)"
+        "--index",
+        choices=("exact", "flat", "ivf"),
+        default="exact",
+        help="kNN search: exact (bf16 product, fp32 re-rank, certified), flat (FAISS fp32), ivf (reports its recall)",
     )
     evaluate.add_argument(
         "--probe", choices=("lbfgs", "sgd"), default="lbfgs", help="linear probe: L-BFGS (C on validation) or SGD"

@@ -42,7 +42,7 @@ def run_eval(
     runs: list[str],
     dataset: list[str],
     floors: bool = True,
-    index_kind: str = "flat",
+    index_kind: str = "exact",
     probe: str = "lbfgs",
 ) -> dict[str, Any]:
     """Evaluate each run and print one table with a row per run (and its floors)."""

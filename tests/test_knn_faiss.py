@@ -1,6 +1,6 @@
 import torch
 from lightly.utils.benchmarking import knn_predict as lightly_knn_predict
-from ssl_coded.eval.knn_faiss import build_index, faiss_knn_predict
+from ssl_coded.eval.knn_faiss import KnnIndex, faiss_knn_predict
 
 from ssl_coded.knn import knn_predict
 
@@ -15,7 +15,9 @@ def test_exact_faiss_equals_the_torch_reference():
     bank, labels, queries = random_features()
     for k, temperature in ((20, 0.07), (200, 0.1), (1, 0.1)):
         reference = knn_predict(bank, labels, queries, 7, k, temperature)
-        assert torch.equal(faiss_knn_predict(bank, labels, queries, 7, k, temperature), reference)
+        for kind in ("exact", "flat"):
+            index = KnnIndex(bank, kind)
+            assert torch.equal(faiss_knn_predict(bank, labels, queries, 7, k, temperature, index), reference), kind
 
 
 def test_exact_faiss_agrees_with_lightly_on_the_instdisc_preset():
@@ -33,7 +35,7 @@ def test_ivf_on_clustered_features_matches_exact_top1():
     bank = centers[labels] + torch.randn(3000, 16, generator=generator)
     queries = centers[torch.arange(10).repeat(20)] + torch.randn(200, 16, generator=generator)
     exact = faiss_knn_predict(bank, labels, queries, 10, 20, 0.07)
-    ivf = faiss_knn_predict(bank, labels, queries, 10, 20, 0.07, index=build_index(bank, "ivf", nlist=20, nprobe=4))
+    ivf = faiss_knn_predict(bank, labels, queries, 10, 20, 0.07, index=KnnIndex(bank, "ivf", nlist=20, nprobe=4))
     agreement = (exact[:, 0] == ivf[:, 0]).float().mean()
     assert agreement >= 0.99
 
