@@ -25,6 +25,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("recipes", help="list the bundled recipes")
 
+    train = commands.add_parser(
+        "train",
+        help="train a classifier (ERM, mixup or coded-smoothing) from a supervised recipe",
+        description="Train a classifier from a supervised recipe, e.g. `ssl-coded train supervised-digits "
+        "method.regularizer=coded`; --compare trains ERM, mixup and coded side by side, --attack then runs "
+        "the attack harness (with randomized coded inference) on them.",
+    )
+    train.add_argument("recipe", help="recipe name or path to a YAML file")
+    train.add_argument("overrides", nargs="*", help="key=value overrides (e.g. coded.weight=1.0)")
+    train.add_argument("--resume", action="store_true", help="continue unfinished runs, keep finished ones")
+    train.add_argument(
+        "--compare", action="store_true", help="train erm, mixup and coded into <name>/{erm,mixup,coded}"
+    )
+    train.add_argument("--attack", action="store_true", help="then attack the trained models (and RCI)")
+
+    attack = commands.add_parser(
+        "attack",
+        help="attack trained classifiers, with and without randomized coded inference",
+        description="FGSM, PGD, EOT-PGD, transfer from the surrogate and a Square-style search on a seeded test "
+        "subset; writes attack.md, attack.json, fidelity.md and robustness.png.",
+    )
+    attack.add_argument("runs", nargs="+", help="classifier run directories (or a --compare parent directory)")
+    attack.add_argument("--out", help="report directory (default: the run, or the runs' parent)")
+    attack.add_argument("--set", nargs="*", default=[], metavar="attack.KEY=VALUE", help="e.g. attack.num_examples=100")
+
     evaluate = commands.add_parser(
         "eval",
         help="evaluate pretrained encoders: kNN (FAISS) and retrieval, linear probe, beside the floors",
@@ -70,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
                 index_kind=args.index,
                 probe=args.probe,
             )
+        elif args.command == "train":
+            from ssl_coded.commands import run_train
+
+            run_train(args.recipe, args.overrides, resume=args.resume, compare=args.compare, attack=args.attack)
+        elif args.command == "attack":
+            from ssl_coded.commands import run_attack_command
+
+            run_attack_command(args.runs, args.out, args.set)
         elif args.command == "pretrain":
             from ssl_coded.commands import run_pretrain
 

@@ -60,7 +60,7 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = "simclr"  # simclr | byol | mae
+    name: str = "simclr"  # simclr | byol | mae | supervised
     projection_dim: int = 128
     hidden_dim: int = 512
     temperature: float = 0.2  # simclr
@@ -70,6 +70,8 @@ class MethodConfig:
     decoder_dim: int = 128  # mae
     decoder_depth: int = 2  # mae
     norm_pix_loss: bool = True  # mae: normalise each target patch
+    regularizer: str = "erm"  # supervised: erm | mixup | coded (coded: the `coded` section, enabled)
+    mixup_alpha: float = 0.2  # supervised, regularizer=mixup: mixing weights ~ Beta(alpha, alpha)
 
 
 @dataclass
@@ -87,6 +89,31 @@ class CodedConfig:
     max_passes_per_step: int = 1  # 0 = every forward
     coded_batch_size: int = 0  # 0 = all N coded samples in one call
     gather: bool = False  # under DDP: code the batch gathered across ranks
+    target: str = "labels"  # supervised: decoded logits vs the labels (paper) or vs the model's own "outputs"
+
+
+@dataclass
+class InferenceConfig:
+    """Randomized coded inference (RCI) of a classifier: the defaults come from the fidelity sweep."""
+
+    kind: str = "berrut"
+    coded_ratio: float = 4.0
+    lambda_enc: float = 1e-2
+    lambda_dec: float = 1e-2
+    num_draws: int = 1
+    batch_size: int = 64  # K: inputs coded together
+
+
+@dataclass
+class AttackConfig:
+    """The attack harness (`ssl-coded attack`): L-inf attacks on [0, 1] pixels."""
+
+    eps: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1])
+    steps: int = 10  # PGD steps, step size eps / 4, random start
+    eot_samples: int = 4  # EOT-PGD: random draws of the defence averaged per step
+    square_queries: int = 200  # gradient-free Square-style search
+    num_examples: int = 500  # test images attacked (a seeded subset)
+    sanity_eps: float = 0.5  # accuracy must fall to ~0 here
 
 
 @dataclass
@@ -131,6 +158,8 @@ class RecipeConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
     seed: int = 0
     out_dir: str = "runs"
     name: str = MISSING  # run name; defaults to the recipe's name
@@ -224,7 +253,10 @@ def validate(config: RecipeConfig) -> None:
     from ssl_coded.datasets import DATASETS
 
     more = {
-        "method.name": (config.method.name, ("simclr", "byol", "mae")),
+        "method.name": (config.method.name, ("simclr", "byol", "mae", "supervised")),
+        "method.regularizer": (config.method.regularizer, ("erm", "mixup", "coded")),
+        "coded.target": (config.coded.target, ("labels", "outputs")),
+        "inference.kind": (config.inference.kind, KINDS),
         "data.name": (config.data.name, DATASETS),
     }
     for key, (value, valid) in more.items():
@@ -243,6 +275,8 @@ def validate(config: RecipeConfig) -> None:
         )
     if not 0.0 < config.method.mask_ratio < 1.0:
         raise ConfigError(f"method.mask_ratio={config.method.mask_ratio} must be in (0, 1)")
+    if config.method.name == "supervised" and config.coded.enabled:
+        raise ConfigError("supervised recipes turn coded-smoothing on with method.regularizer=coded, not coded.enabled")
     if config.trainer.batch_size < 2:
         raise ConfigError(f"trainer.batch_size={config.trainer.batch_size} is too small; use at least 2")
 

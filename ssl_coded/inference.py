@@ -48,7 +48,7 @@ def randomized_coded_predict(
     if x.shape[0] < MIN_BATCH:
         raise ValueError(
             f"randomized coded inference needs a batch of at least {MIN_BATCH}, got {x.shape[0]}; "
-            "predict several inputs together"
+            "predict several inputs together or pad with a reference batch (RandomizedCodedClassifier)"
         )
     if num_draws < 1:
         raise ValueError(f"num_draws must be >= 1, got {num_draws}")
@@ -62,3 +62,52 @@ def randomized_coded_predict(
         unpermuted = decoded[torch.argsort(perm)]
         total = unpermuted if total is None else total + unpermuted
     return total / num_draws
+
+
+class RandomizedCodedClassifier:
+    """Randomized coded inference as a drop-in model: inputs are coded in groups of `group_size`.
+
+    A group smaller than `group_size` (a single image, or the tail of a set) is filled up with
+    rows of `reference`, a fixed batch of inputs the caller documents and seeds (e.g. a seeded
+    sample of training images), and only its own outputs are returned. Without a reference, a
+    group below the coder's minimum is refused with a clear error.
+
+    Args:
+        fn: the deterministic model (the surrogate an attacker may also use).
+        scheme: how to code.
+        group_size: K, inputs coded together.
+        num_draws: random permutations averaged per prediction.
+        reference: padding rows, shape (>= group_size - 1, ...), on the inputs' device.
+        generator: a seed or generator for reproducible draws; None uses the global RNG.
+
+    Example:
+        >>> defended = RandomizedCodedClassifier(model, CodingScheme("berrut", coded_ratio=4.0), 64)
+        >>> logits = defended(images)  # any number of images; gradients flow for attacks
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        scheme: CodingScheme,
+        group_size: int = 64,
+        num_draws: int = 1,
+        reference: torch.Tensor | None = None,
+        generator: torch.Generator | int | None = None,
+    ) -> None:
+        if group_size < MIN_BATCH:
+            raise ValueError(f"group_size must be >= {MIN_BATCH}, got {group_size}")
+        if reference is not None and len(reference) < group_size - 1:
+            raise ValueError(f"the reference batch has {len(reference)} rows; padding needs {group_size - 1}")
+        self.fn, self.scheme, self.group_size, self.num_draws = fn, scheme, group_size, num_draws
+        self.reference = reference
+        self.generator = make_generator(generator)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._predict_group(group) for group in x.split(self.group_size)])
+
+    def _predict_group(self, group: torch.Tensor) -> torch.Tensor:
+        missing = self.group_size - len(group)
+        if missing and self.reference is not None:
+            padded = torch.cat([group, self.reference[:missing].to(group)])
+            return randomized_coded_predict(self.fn, padded, self.scheme, self.num_draws, self.generator)[: len(group)]
+        return randomized_coded_predict(self.fn, group, self.scheme, self.num_draws, self.generator)

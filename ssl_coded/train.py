@@ -126,7 +126,7 @@ def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Call
     write_text(out / "config.yaml", to_yaml(config))
 
     checkpoint = RecipeCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val_knn_top1", mode="max", save_last=True
+        dirpath=out / "checkpoints", filename="best", monitor=method.monitor, mode="max", save_last=True
     )
     try:
         trainer = make_trainer(config, out, checkpoint, callbacks)
@@ -218,12 +218,15 @@ def summarise(
     return {
         "recipe": config.name,
         "method": config.method.name,
-        "coded": config.coded.enabled,
+        "coded": config.coded.enabled or config.method.regularizer == "coded",
         "epochs": config.trainer.max_epochs,
         "seconds": round(seconds, 1),
         "best_checkpoint": str(best),
-        "best_val_knn_top1": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        f"best_{method.monitor}": float(checkpoint.best_model_score)
+        if checkpoint.best_model_score is not None
+        else None,
         "test_knn_top1": encoder,
+        **method.test_metrics(splits.test),
         "floors": {"raw_pixels": raw, "random_init": random_init},
     }
 

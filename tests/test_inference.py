@@ -55,3 +55,31 @@ def test_gradients_flow_to_the_input_for_attacks():
 def test_single_input_is_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"at least 2.*predict several inputs together"):
         randomized_coded_predict(nn.Identity(), torch.randn(1, 3), CodingScheme())
+
+
+def test_classifier_pads_a_single_image_with_the_reference_batch_and_returns_its_row():
+    from ssl_coded.inference import RandomizedCodedClassifier
+
+    x = torch.randn(1, 3, dtype=torch.float64)
+    reference = torch.randn(7, 3, dtype=torch.float64)
+    scheme = CodingScheme(kind="berrut", coded_ratio=64.0)
+    defended = RandomizedCodedClassifier(lambda t: t, scheme, group_size=8, reference=reference, generator=0)
+    out = defended(x)
+    assert out.shape == (1, 3)
+    torch.testing.assert_close(out, x, atol=2e-2, rtol=0)
+    # the same image in the same seeded context gives the same answer
+    again = RandomizedCodedClassifier(lambda t: t, scheme, group_size=8, reference=reference, generator=0)(x)
+    torch.testing.assert_close(out, again)
+
+
+def test_classifier_codes_groups_and_refuses_a_lone_image_without_reference():
+    from ssl_coded.inference import RandomizedCodedClassifier
+
+    x = torch.randn(22, 3, dtype=torch.float64)
+    scheme = CodingScheme(kind="berrut", coded_ratio=64.0)
+    out = RandomizedCodedClassifier(lambda t: t, scheme, group_size=10, generator=0)(x)
+    assert torch.equal(torch.cdist(out, x).argmin(dim=1), torch.arange(22))
+    with pytest.raises(ValueError, match="at least 2"):
+        RandomizedCodedClassifier(lambda t: t, scheme, group_size=10)(x[:1])
+    with pytest.raises(ValueError, match="padding needs 9"):
+        RandomizedCodedClassifier(lambda t: t, scheme, group_size=10, reference=x[:3])

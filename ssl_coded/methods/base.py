@@ -20,10 +20,28 @@ from torch import Tensor
 
 from ssl_coded.augment import BatchAugment
 from ssl_coded.backbones import build_backbone
-from ssl_coded.config import RecipeConfig
+from ssl_coded.config import CodedConfig, RecipeConfig
+from ssl_coded.datasets import TensorImageDataset
 from ssl_coded.hook import CodedSmoothingHook
 from ssl_coded.knn import knn_predict
 from ssl_coded.regularizer import CodedSmoothing
+
+
+def coded_regularizer(coded: CodedConfig, score: str) -> CodedSmoothing:
+    """The recipe's `coded` section as a regularizer; batches too small to code are skipped."""
+    return CodedSmoothing(
+        weight=coded.weight,
+        kind=coded.kind,
+        num_coded=coded.num_coded or None,
+        coded_ratio=coded.coded_ratio,
+        lambda_enc=coded.lambda_enc,
+        lambda_dec=coded.lambda_dec,
+        lambda_units=coded.lambda_units,
+        score=score,
+        on_small_batch="skip",
+        coded_batch_size=coded.coded_batch_size or None,
+        gather_distributed=coded.gather,
+    )
 
 
 class SSLMethod(pl.LightningModule):
@@ -38,6 +56,8 @@ class SSLMethod(pl.LightningModule):
     # named placements of the coded branch -> dotted submodule names, the default first;
     # a recipe may also give any dotted submodule name
     placements: ClassVar[dict[str, str]] = {}
+    monitor: ClassVar[str] = "val_knn_top1"  # the validation metric that picks the best checkpoint
+    uses_coded_hook: ClassVar[bool] = True  # False: the method calls its regularizer itself
 
     def __init__(
         self,
@@ -97,20 +117,8 @@ class SSLMethod(pl.LightningModule):
         if self.config.trainer.channels_last:
             self.to(memory_format=torch.channels_last)
         coded = self.config.coded
-        if coded.enabled and self.coded_hook is None:
-            regularizer = CodedSmoothing(
-                weight=coded.weight,
-                kind=coded.kind,
-                num_coded=coded.num_coded or None,
-                coded_ratio=coded.coded_ratio,
-                lambda_enc=coded.lambda_enc,
-                lambda_dec=coded.lambda_dec,
-                lambda_units=coded.lambda_units,
-                score=coded.score,
-                on_small_batch="skip",
-                coded_batch_size=coded.coded_batch_size or None,
-                gather_distributed=coded.gather,
-            )
+        if coded.enabled and self.uses_coded_hook and self.coded_hook is None:
+            regularizer = coded_regularizer(coded, coded.score)
             self.coded_hook = CodedSmoothingHook(
                 self, regularizer, self.coded_submodule(), max_passes_per_step=coded.max_passes_per_step or None
             )
@@ -156,6 +164,11 @@ class SSLMethod(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, labels = batch
         features = self.backbone(self.to_input(images)).float()
+        self.log_val_knn(features, labels)
+        _, cls_log = self.online_classifier.validation_step((features, labels), batch_idx)
+        self.log_dict(cls_log, sync_dist=True, batch_size=len(labels))
+
+    def log_val_knn(self, features: Tensor, labels: Tensor) -> None:
         bank_features, bank_labels = self._bank
         ranked = knn_predict(
             bank_features,
@@ -166,12 +179,14 @@ class SSLMethod(pl.LightningModule):
             self.config.eval.knn_temperature,
         )
         top1 = (ranked[:, 0] == labels).float().mean()
-        _, cls_log = self.online_classifier.validation_step((features, labels), batch_idx)
         self.log("val_knn_top1", top1, prog_bar=True, sync_dist=True, batch_size=len(labels))
-        self.log_dict(cls_log, sync_dist=True, batch_size=len(labels))
 
     def on_validation_epoch_end(self) -> None:
         self._bank = None
+
+    def test_metrics(self, test: TensorImageDataset) -> dict[str, float]:
+        """Extra test-split figures for the run summary (a classifier's accuracy); none by default."""
+        return {}
 
     # --- reproducible resume: the RNG that drives shuffling and augmentation travels along ------
     # (checkpoints are written by rank 0: other ranks restore rank 0's state offset by their rank)
