@@ -74,7 +74,7 @@ def exact_search(
     k = min(k, len(bank32))
     num_candidates = min(num_candidates or k + max(k // 2, 64), len(bank32))
     with torch.autocast(device_type=bank.device.type, enabled=False):
-        if num_candidates >= len(bank32) // 4:  # small bank: the fp32 product is cheap, nothing to prune
+        if 8 * num_candidates >= len(bank32):  # k near the bank size: re-ranking would cost the fp32 product
             stats.queries += len(queries)
             return _fp32_search(bank32, F.normalize(queries.float(), dim=1), k)
         search = _CertifiedSearch(bank32, k, num_candidates, chunk_size)

@@ -90,6 +90,7 @@ def evaluate(
     floors: bool = True,
     index_kind: str = "exact",
     probe: str = "lbfgs",
+    plots: bool = True,
 ) -> dict[str, dict[str, float]]:
     """{"encoder" | "random init" | "raw pixels": {metric: value}}, also written to the run directory."""
     unknown = set(protocols) - set(PROTOCOLS)
@@ -124,7 +125,8 @@ def evaluate(
                 row |= {"linear_top1": result.test_top1, "linear_top5": result.test_top5, "linear_c": result.best_c}
                 confusion = result.confusion if name == "encoder" else confusion
         rows[name] = row
-    write_plots(encoder, sources["encoder"], run_dir, confusion)
+    if plots:
+        write_plots(encoder, sources["encoder"], run_dir, confusion)
     existing = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
     existing.update(
         {"checkpoint_hash": encoder.checkpoint_hash, "rows": rows, "data": dataclasses.asdict(encoder.config.data)}

@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--probe", choices=("lbfgs", "sgd"), default="lbfgs", help="linear probe: L-BFGS (C on validation) or SGD"
     )
 
+    study = commands.add_parser(
+        "study",
+        help="run a study: recipes x settings x seeds, resumable, one table with mean +- std",
+        description="Run (or continue) a study file: every unfinished cell pretrains and evaluates in a child "
+        "process; finished cells are kept. Writes results.md, results.csv, cells.csv and a plot per metric.",
+    )
+    study.add_argument("study", help="path to a study YAML file (see studies/)")
+    study.add_argument("--summary", action="store_true", help="only rebuild the tables from finished cells")
+
     return parser
 
 
@@ -103,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
             from ssl_coded.commands import run_attack_command
 
             run_attack_command(args.runs, args.out, args.set)
+        elif args.command == "study":
+            from ssl_coded.eval.study import load_study, run_study, study_root, summarise
+
+            if args.summary:
+                study_file = load_study(args.study)
+                summarise(study_file, study_root(study_file))
+            else:
+                run_study(args.study)
         elif args.command == "pretrain":
             from ssl_coded.commands import run_pretrain
 

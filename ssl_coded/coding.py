@@ -29,10 +29,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-Kind = Literal["spline", "berrut"]
+Kind = Literal["spline", "berrut", "mix"]
 LambdaUnits = Literal["spacing", "scipy", "mean"]
 
-KINDS: tuple[str, ...] = ("spline", "berrut")
+KINDS: tuple[str, ...] = ("spline", "berrut", "mix")  # mix: the ablation, random mixing (no coding)
 LAMBDA_UNITS: tuple[str, ...] = ("spacing", "scipy", "mean")
 MIN_BATCH = 2
 
@@ -187,7 +187,7 @@ def coding_matrices_float64(
         enc = smoothing_spline_matrix(alpha, beta, scipy_lambda(lambda_enc, alpha, lambda_units))
         dec = smoothing_spline_matrix(beta, alpha, scipy_lambda(lambda_dec, beta, lambda_units))
     else:
-        raise ValueError(f"unknown coding family {kind!r}; choose one of {KINDS}")
+        raise ValueError(f"closed forms exist for spline and berrut, not {kind!r}")
     enc.flags.writeable = False
     dec.flags.writeable = False
     return enc, dec
@@ -255,8 +255,9 @@ class CodingScheme:
     """How a batch is coded: the family, the number of coded samples and the smoothing levels.
 
     Args:
-        kind: "spline" (cubic smoothing spline encoder and decoder) or "berrut" (Berrut's
-            rational interpolant, no smoothing parameter).
+        kind: "spline" (cubic smoothing spline encoder and decoder), "berrut" (Berrut's
+            rational interpolant, no smoothing parameter) or "mix" (the ablation: random pairwise
+            mixtures decoded by least squares; see `random_mixing_matrices`).
         num_coded: N, the number of coded samples; if None, N = round(coded_ratio * K).
         coded_ratio: N/K when num_coded is None.
         lambda_enc: encoder spline smoothing (ignored by Berrut), in `lambda_units`.
@@ -295,7 +296,9 @@ class CodingScheme:
     def matrices(
         self, batch_size: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(E, D) for a batch of `batch_size` items, from the cache."""
+        """(E, D) for a batch of `batch_size` items, from the cache (new random ones for "mix")."""
+        if self.kind == "mix":
+            return random_mixing_matrices(batch_size, self.num_coded_for(batch_size), dtype, device)
         return coding_matrices(
             batch_size,
             self.num_coded_for(batch_size),
@@ -356,6 +359,25 @@ class CodingScheme:
         out_all = torch.cat(all_gather(out_local.contiguous()))[:n]
         decoded = apply_along_batch(dec, out_all)
         return decoded[rank * x.shape[0] : (rank + 1) * x.shape[0]]
+
+
+def random_mixing_matrices(
+    k: int, n: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ablation of the coding: E mixes random pairs, (1 - t) x_i + t x_j with t ~ U(0, 1), and
+    D = pinv(E) decodes by least squares (exact for a linear fn). Same cost as a coded pass, no
+    interpolation structure. Every item is in one of the first min(n, k) mixtures, so with n >= k the
+    columns of E are independent (almost surely) and D @ E = I. Drawn from torch's global RNG.
+    """
+    rows = torch.arange(n)
+    first = torch.cat([torch.randperm(k), torch.randint(k, (max(0, n - k),))])[:n]
+    second = torch.randint(k, (n,))
+    t = torch.rand(n, dtype=torch.float64)
+    enc = torch.zeros(n, k, dtype=torch.float64)
+    enc.index_put_((rows, first), 1 - t, accumulate=True)
+    enc.index_put_((rows, second), t, accumulate=True)
+    dec = torch.linalg.pinv(enc)
+    return enc.to(device=device, dtype=dtype), dec.to(device=device, dtype=dtype)
 
 
 def _run_in_chunks(

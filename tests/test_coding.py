@@ -229,3 +229,22 @@ def test_low_precision_inputs_are_coded_in_float32():
     # the error is bf16 rounding of inputs and outputs (~4e-3), not of the matrices as well
     error = (half.double() - exact).norm() / exact.norm()
     assert error < 8e-3
+
+
+def test_random_mixing_ablation_is_affine_and_decodes_a_linear_fn_exactly():
+    from ssl_coded.coding import random_mixing_matrices
+
+    torch.manual_seed(0)
+    enc, dec = random_mixing_matrices(16, 32, dtype=torch.float64)
+    torch.testing.assert_close(enc.sum(dim=1), torch.ones(32, dtype=torch.float64))
+    assert ((enc > 0).sum(dim=1) <= 2).all() and (enc >= 0).all()
+    torch.testing.assert_close(dec @ enc, torch.eye(16, dtype=torch.float64))
+    scheme = CodingScheme(kind="mix", coded_ratio=2.0)
+    weight = torch.randn(5, 3, dtype=torch.float64)
+    x = torch.randn(16, 5, dtype=torch.float64)
+    torch.testing.assert_close(scheme.coded_forward(lambda t: t @ weight, x), x @ weight)
+    torch.manual_seed(1)
+    first = scheme.matrices(16, torch.float64)[0]
+    torch.manual_seed(1)
+    assert torch.equal(first, scheme.matrices(16, torch.float64)[0])  # seeded
+    assert not torch.equal(first, scheme.matrices(16, torch.float64)[0])  # new mixtures every call

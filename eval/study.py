@@ -1,0 +1,236 @@
+"""Benchmark studies: a grid of recipes x settings x seeds, resumable, one table with mean +- std.
+
+A study file (YAML) names its rows; each row runs once per seed (a cell):
+
+    name: fmnist-main
+    seeds: [0, 1, 2]
+    common: [trainer.max_epochs=4]          # overrides for every cell
+    protocols: [knn, linear]
+    probe: lbfgs                            # or sgd
+    rows:
+      - {name: SimCLR, recipe: simclr-fashion-mnist}
+      - {name: SimCLR + coded, recipe: simclr-fashion-mnist, overrides: [coded.enabled=true]}
+
+A cell pretrains into `<out_dir>/<study>/<row>/seed<k>/` and evaluates its best-by-validation
+checkpoint on test, in a child process whose peak memory is recorded; its `cell.json` marks it done.
+Running the study again skips finished cells and resumes a half-trained one from its last
+checkpoint. The study directory holds `study.yaml`, `cells.csv` (one line per cell), `results.md` and
+`results.csv` (mean +- std over seeds per row) and one PNG per metric.
+
+Example:
+    >>> run_study("studies/fashion-mnist-main.yaml")
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from ssl_coded.config import ConfigError, load_config
+from ssl_coded.io import write_json, write_text
+
+METRICS = ("knn_dino_top1", "knn_instdisc_top1", "linear_top1", "linear_sgd_top1", "seconds", "peak_mb")
+
+
+@dataclass
+class StudyRow:
+    name: str
+    recipe: str
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Study:
+    name: str
+    rows: list[StudyRow]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    common: list[str] = field(default_factory=list)
+    protocols: list[str] = field(default_factory=lambda: ["knn", "linear"])
+    probe: str = "lbfgs"
+    out_dir: str = "runs/studies"
+
+
+def load_study(path: str | Path) -> Study:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study file {path} does not exist; see `ssl-coded study --help` for the format")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Study), OmegaConf.load(path))
+        study: Study = OmegaConf.to_object(merged)
+    except Exception as error:
+        raise ConfigError(
+            f"study {path}: {str(error).splitlines()[0]}; keys: name, rows, seeds, common, ..."
+        ) from error
+    for row in study.rows:  # every recipe and override must load before hours are spent
+        load_config(row.recipe, [*study.common, *row.overrides])
+    return study
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def study_root(study: Study) -> Path:
+    return Path(study.out_dir) / study.name
+
+
+def cell_dir(study: Study, row: StudyRow, seed: int) -> Path:
+    return study_root(study) / slug(row.name) / f"seed{seed}"
+
+
+def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str], probe: str) -> dict[str, Any]:
+    """Pretrain (resuming a half-finished run) and evaluate the best checkpoint; runs in the child."""
+    from ssl_coded.eval.report import evaluate
+
+    from ssl_coded.train import pretrain
+
+    config = load_config(recipe, [*overrides, f"out_dir={out.parent}", f"name={out.name}"])
+    start = time.perf_counter()
+    if not (out / "summary.json").is_file():
+        pretrain(config, resume=(out / "checkpoints" / "last.ckpt").is_file())
+    rows = evaluate(out, tuple(protocols), floors=False, probe=probe, plots=False)
+    summary = json.loads((out / "summary.json").read_text())
+    cell = {
+        **rows["encoder"],
+        "seconds": summary["seconds"],
+        "eval_seconds": round(time.perf_counter() - start - summary["seconds"], 1),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "epochs": summary["epochs"],
+    }
+    write_json(out / "cell.json", cell)
+    return cell
+
+
+def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """Run every unfinished cell (each in a child process), then write the tables and plots."""
+    study = load_study(path)
+    root = study_root(study)
+    write_text(root / "study.yaml", OmegaConf.to_yaml(OmegaConf.structured(study)))
+    cells = [(row, seed) for row in study.rows for seed in study.seeds]
+    for i, (row, seed) in enumerate(cells, 1):
+        out = cell_dir(study, row, seed)
+        if (out / "cell.json").is_file():
+            continue
+        print(f"[{i}/{len(cells)}] {row.name}, seed {seed} -> {out}", flush=True)
+        spec = json.dumps(
+            {
+                "recipe": row.recipe,
+                "overrides": [*study.common, *row.overrides, f"seed={seed}"],
+                "out": str(out),
+                "protocols": study.protocols,
+                "probe": study.probe,
+            }
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with (out.parent / f"seed{seed}.log").open("a") as log:
+            done = subprocess.run(
+                [sys.executable, "-m", "ssl_coded.eval.study", "--cell", spec], stdout=log, stderr=log
+            )
+        if done.returncode != 0:
+            raise ValueError(f"cell {row.name!r} seed {seed} failed; see {out.parent / f'seed{seed}.log'} and rerun")
+    return summarise(study, root)
+
+
+def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """cells.csv, results.md / results.csv (mean +- std over the finished seeds) and a plot per metric."""
+    lines, table = [], {}
+    for row in study.rows:
+        values: dict[str, list[float]] = {}
+        for seed in study.seeds:
+            path = cell_dir(study, row, seed) / "cell.json"
+            if not path.is_file():
+                continue
+            cell = json.loads(path.read_text())
+            lines.append({"row": row.name, "seed": seed, **{m: cell.get(m, "") for m in METRICS}})
+            for metric in METRICS:
+                if metric in cell:
+                    values.setdefault(metric, []).append(float(cell[metric]))
+        table[row.name] = {
+            m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for m, v in values.items()
+        }
+    write_text(root / "cells.csv", _csv(lines, ["row", "seed", *METRICS]))
+    metrics = [m for m in METRICS if any(m in t for t in table.values())]
+    write_text(root / "results.md", format_study(table, metrics) + "\n")
+    write_text(
+        root / "results.csv",
+        _csv(
+            [
+                {
+                    "row": name,
+                    **{
+                        f"{m}_{s}": f"{t[m][i]:.6g}"
+                        for m in metrics
+                        if m in t
+                        for i, s in enumerate(("mean", "std", "n"))
+                    },
+                }
+                for name, t in table.items()
+            ],
+            ["row", *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "n"))],
+        ),
+    )
+    for metric in metrics:
+        plot_metric(table, metric, root / f"{metric}.png")
+    print(format_study(table, metrics))
+    return table
+
+
+def format_study(table: dict[str, dict[str, tuple[float, float, int]]], metrics: list[str]) -> str:
+    lines = ["| row | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for name, t in table.items():
+        seeds = max((n for _, _, n in t.values()), default=0)
+        cells = []
+        for m in metrics:
+            if m not in t:
+                cells.append("-")
+            elif m in ("seconds", "peak_mb"):
+                cells.append(f"{t[m][0]:.0f} +- {t[m][1]:.0f}")
+            else:
+                cells.append(f"{t[m][0]:.4f} +- {t[m][1]:.4f}")
+        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_metric(table: dict[str, dict[str, tuple[float, float, int]]], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, t in table.items() if metric in t]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    ax.barh(names, [table[n][metric][0] for n in names], xerr=[table[n][metric][1] for n in names], color="tab:blue")
+    values = [table[n][metric][0] for n in names]
+    if metric not in ("seconds", "peak_mb") and values:
+        spread = max(values) - min(values)
+        ax.set_xlim(max(0.0, min(values) - 2 * spread - 0.01), min(1.0, max(values) + spread + 0.01))
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric} (mean +- std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":  # the child process of one cell
+    spec = json.loads(sys.argv[sys.argv.index("--cell") + 1])
+    run_cell(spec["recipe"], spec["overrides"], Path(spec["out"]), spec["protocols"], spec["probe"])
