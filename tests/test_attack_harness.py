@@ -70,10 +70,14 @@ def test_sanity_checks_flag_a_masked_gradient():
 
 def test_verdict_says_plainly_whether_rci_survives():
     undefended = {"clean": 0.9, "eps": {"0.1": {"plain": 0.1, "adaptive": 0.1}}}
-    masked = {"clean": 0.89, "eps": {"0.1": {"plain": 0.6, "adaptive": 0.11}}}
+    masked = {"clean": 0.89, "eps": {"0.1": {"plain": 0.6, "adaptive": 0.11}}}  # within noise of 0.1
     real = {"clean": 0.89, "eps": {"0.1": {"plain": 0.6, "adaptive": 0.4}}}
-    assert "does not survive" in verdict({"coded": undefended, "coded + RCI": masked}, [0.1])
-    assert "**coded + RCI: RCI's robustness survives" in verdict({"coded": undefended, "coded + RCI": real}, [0.1])
+    converged = {"coded + RCI": [("more steps: accuracy has stopped falling", True, "")]}
+    falling = {"coded + RCI": [("more steps: accuracy has stopped falling", False, "")]}
+    assert "does not survive" in verdict({"coded": undefended, "coded + RCI": masked}, [0.1], converged, 400)
+    survives = verdict({"coded": undefended, "coded + RCI": real}, [0.1], converged, 400)
+    assert "**coded + RCI: RCI's robustness survives" in survives
+    assert "is not established" in verdict({"coded": undefended, "coded + RCI": real}, [0.1], falling, 400)
 
 
 @pytest.mark.parametrize("bad", ["attack.eps=oops", "attack.nope=1"])
