@@ -23,7 +23,6 @@ from torch import Tensor
 
 BF16_UNIT_ROUNDOFF = 2.0**-8
 FP32_UNIT_ROUNDOFF = 2.0**-24
-SHIFT_SLACK = 1e-5  # fp32 error of computing x - mean and q.mean, far above its worst case for unit rows
 
 
 @dataclass
@@ -72,9 +71,11 @@ def exact_search(
     stats = stats if stats is not None else SearchStats()
     bank32 = F.normalize(bank.float(), dim=1)
     k = min(k, len(bank32))
-    num_candidates = min(num_candidates or k + max(k // 2, 64), len(bank32))
+    num_candidates = min(max(k, num_candidates or k + max(k // 2, 64)), len(bank32))
     with torch.autocast(device_type=bank.device.type, enabled=False):
-        if 8 * num_candidates >= len(bank32):  # k near the bank size: re-ranking would cost the fp32 product
+        # k near the bank size: re-ranking would cost the fp32 product. Off the CPU the bound does not
+        # hold (cuBLAS may round partial sums to bf16) and fp32 products are fast anyway.
+        if 8 * num_candidates >= len(bank32) or bank.device.type != "cpu" or len(queries) == 0:
             stats.queries += len(queries)
             return _fp32_search(bank32, F.normalize(queries.float(), dim=1), k)
         search = _CertifiedSearch(bank32, k, num_candidates, chunk_size)
@@ -103,6 +104,8 @@ class _CertifiedSearch:
         self.bank16[:num_bank] = centered
         self.bank_norm = float(centered.norm(dim=1).max())
         self.bank_rounding = float((centered - self.bank16[:num_bank].float()).norm(dim=1).max())
+        # fp32 rounding of the shift (x - mean, q.mean) and of the re-ranked dot products, worst case
+        self.shift_slack = (2 + 2 * dim * (1 + float(self.center.norm()))) * FP32_UNIT_ROUNDOFF
         self.chunk_size = max(1, min(chunk_size, SCORE_BUDGET // padded))
         self.scores = torch.empty(self.chunk_size, padded, dtype=torch.bfloat16, device=bank32.device)
         self.gathered = torch.empty(RERANK * num_candidates, dim, device=bank32.device)
@@ -127,7 +130,7 @@ class _CertifiedSearch:
         accumulation = 2 * query32.shape[1] * FP32_UNIT_ROUNDOFF * query16_norm * (self.bank_norm + self.bank_rounding)
         worst = approximate.amin(dim=1).float()
         output = worst.abs() * BF16_UNIT_ROUNDOFF / (1 - BF16_UNIT_ROUNDOFF)
-        outside_bound = worst + output + rounding + accumulation + query32 @ self.center + SHIFT_SLACK
+        outside_bound = worst + output + rounding + accumulation + query32 @ self.center + self.shift_slack
         uncertain = (similarity[:, -1] <= outside_bound).nonzero().squeeze(1)
         if len(uncertain):
             similarity[uncertain], index[uncertain] = _fp32_search(self.bank32, query32[uncertain], self.k)

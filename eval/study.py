@@ -73,7 +73,12 @@ def load_study(path: str | Path) -> Study:
         raise ConfigError(
             f"study {path}: {str(error).splitlines()[0]}; keys: name, rows, seeds, common, ..."
         ) from error
-    for row in study.rows:  # every recipe and override must load before hours are spent
+    slugs = [slug(row.name) for row in study.rows]
+    for row, folder in zip(study.rows, slugs, strict=True):  # every row must load before hours are spent
+        if not folder or slugs.count(folder) > 1:
+            raise ConfigError(
+                f"study {path}: row name {row.name!r} gives folder {folder!r}, empty or shared; rename it"
+            )
         load_config(row.recipe, [*study.common, *row.overrides])
     return study
 
@@ -97,16 +102,18 @@ def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str],
     from ssl_coded.train import pretrain
 
     config = load_config(recipe, [*overrides, f"out_dir={out.parent}", f"name={out.name}"])
-    start = time.perf_counter()
+    resumed = (out / "checkpoints" / "last.ckpt").is_file()
     if not (out / "summary.json").is_file():
-        pretrain(config, resume=(out / "checkpoints" / "last.ckpt").is_file())
+        pretrain(config, resume=resumed)
+    start = time.perf_counter()
     rows = evaluate(out, tuple(protocols), floors=False, probe=probe, plots=False)
     summary = json.loads((out / "summary.json").read_text())
     cell = {
         **rows["encoder"],
-        "seconds": summary["seconds"],
-        "eval_seconds": round(time.perf_counter() - start - summary["seconds"], 1),
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "seconds": summary["seconds"],  # training; after a resume, only the last session's part
+        "resumed": resumed,
+        "eval_seconds": round(time.perf_counter() - start, 1),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB; main process
         "epochs": summary["epochs"],
     }
     write_json(out / "cell.json", cell)

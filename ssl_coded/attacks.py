@@ -98,13 +98,14 @@ def square_attack(
 
     Starts from vertical stripes of +-eps; each query redraws one random square per image (+-eps
     per channel) whose side shrinks over the queries, and keeps it where the margin falls.
-    Images already misclassified stop changing.
+    Images already misclassified stop changing. Against a randomized model each query is one draw,
+    so the search is noisier there than against a deterministic one.
     """
     generator = generator or torch.Generator().manual_seed(0)
     n, channels, height, width = x.shape
 
     def draw(*shape: int) -> Tensor:
-        return torch.rand(shape, generator=generator).to(x.device)
+        return torch.rand(shape, generator=generator, device=generator.device).to(x.device)
 
     signs = torch.where(draw(n, channels, 1, width) < 0.5, -1.0, 1.0)
     x_best = project(x + eps * signs, x, eps)

@@ -77,8 +77,9 @@ class RandomizedCodedClassifier:
         scheme: how to code.
         group_size: K, inputs coded together.
         num_draws: random permutations averaged per prediction.
-        reference: padding rows, shape (>= group_size - 1, ...), on the inputs' device.
-        generator: a seed or generator for reproducible draws; None uses the global RNG.
+        reference: padding rows, shape (>= group_size - 1, ...); moved to the inputs' device and dtype.
+        generator: a seed or generator for reproducible permutations; None uses the global RNG (the
+            "mix" ablation draws its mixtures from the global RNG in any case).
 
     Example:
         >>> defended = RandomizedCodedClassifier(model, CodingScheme("berrut", coded_ratio=4.0), 64)

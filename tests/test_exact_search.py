@@ -55,3 +55,12 @@ def test_k_is_capped_at_the_bank_and_dimensions_must_match():
     assert similarity.shape == index.shape == (3, 5)
     with pytest.raises(ValueError, match="dimension 8 but queries 4"):
         exact_search(bank, queries[:, :4], k=2)
+
+
+def test_no_queries_and_too_few_candidates_are_handled():
+    generator = torch.Generator().manual_seed(3)
+    bank = torch.randn(2000, 16, generator=generator)
+    similarity, index = exact_search(bank, torch.empty(0, 16), k=5)
+    assert similarity.shape == index.shape == (0, 5)
+    queries = torch.randn(20, 16, generator=generator)
+    assert_same_answer(exact_search(bank, queries, k=30, num_candidates=3), fp32_brute_force(bank, queries, 30))

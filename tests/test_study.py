@@ -63,3 +63,12 @@ def test_bad_study_files_fail_before_any_training(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     loaded = load_study(write_study(tmp_path, ["  - {name: ok, recipe: simclr-digits}"]))
     assert loaded.seeds == [0, 1] and loaded.rows[0].overrides == []
+
+
+def test_rows_that_would_share_a_folder_are_refused(tmp_path, capsys):
+    path = write_study(
+        tmp_path,
+        ["  - {name: SimCLR + coded, recipe: simclr-digits}", "  - {name: SimCLR coded, recipe: simclr-digits}"],
+    )
+    assert main(["study", str(path)]) == 2
+    assert "shared; rename it" in capsys.readouterr().err

@@ -34,6 +34,10 @@ class Supervised(SSLMethod):
         super().__init__(config, **data)
         self.classifier = nn.Linear(self.feature_dim, self.num_classes)
         self.coded = None
+        if config.coded.placement not in ("", *self.placements):
+            raise ValueError(
+                f"coded.placement={config.coded.placement!r}: a classifier codes its 'input' or its 'embedding'"
+            )
         if config.method.regularizer == "coded":
             score = "cross_entropy" if config.coded.target == "labels" else "mse"
             self.coded = coded_regularizer(config.coded, score)

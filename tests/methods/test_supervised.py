@@ -70,3 +70,8 @@ def test_coded_enabled_on_a_supervised_recipe_names_the_right_key():
 
     with pytest.raises(ConfigError, match=r"method\.regularizer=coded"):
         load_config("supervised-digits", ["coded.enabled=true"])
+
+
+def test_a_placement_a_classifier_cannot_code_is_refused():
+    with pytest.raises(ValueError, match="codes its 'input' or its 'embedding'"):
+        method_and_batch("method.regularizer=coded", "coded.placement=backbone")
