@@ -83,3 +83,24 @@ def test_classifier_codes_groups_and_refuses_a_lone_image_without_reference():
         RandomizedCodedClassifier(lambda t: t, scheme, group_size=10)(x[:1])
     with pytest.raises(ValueError, match="padding needs 9"):
         RandomizedCodedClassifier(lambda t: t, scheme, group_size=10, reference=x[:3])
+
+
+def test_rci_wraps_an_ssl_encoder_with_a_linear_probe():
+    # any composition is a classifier to RCI: a (frozen) encoder followed by a probe
+    from ssl_coded.backbones import SmallCNN
+    from ssl_coded.inference import RandomizedCodedClassifier
+
+    torch.manual_seed(0)
+    encoder, probe = SmallCNN(1, width=8).eval(), nn.Linear(32, 10)
+    images = torch.rand(40, 1, 8, 8)
+
+    def classify(x):
+        return probe(encoder(x))
+
+    with torch.no_grad():
+        direct = classify(images)
+        defended = RandomizedCodedClassifier(classify, CodingScheme("berrut", coded_ratio=8.0), 16, generator=0)
+        logits = defended(images)
+    assert logits.shape == direct.shape
+    relative = (logits - direct).norm() / direct.norm()
+    assert 0 < relative < 0.2  # randomized, yet close to the encoder + probe's own logits
