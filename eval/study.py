@@ -12,10 +12,11 @@ A study file (YAML) names its rows; each row runs once per seed (a cell):
       - {name: SimCLR + coded, recipe: simclr-fashion-mnist, overrides: [coded.enabled=true]}
 
 A cell pretrains into `<out_dir>/<study>/<row>/seed<k>/` and evaluates its best-by-validation
-checkpoint on test, in a child process whose peak memory is recorded; its `cell.json` marks it done.
-Running the study again skips finished cells and resumes a half-trained one from its last
-checkpoint. The study directory holds `study.yaml`, `cells.csv` (one line per cell), `results.md` and
-`results.csv` (mean +- std over seeds per row) and one PNG per metric.
+checkpoint on test, in a child process whose peak memory is recorded. Its figures go to
+`<results_dir>/<row>/seed<k>.json`, which marks it done: running the study again skips finished
+cells and resumes a half-trained one from its last checkpoint. A results_dir under version control
+lets another machine continue the study. The results directory holds `study.yaml`, `cells.csv` (one
+line per cell), `results.md` and `results.csv` (mean +- std over seeds per row) and one PNG per metric.
 
 Example:
     >>> run_study("studies/fashion-mnist-main.yaml")
@@ -59,7 +60,8 @@ class Study:
     common: list[str] = field(default_factory=list)
     protocols: list[str] = field(default_factory=lambda: ["knn", "linear"])
     probe: str = "lbfgs"
-    out_dir: str = "runs/studies"
+    out_dir: str = "runs/studies"  # run directories (checkpoints, features): large, not for git
+    results_dir: str = ""  # per-cell results and tables; "" = <out_dir>/<name>. Commit it to resume elsewhere
 
 
 def load_study(path: str | Path) -> Study:
@@ -88,11 +90,22 @@ def slug(name: str) -> str:
 
 
 def study_root(study: Study) -> Path:
-    return Path(study.out_dir) / study.name
+    """Where the per-cell results and the tables go."""
+    return Path(study.results_dir) if study.results_dir else Path(study.out_dir) / study.name
 
 
 def cell_dir(study: Study, row: StudyRow, seed: int) -> Path:
-    return study_root(study) / slug(row.name) / f"seed{seed}"
+    """The run directory of a cell (checkpoints, features)."""
+    return Path(study.out_dir) / study.name / slug(row.name) / f"seed{seed}"
+
+
+def cell_result(study: Study, row: StudyRow, seed: int) -> Path:
+    """The finished cell's figures; its presence marks the cell done."""
+    path = study_root(study) / slug(row.name) / f"seed{seed}.json"
+    finished_here = cell_dir(study, row, seed) / "cell.json"
+    if not path.is_file() and finished_here.is_file():  # a run finished before results_dir was set
+        write_text(path, finished_here.read_text())
+    return path
 
 
 def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str], probe: str) -> dict[str, Any]:
@@ -128,7 +141,7 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
     cells = [(row, seed) for row in study.rows for seed in study.seeds]
     for i, (row, seed) in enumerate(cells, 1):
         out = cell_dir(study, row, seed)
-        if (out / "cell.json").is_file():
+        if cell_result(study, row, seed).is_file():
             continue
         print(f"[{i}/{len(cells)}] {row.name}, seed {seed} -> {out}", flush=True)
         spec = json.dumps(
@@ -145,7 +158,9 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
             done = subprocess.run(
                 [sys.executable, "-m", "ssl_coded.eval.study", "--cell", spec], stdout=log, stderr=log
             )
-        if done.returncode != 0:
+        if done.returncode == 0:
+            write_text(cell_result(study, row, seed), (out / "cell.json").read_text())
+        else:
             raise ValueError(f"cell {row.name!r} seed {seed} failed; see {out.parent / f'seed{seed}.log'} and rerun")
     return summarise(study, root)
 
@@ -156,7 +171,7 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
     for row in study.rows:
         values: dict[str, list[float]] = {}
         for seed in study.seeds:
-            path = cell_dir(study, row, seed) / "cell.json"
+            path = cell_result(study, row, seed)
             if not path.is_file():
                 continue
             cell = json.loads(path.read_text())

@@ -40,18 +40,27 @@ def test_study_runs_every_cell_resumes_and_tabulates(tmp_path, capsys):
     assert (root / "knn_dino_top1.png").read_bytes()[:4] == b"\x89PNG"
 
     # a finished cell is kept; a removed result is redone (and only that one)
-    done = root / "simclr-coded" / "seed0" / "cell.json"
-    kept = root / "simclr-coded" / "seed1" / "cell.json"
+    done = root / "simclr-coded" / "seed0.json"
+    kept = root / "simclr-coded" / "seed1.json"
     before = kept.stat().st_mtime_ns
     first = json.loads(done.read_text())
     done.unlink()
+    (root / "simclr-coded" / "seed0" / "cell.json").unlink()
     capsys.readouterr()
-    run_study(path)
+    second = run_study(path)
     out = capsys.readouterr().out
     assert "[1/2] SimCLR + coded, seed 0" in out and "seed 1 ->" not in out
     assert kept.stat().st_mtime_ns == before
     assert json.loads(done.read_text())["knn_dino_top1"] == first["knn_dino_top1"]  # same checkpoint
     assert main(["study", str(path), "--summary"]) == 0
+
+    # another machine: no run directories, only the committed results; nothing is redone
+    moved = path.read_text().replace(f"out_dir: {tmp_path / 'studies'}", f"out_dir: {tmp_path / 'elsewhere'}")
+    moved += f"results_dir: {root}\n"
+    (tmp_path / "moved.yaml").write_text(moved)
+    capsys.readouterr()
+    again = run_study(tmp_path / "moved.yaml")
+    assert "[1/" not in capsys.readouterr().out and again == second
 
 
 def test_bad_study_files_fail_before_any_training(tmp_path, capsys):
