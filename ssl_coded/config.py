@@ -146,6 +146,7 @@ class EvalConfig:
     knn_temperature: float = 0.1
     bank_size: int = 0  # train images in the kNN bank (0 = all)
     every_n_epochs: int = 1
+    floors: bool = True  # the run summary's raw-pixel and random-init kNN (a study computes them once, not per cell)
 
 
 @dataclass

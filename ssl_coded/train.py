@@ -203,18 +203,7 @@ def summarise(
         extract(method.backbone, method, splits.test),
         splits.num_classes,
     )
-    pl.seed_everything(config.seed, verbose=False)
-    random_method = build_method(config, splits).to(method.device)
-    random_init = knn_scores(
-        extract(random_method.backbone, random_method, splits.train),
-        extract(random_method.backbone, random_method, splits.test),
-        splits.num_classes,
-    )
-    raw = knn_scores(
-        (splits.train.images.flatten(1).float(), splits.train.labels),
-        (splits.test.images.flatten(1).float(), splits.test.labels),
-        splits.num_classes,
-    )
+    floors = floor_scores(config, splits, method.device) if config.eval.floors else {}
     return {
         "recipe": config.name,
         "method": config.method.name,
@@ -227,8 +216,25 @@ def summarise(
         else None,
         "test_knn_top1": encoder,
         **method.test_metrics(splits.test),
-        "floors": {"raw_pixels": raw, "random_init": random_init},
+        "floors": floors,
     }
+
+
+def floor_scores(config: RecipeConfig, splits: Splits, device: torch.device) -> dict[str, dict[str, float]]:
+    """Test kNN of the same architecture at random initialisation and of raw pixels."""
+    pl.seed_everything(config.seed, verbose=False)
+    random_method = build_method(config, splits).to(device)
+    random_init = knn_scores(
+        extract(random_method.backbone, random_method, splits.train),
+        extract(random_method.backbone, random_method, splits.test),
+        splits.num_classes,
+    )
+    raw = knn_scores(
+        (splits.train.images.flatten(1).float(), splits.train.labels),
+        (splits.test.images.flatten(1).float(), splits.test.labels),
+        splits.num_classes,
+    )
+    return {"raw_pixels": raw, "random_init": random_init}
 
 
 def merge_metrics(out: Path) -> None:
@@ -295,10 +301,10 @@ def write_curves(out: Path) -> None:
 def format_summary(summary: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
     """A Markdown table: floors, this run, and optionally the same recipe with coded-smoothing off."""
     lines = ["| encoder | kNN top-1 k=20 T=0.07 | kNN top-1 k=200 T=0.1 | train s |", "|---|---|---|---|"]
-    for name, row in (
-        ("raw pixels", summary["floors"]["raw_pixels"]),
-        ("random init", summary["floors"]["random_init"]),
-    ):
+    floors = summary["floors"]
+    for name, row in (("raw pixels", floors.get("raw_pixels")), ("random init", floors.get("random_init"))):
+        if row is None:  # eval.floors=false
+            continue
         lines.append(f"| {name} | {row['dino']:.4f} | {row['instdisc']:.4f} | - |")
     for run in filter(None, (baseline, summary)):
         label = f"{run['method']}" + (" + coded" if run["coded"] else "")

@@ -135,3 +135,12 @@ def test_two_process_ddp_on_cpu_trains(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["coded"] is True
+
+
+def test_summary_table_without_floors():
+    from ssl_coded.train import format_summary
+
+    summary = {"floors": {}, "method": "simclr", "coded": False, "seconds": 3.0}
+    summary["test_knn_top1"] = {"dino": 0.5, "instdisc": 0.25}
+    table = format_summary(summary)
+    assert "raw pixels" not in table and "| simclr | 0.5000 | 0.2500 | 3 |" in table

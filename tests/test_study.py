@@ -6,6 +6,7 @@ from ssl_coded.eval.study import load_study, run_study
 from ssl_coded.cli import main
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
+QUICK += ["eval.floors=false"]
 
 
 def write_study(tmp_path, rows):
@@ -37,6 +38,8 @@ def test_study_runs_every_cell_resumes_and_tabulates(tmp_path, capsys):
         assert float(cell["seconds"]) > 0 and float(cell["peak_mb"]) > 50
     assert len({c["knn_dino_top1"] for c in cells}) == 2  # two seeds, two different encoders
     assert "| SimCLR + coded | 2 |" in (root / "results.md").read_text()
+    summary = json.loads((root / "simclr-coded" / "seed0" / "summary.json").read_text())
+    assert summary["floors"] == {}  # eval.floors=false: computed once per study, not per cell
     assert (root / "knn_dino_top1.png").read_bytes()[:4] == b"\x89PNG"
 
     # a finished cell is kept; a removed result is redone (and only that one)
