@@ -43,7 +43,6 @@ RERANK = 16  # queries re-ranked together: their gathered fp32 rows (16 x c x di
 SCORE_BUDGET = 1 << 26  # bf16 scores held at once (128 MiB): bounds the query chunk for large banks
 
 
-@torch.no_grad()
 def exact_search(
     bank: Tensor,
     queries: Tensor,
@@ -53,6 +52,8 @@ def exact_search(
     stats: SearchStats | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The k largest cosine similarities of each query to the bank and their bank indices, best first.
+
+    One search; to search one bank several times, prepare it once with `ExactIndex`.
 
     Args:
         bank: (num_bank, dim) features; normalised here.
@@ -66,33 +67,63 @@ def exact_search(
     Returns:
         (similarity float32, indices int64), both (num_queries, k).
     """
-    if bank.shape[1] != queries.shape[1]:
-        raise ValueError(f"bank features have dimension {bank.shape[1]} but queries {queries.shape[1]}")
-    stats = stats if stats is not None else SearchStats()
-    bank32 = F.normalize(bank.float(), dim=1)
-    k = min(k, len(bank32))
-    num_candidates = min(max(k, num_candidates or k + max(k // 2, 64)), len(bank32))
-    with torch.autocast(device_type=bank.device.type, enabled=False):
+    return ExactIndex(bank, chunk_size).search(queries, k, num_candidates, stats)
+
+
+class ExactIndex:
+    """A bank prepared once for exact searches: normalised fp32 rows, and on first use the centred
+    bf16 copy, its rounding bounds and the score buffer (fresh multi-hundred-MiB tensors per search
+    would spend more time in page faults than in arithmetic)."""
+
+    def __init__(self, bank: Tensor, chunk_size: int = 512) -> None:
+        self.bank32 = F.normalize(bank.detach().float(), dim=1)
+        self.requested_chunk = chunk_size
+        self.bank16: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.bank32)
+
+    @torch.no_grad()
+    def search(
+        self, queries: Tensor, k: int, num_candidates: int | None = None, stats: SearchStats | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """As `exact_search`, on this bank."""
+        bank32 = self.bank32
+        if bank32.shape[1] != queries.shape[1]:
+            raise ValueError(f"bank features have dimension {bank32.shape[1]} but queries {queries.shape[1]}")
+        stats = stats if stats is not None else SearchStats()
+        k = min(k, len(bank32))
+        num_candidates = min(max(k, num_candidates or k + max(k // 2, 64)), len(bank32))
         # k near the bank size: re-ranking would cost the fp32 product. Off the CPU the bound does not
         # hold (cuBLAS may round partial sums to bf16) and fp32 products are fast anyway.
-        if 8 * num_candidates >= len(bank32) or bank.device.type != "cpu" or len(queries) == 0:
-            stats.queries += len(queries)
-            return _fp32_search(bank32, F.normalize(queries.float(), dim=1), k)
-        search = _CertifiedSearch(bank32, k, num_candidates, chunk_size)
-        results = [search(F.normalize(q.float(), dim=1), stats) for q in queries.split(search.chunk_size)]
-    return torch.cat([s for s, _ in results]), torch.cat([i for _, i in results])
+        if len(queries) == 0:
+            return torch.empty(0, k, device=bank32.device), torch.empty(0, k, dtype=torch.long, device=bank32.device)
+        certified = 8 * num_candidates < len(bank32) and bank32.device.type == "cpu"
+        similarities, indices = [], []
+        with torch.autocast(device_type=bank32.device.type, enabled=False):
+            if certified:
+                self._prepare()
+                gathered = torch.empty(RERANK * num_candidates, bank32.shape[1], device=bank32.device)
+            for chunk in queries.split(self.chunk_size):
+                query32 = F.normalize(chunk.float(), dim=1)
+                if certified:
+                    similarity, index = self._certified(query32, k, num_candidates, gathered, stats)
+                else:
+                    similarity, index = _fp32_search(bank32, query32, k)
+                stats.queries += len(chunk)
+                similarities.append(similarity)
+                indices.append(index)
+        return torch.cat(similarities), torch.cat(indices)
 
+    @property
+    def chunk_size(self) -> int:
+        padded = -(-len(self.bank32) // BLOCK) * BLOCK
+        return max(1, min(self.requested_chunk, SCORE_BUDGET // padded))
 
-def _fp32_search(bank32: Tensor, query32: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    return (query32 @ bank32.T).topk(k, dim=1)
-
-
-class _CertifiedSearch:
-    """Buffers and bounds prepared once per bank: fresh multi-hundred-MiB tensors per chunk would
-    spend more time in page faults than in arithmetic."""
-
-    def __init__(self, bank32: Tensor, k: int, num_candidates: int, chunk_size: int) -> None:
-        self.bank32, self.k, self.num_candidates = bank32, k, num_candidates
+    def _prepare(self) -> None:
+        if self.bank16 is not None:
+            return
+        bank32 = self.bank32
         num_bank, dim = bank32.shape
         self.num_blocks = -(-num_bank // BLOCK)
         padded = self.num_blocks * BLOCK
@@ -106,20 +137,20 @@ class _CertifiedSearch:
         self.bank_rounding = float((centered - self.bank16[:num_bank].float()).norm(dim=1).max())
         # fp32 rounding of the shift (x - mean, q.mean) and of the re-ranked dot products, worst case
         self.shift_slack = (2 + 2 * dim * (1 + float(self.center.norm()))) * FP32_UNIT_ROUNDOFF
-        self.chunk_size = max(1, min(chunk_size, SCORE_BUDGET // padded))
         self.scores = torch.empty(self.chunk_size, padded, dtype=torch.bfloat16, device=bank32.device)
-        self.gathered = torch.empty(RERANK * num_candidates, dim, device=bank32.device)
 
-    def __call__(self, query32: Tensor, stats: SearchStats) -> tuple[Tensor, Tensor]:
+    def _certified(
+        self, query32: Tensor, k: int, num_candidates: int, gathered: Tensor, stats: SearchStats
+    ) -> tuple[Tensor, Tensor]:
         m, num_bank = len(query32), len(self.bank32)
         query16 = query32.bfloat16()
         scores = self.scores[:m]
         torch.mm(query16, self.bank16.T, out=scores)
         scores[:, num_bank:] = float("-inf")  # padding rows never win
-        approximate, candidates = self._top_candidates(scores)
+        approximate, candidates = self._top_candidates(scores, num_candidates)
         pieces = zip(query32.split(RERANK), candidates.split(RERANK), strict=True)
-        rescored = torch.cat([self._rescore(q, i) for q, i in pieces])
-        similarity, order = rescored.topk(self.k, dim=1)
+        rescored = torch.cat([self._rescore(q, i, gathered) for q, i in pieces])
+        similarity, order = rescored.topk(k, dim=1)
         index = candidates.gather(1, order)
 
         # Any row outside the candidates has a bf16 score <= the worst candidate's; bound its fp32 score:
@@ -133,29 +164,32 @@ class _CertifiedSearch:
         outside_bound = worst + output + rounding + accumulation + query32 @ self.center + self.shift_slack
         uncertain = (similarity[:, -1] <= outside_bound).nonzero().squeeze(1)
         if len(uncertain):
-            similarity[uncertain], index[uncertain] = _fp32_search(self.bank32, query32[uncertain], self.k)
-        stats.queries += m
+            similarity[uncertain], index[uncertain] = _fp32_search(self.bank32, query32[uncertain], k)
         stats.fallbacks += len(uncertain)
         return similarity, index
 
-    def _rescore(self, query32: Tensor, candidates: Tensor) -> Tensor:
+    def _rescore(self, query32: Tensor, candidates: Tensor, gathered: Tensor) -> Tensor:
         """fp32 similarities of a few queries to their candidates; the gathered rows stay in cache."""
-        rows = self.gathered[: candidates.numel()]
+        rows = gathered[: candidates.numel()]
         torch.index_select(self.bank32, 0, candidates.reshape(-1), out=rows)
         return torch.einsum("qd,qcd->qc", query32, rows.view(*candidates.shape, -1))
 
-    def _top_candidates(self, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """The num_candidates best bf16 scores per row (unordered) and their columns, from the best blocks.
+    def _top_candidates(self, scores: Tensor, c: int) -> tuple[Tensor, Tensor]:
+        """The c best bf16 scores per row (unordered) and their columns, from the best blocks.
 
         Block j holds the columns j, j + B, j + 2B, ... (B = number of blocks), so the block maxima are
         an elementwise max over BLOCK contiguous slices. The top-c entries of a row lie in the c blocks
         with the largest maxima (each block whose maximum beats the c-th best entry holds one of the c
         best), so the row's top-k runs on c x BLOCK scores, not on the whole bank.
         """
-        m, c, num_blocks = len(scores), self.num_candidates, self.num_blocks
+        m, num_blocks = len(scores), self.num_blocks
         blocks = scores.view(m, BLOCK, num_blocks)
         best_blocks = blocks.amax(dim=1).topk(min(c, num_blocks), dim=1, sorted=False).indices
         values = blocks.gather(2, best_blocks[:, None, :].expand(-1, BLOCK, -1)).view(m, -1)
         approximate, position = values.topk(c, dim=1, sorted=False)
         width = best_blocks.shape[1]
         return approximate, (position // width) * num_blocks + best_blocks.gather(1, position % width)
+
+
+def _fp32_search(bank32: Tensor, query32: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    return (query32 @ bank32.T).topk(k, dim=1)

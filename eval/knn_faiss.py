@@ -20,7 +20,7 @@ import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ssl_coded.eval.exact_search import SearchStats, exact_search, native_bf16
+from ssl_coded.eval.exact_search import ExactIndex, SearchStats, native_bf16
 from torch import Tensor
 
 from ssl_coded.knn import check_same_dimension, rank_classes
@@ -36,9 +36,9 @@ class KnnIndex:
             raise ValueError(f"unknown index {kind!r}; choose from {', '.join(INDEX_KINDS)}")
         self.bank = bank.detach().float().cpu()
         self.kind = kind
-        if kind == "exact" and native_bf16():
-            self.faiss_index = None
-        else:
+        self.exact = ExactIndex(self.bank) if kind == "exact" and native_bf16() else None
+        self.faiss_index = None
+        if self.exact is None:
             self.faiss_index = _faiss_index(_normalised(self.bank), "ivf" if kind == "ivf" else "flat", nlist, nprobe)
 
     def __len__(self) -> int:
@@ -52,8 +52,8 @@ class KnnIndex:
         """
         check_same_dimension(self.bank, queries)
         k = min(k, len(self.bank))
-        if self.faiss_index is None:
-            return exact_search(self.bank, queries.detach().cpu(), k, stats=stats)
+        if self.exact is not None:
+            return self.exact.search(queries.detach().cpu(), k, stats=stats)
         similarity, neighbours = (torch.from_numpy(a) for a in self.faiss_index.search(_normalised(queries), k))
         return similarity.masked_fill(neighbours < 0, float("-inf")), neighbours
 
