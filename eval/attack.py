@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from ssl_coded.attacks import fgsm, pgd, square_attack
 from ssl_coded.coding import CodingScheme
-from ssl_coded.config import AttackConfig, InferenceConfig
+from ssl_coded.config import AttackConfig, InferenceConfig, with_overrides
 from ssl_coded.inference import RandomizedCodedClassifier
 from ssl_coded.io import write_json, write_text
 
@@ -276,11 +276,11 @@ def plot_robustness(results: dict[str, dict], eps: list[float], path: Path) -> N
     plt.close(fig)
 
 
-def run_attack(runs: list[str | Path], out_dir: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_attack(runs: list[str | Path], out_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Attack every run (and RCI on the coded ones); write the report into out_dir; return it."""
     targets, context = load_targets(runs)
     config, splits = context["config"], context["splits"]
-    cfg = dataclasses.replace(config.attack, **(overrides or {}))
+    cfg = with_overrides(config, overrides or []).attack
     pick = torch.randperm(len(splits.test), generator=torch.Generator().manual_seed(config.seed))[: cfg.num_examples]
     x, y = splits.test.images[pick].float() / 255, splits.test.labels[pick]
     batch_size = config.inference.batch_size

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from ssl_coded.config import ConfigError, load_config
+from ssl_coded.config import ConfigError, RecipeConfig, load_config, with_overrides
 from ssl_coded.io import write_text
 from ssl_coded.train import format_summary, pretrain, run_dir
 
@@ -128,25 +128,8 @@ def run_attack_command(runs: list[str], out_dir: str | None, overrides: list[str
     for run in map(Path, runs):
         children = [run / r for r in REGULARIZERS if (run / r / "checkpoints").is_dir()]
         expanded += children if children and not (run / "checkpoints").is_dir() else [run]
-    values = {}
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith("attack."):
+        if "=" not in item or not item.startswith("attack."):
             raise ConfigError(f"override {item!r} is not attack.<key>=<value> (e.g. attack.num_examples=100)")
-        values[key.removeprefix("attack.")] = value
-    attack = _typed_attack_overrides(values)
-    return run_attack(expanded, out_dir or (runs[0] if len(runs) == 1 else expanded[0].parent), attack)
-
-
-def _typed_attack_overrides(values: dict[str, str]) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    from ssl_coded.config import AttackConfig
-
-    schema = OmegaConf.structured(AttackConfig)
-    try:
-        merged = OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{k}={v}" for k, v in values.items()]))
-    except Exception as error:
-        valid = ", ".join(f"attack.{f}" for f in AttackConfig.__dataclass_fields__)
-        raise ConfigError(f"attack override: {str(error).splitlines()[0]}; valid keys: {valid}") from error
-    return {k: merged[k] if not OmegaConf.is_list(merged[k]) else list(merged[k]) for k in values}
+    with_overrides(RecipeConfig(name="check"), overrides)  # bad keys and values fail before any attack
+    return run_attack(expanded, out_dir or (runs[0] if len(runs) == 1 else expanded[0].parent), overrides)

@@ -222,18 +222,32 @@ def load_config(recipe: str, overrides: list[str] | None = None) -> RecipeConfig
         merged = OmegaConf.merge(schema, loaded)
     except OmegaConfBaseException as error:
         raise _friendly(error, f"recipe {path}") from error
-    for override in overrides or []:
+    merged = _apply_overrides(merged, overrides or [])
+    if OmegaConf.is_missing(merged, "name"):
+        merged.name = path.stem
+    config: RecipeConfig = OmegaConf.to_object(merged)
+    validate(config)
+    return config
+
+
+def _apply_overrides(merged: DictConfig, overrides: list[str]) -> DictConfig:
+    for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} is not key=value (e.g. trainer.max_epochs=5)")
         try:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
         except OmegaConfBaseException as error:
             raise _friendly(error, f"override {override!r}") from error
-    if OmegaConf.is_missing(merged, "name"):
-        merged.name = path.stem
-    config: RecipeConfig = OmegaConf.to_object(merged)
-    validate(config)
-    return config
+    return merged
+
+
+def with_overrides(config: RecipeConfig, overrides: list[str]) -> RecipeConfig:
+    """A resolved recipe with `key=value` overrides applied (typed and validated like `load_config`)."""
+    if not overrides:
+        return config
+    updated: RecipeConfig = OmegaConf.to_object(_apply_overrides(OmegaConf.structured(config), overrides))
+    validate(updated)
+    return updated
 
 
 def validate(config: RecipeConfig) -> None:
