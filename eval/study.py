@@ -9,14 +9,17 @@ A study file (YAML) names its rows; each row runs once per seed (a cell):
     probe: lbfgs                            # or sgd
     rows:
       - {name: SimCLR, recipe: simclr-fashion-mnist}
-      - {name: SimCLR + coded, recipe: simclr-fashion-mnist, overrides: [coded.enabled=true]}
+      - {name: SimCLR + coded, recipe: simclr-fashion-mnist, overrides: [coded.enabled=true],
+         baseline: SimCLR}
 
 A cell pretrains into `<out_dir>/<study>/<row>/seed<k>/` and evaluates its best-by-validation
 checkpoint on test, in a child process whose peak memory is recorded. Its figures go to
 `<results_dir>/<row>/seed<k>.json`, which marks it done: running the study again skips finished
 cells and resumes a half-trained one from its last checkpoint. A results_dir under version control
 lets another machine continue the study. The results directory holds `study.yaml`, `cells.csv` (one
-line per cell), `results.md` and `results.csv` (mean +- std over seeds per row) and one PNG per metric.
+line per cell), `results.md` and `results.csv` (mean +- std over seeds per row), one PNG per metric,
+and for rows that name a `baseline` row, `effects.md` / `effects.csv`: the difference to the baseline
+paired by seed (mean +- std, paired t-test p-value) and the ratio of median training times.
 
 Example:
     >>> run_study("studies/fashion-mnist-main.yaml")
@@ -42,7 +45,9 @@ from omegaconf import OmegaConf
 from ssl_coded.config import ConfigError, load_config
 from ssl_coded.io import write_json, write_text
 
-METRICS = ("knn_dino_top1", "knn_instdisc_top1", "linear_top1", "linear_sgd_top1", "seconds", "peak_mb")
+ACCURACIES = ("knn_dino_top1", "knn_instdisc_top1", "linear_top1", "linear_sgd_top1")
+COSTS = ("seconds", "eval_seconds", "peak_mb")
+METRICS = ACCURACIES + COSTS
 
 
 @dataclass
@@ -50,6 +55,7 @@ class StudyRow:
     name: str
     recipe: str
     overrides: list[str] = field(default_factory=list)
+    baseline: str = ""  # another row's name: effects.md reports this row minus that one, paired by seed
 
 
 @dataclass
@@ -82,6 +88,10 @@ def load_study(path: str | Path) -> Study:
                 f"study {path}: row name {row.name!r} gives folder {folder!r}, empty or shared; rename it"
             )
         load_config(row.recipe, [*study.common, *row.overrides])
+    names = [row.name for row in study.rows]
+    for row in study.rows:
+        if row.baseline and (row.baseline not in names or row.baseline == row.name):
+            raise ConfigError(f"study {path}: row {row.name!r} has baseline {row.baseline!r}, not another row's name")
     return study
 
 
@@ -166,47 +176,98 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
 
 
 def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, float, int]]]:
-    """cells.csv, results.md / results.csv (mean +- std over the finished seeds) and a plot per metric."""
-    lines, table = [], {}
-    for row in study.rows:
-        values: dict[str, list[float]] = {}
-        for seed in study.seeds:
-            path = cell_result(study, row, seed)
-            if not path.is_file():
-                continue
-            cell = json.loads(path.read_text())
-            lines.append({"row": row.name, "seed": seed, **{m: cell.get(m, "") for m in METRICS}})
-            for metric in METRICS:
-                if metric in cell:
-                    values.setdefault(metric, []).append(float(cell[metric]))
-        table[row.name] = {
-            m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for m, v in values.items()
-        }
+    """cells.csv, results.md / results.csv (mean +- std over the finished seeds), a plot per metric and,
+    where rows name a baseline, effects.md / effects.csv."""
+    per_seed = collect_cells(study)
+    lines = [{"row": name, "seed": seed, **cell} for name, cells in per_seed.items() for seed, cell in cells.items()]
     write_text(root / "cells.csv", _csv(lines, ["row", "seed", *METRICS]))
+    table = {
+        name: {
+            m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
+            for m in METRICS
+            if (v := [cell[m] for cell in cells.values() if m in cell])
+        }
+        for name, cells in per_seed.items()
+    }
     metrics = [m for m in METRICS if any(m in t for t in table.values())]
     write_text(root / "results.md", format_study(table, metrics) + "\n")
+    stats = ("mean", "std", "n")
     write_text(
         root / "results.csv",
         _csv(
             [
-                {
-                    "row": name,
-                    **{
-                        f"{m}_{s}": f"{t[m][i]:.6g}"
-                        for m in metrics
-                        if m in t
-                        for i, s in enumerate(("mean", "std", "n"))
-                    },
-                }
+                {"row": name, **{f"{m}_{s}": f"{t[m][i]:.6g}" for m in metrics if m in t for i, s in enumerate(stats)}}
                 for name, t in table.items()
             ],
-            ["row", *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "n"))],
+            ["row", *(f"{m}_{s}" for m in metrics for s in stats)],
         ),
     )
     for metric in metrics:
         plot_metric(table, metric, root / f"{metric}.png")
     print(format_study(table, metrics))
+    effects = paired_effects(study, per_seed)
+    if effects:
+        accuracies = [m for m in ACCURACIES if m in metrics]
+        write_text(root / "effects.md", format_effects(effects, accuracies) + "\n")
+        write_text(root / "effects.csv", _csv(list(effects.values()), list(next(iter(effects.values())))))
+        print(format_effects(effects, accuracies))
     return table
+
+
+def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
+    """The finished cells' metrics: row name -> seed -> metric -> value."""
+    per_seed: dict[str, dict[int, dict[str, float]]] = {}
+    for row in study.rows:
+        per_seed[row.name] = {}
+        for seed in study.seeds:
+            path = cell_result(study, row, seed)
+            if path.is_file():
+                cell = json.loads(path.read_text())
+                per_seed[row.name][seed] = {m: float(cell[m]) for m in METRICS if m in cell}
+    return per_seed
+
+
+def paired_effects(study: Study, per_seed: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Each row minus its baseline on the seeds both finished: mean +- std of the paired differences,
+    the paired t-test's two-sided p-value (needs 2+ seeds), and the ratio of median training times.
+    Pairing by seed removes the split and initialisation noise the two rows share."""
+    from scipy.stats import ttest_rel
+
+    effects: dict[str, dict[str, Any]] = {}
+    for row in study.rows:
+        base = per_seed.get(row.baseline, {})
+        seeds = sorted(set(per_seed[row.name]) & set(base)) if row.baseline else []
+        if not seeds:
+            continue
+        effect: dict[str, Any] = {"row": row.name, "baseline": row.baseline, "seeds": len(seeds)}
+        for m in ACCURACIES:
+            if all(m in per_seed[row.name][s] and m in base[s] for s in seeds):
+                ours, theirs = [per_seed[row.name][s][m] for s in seeds], [base[s][m] for s in seeds]
+                diffs = [a - b for a, b in zip(ours, theirs, strict=True)]
+                effect[f"{m}_delta"] = statistics.mean(diffs)
+                effect[f"{m}_std"] = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+                effect[f"{m}_p"] = float(ttest_rel(ours, theirs).pvalue) if len(diffs) > 1 else float("nan")
+        times = [[cells[s]["seconds"] for s in seeds] for cells in (per_seed[row.name], base)]
+        effect["time_ratio"] = statistics.median(times[0]) / statistics.median(times[1])
+        effects[row.name] = effect
+    return effects
+
+
+def format_effects(effects: dict[str, dict[str, Any]], metrics: list[str]) -> str:
+    """Differences in points (x100) with their paired seed spread; p from a paired t-test."""
+    head = " | ".join(f"{m} delta (p)" for m in metrics)
+    lines = [f"| row | vs | seeds | {head} | train time x |", "|---|---|---|" + "---|" * len(metrics) + "---|"]
+    for e in effects.values():
+        cells = [
+            f"{100 * e[f'{m}_delta']:+.2f} +- {100 * e[f'{m}_std']:.2f} ({e[f'{m}_p']:.2f})"
+            if f"{m}_delta" in e
+            else "-"
+            for m in metrics
+        ]
+        lines.append(
+            f"| {e['row']} | {e['baseline']} | {e['seeds']} | " + " | ".join(cells) + f" | {e['time_ratio']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def format_study(table: dict[str, dict[str, tuple[float, float, int]]], metrics: list[str]) -> str:
@@ -217,7 +278,7 @@ def format_study(table: dict[str, dict[str, tuple[float, float, int]]], metrics:
         for m in metrics:
             if m not in t:
                 cells.append("-")
-            elif m in ("seconds", "peak_mb"):
+            elif m in COSTS:
                 cells.append(f"{t[m][0]:.0f} +- {t[m][1]:.0f}")
             else:
                 cells.append(f"{t[m][0]:.4f} +- {t[m][1]:.4f}")
@@ -235,7 +296,7 @@ def plot_metric(table: dict[str, dict[str, tuple[float, float, int]]], metric: s
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
     ax.barh(names, [table[n][metric][0] for n in names], xerr=[table[n][metric][1] for n in names], color="tab:blue")
     values = [table[n][metric][0] for n in names]
-    if metric not in ("seconds", "peak_mb") and values:
+    if metric not in COSTS and values:
         spread = max(values) - min(values)
         ax.set_xlim(max(0.0, min(values) - 2 * spread - 0.01), min(1.0, max(values) + spread + 0.01))
     ax.invert_yaxis()

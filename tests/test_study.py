@@ -84,3 +84,44 @@ def test_rows_that_would_share_a_folder_are_refused(tmp_path, capsys):
     )
     assert main(["study", str(path)]) == 2
     assert "shared; rename it" in capsys.readouterr().err
+
+
+def test_effects_pair_each_row_with_its_baseline_by_seed(tmp_path):
+    import math
+
+    from scipy.stats import t as student_t
+    from ssl_coded.eval.study import study_root, summarise
+
+    path = write_study(
+        tmp_path,
+        ["  - {name: base, recipe: simclr-digits}", "  - {name: coded, recipe: simclr-digits, baseline: base}"],
+    )
+    study = load_study(path)
+    study.seeds = [0, 1, 2]
+    root = study_root(study)
+    base = {0: 0.80, 1: 0.70, 2: 0.90}  # seed-to-seed spread far above the effect
+    gains = {0: 0.010, 1: 0.020, 2: 0.015}
+    for seed in study.seeds:
+        for row, acc, seconds in (("base", base[seed], 100.0), ("coded", base[seed] + gains[seed], 150.0 + seed)):
+            cell = {"knn_dino_top1": acc, "seconds": seconds, "eval_seconds": 5.0, "peak_mb": 900.0}
+            (root / row).mkdir(parents=True, exist_ok=True)
+            (root / row / f"seed{seed}.json").write_text(json.dumps(cell))
+    (root / "coded" / "seed1.json").unlink()  # unpaired seeds are left out, not compared with another seed's run
+    gains.pop(1)
+    summarise(study, root)
+    effect = list(csv.DictReader((root / "effects.csv").open()))
+    assert len(effect) == 1 and effect[0]["row"] == "coded" and effect[0]["seeds"] == "2"
+    diffs = list(gains.values())
+    mean, std = sum(diffs) / 2, math.sqrt(sum((d - sum(diffs) / 2) ** 2 for d in diffs))
+    assert math.isclose(float(effect[0]["knn_dino_top1_delta"]), mean, rel_tol=1e-9)
+    assert math.isclose(float(effect[0]["knn_dino_top1_std"]), std, rel_tol=1e-9)
+    p_closed_form = 2 * student_t.sf(abs(mean / (std / math.sqrt(2))), df=1)
+    assert math.isclose(float(effect[0]["knn_dino_top1_p"]), p_closed_form, rel_tol=1e-6)
+    assert math.isclose(float(effect[0]["time_ratio"]), 151.0 / 100.0)  # medians of seeds 0 and 2
+    assert "| coded | base | 2 | +1.25 +- 0.35" in (root / "effects.md").read_text()
+
+
+def test_a_baseline_must_name_another_row(tmp_path, capsys):
+    path = write_study(tmp_path, ["  - {name: a, recipe: simclr-digits, baseline: nope}"])
+    assert main(["study", str(path)]) == 2
+    assert "baseline 'nope'" in capsys.readouterr().err
