@@ -18,8 +18,9 @@ checkpoint on test, in a child process whose peak memory is recorded. Its figure
 cells and resumes a half-trained one from its last checkpoint. A results_dir under version control
 lets another machine continue the study. The results directory holds `study.yaml`, `cells.csv` (one
 line per cell), `results.md` and `results.csv` (mean +- std over seeds per row), one PNG per metric,
-and for rows that name a `baseline` row, `effects.md` / `effects.csv`: the difference to the baseline
-paired by seed (mean +- std, paired t-test p-value) and the ratio of median training times.
+`headline.md` (the rows listed under `headline`) and, for rows that name a `baseline` row,
+`effects.md` / `effects.csv`: the difference to the baseline paired by seed (mean +- std, paired
+t-test p-value) and the ratio of median training times.
 
 Example:
     >>> run_study("studies/fashion-mnist-main.yaml")
@@ -68,6 +69,7 @@ class Study:
     probe: str = "lbfgs"
     out_dir: str = "runs/studies"  # run directories (checkpoints, features): large, not for git
     results_dir: str = ""  # per-cell results and tables; "" = <out_dir>/<name>. Commit it to resume elsewhere
+    headline: list[str] = field(default_factory=list)  # rows for headline.md (a README-sized table)
 
 
 def load_study(path: str | Path) -> Study:
@@ -89,6 +91,8 @@ def load_study(path: str | Path) -> Study:
             )
         load_config(row.recipe, [*study.common, *row.overrides])
     names = [row.name for row in study.rows]
+    if unknown := [name for name in study.headline if name not in names]:
+        raise ConfigError(f"study {path}: headline rows {unknown} are not row names; use names from `rows`")
     for row in study.rows:
         if row.baseline and (row.baseline not in names or row.baseline == row.name):
             raise ConfigError(f"study {path}: row {row.name!r} has baseline {row.baseline!r}, not another row's name")
@@ -191,6 +195,8 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
     }
     metrics = [m for m in METRICS if any(m in t for t in table.values())]
     write_text(root / "results.md", format_study(table, metrics) + "\n")
+    if study.headline:
+        write_text(root / "headline.md", format_study({n: table[n] for n in study.headline}, metrics) + "\n")
     stats = ("mean", "std", "n")
     write_text(
         root / "results.csv",

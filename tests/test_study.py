@@ -96,6 +96,7 @@ def test_effects_pair_each_row_with_its_baseline_by_seed(tmp_path):
         tmp_path,
         ["  - {name: base, recipe: simclr-digits}", "  - {name: coded, recipe: simclr-digits, baseline: base}"],
     )
+    path.write_text(path.read_text() + "headline: [coded]\n")
     study = load_study(path)
     study.seeds = [0, 1, 2]
     root = study_root(study)
@@ -119,9 +120,15 @@ def test_effects_pair_each_row_with_its_baseline_by_seed(tmp_path):
     assert math.isclose(float(effect[0]["knn_dino_top1_p"]), p_closed_form, rel_tol=1e-6)
     assert math.isclose(float(effect[0]["time_ratio"]), 151.0 / 100.0)  # medians of seeds 0 and 2
     assert "| coded | base | 2 | +1.25 +- 0.35" in (root / "effects.md").read_text()
+    headline = (root / "headline.md").read_text()
+    assert "| coded | 2 | 0.8625 +- 0.0742 |" in headline and "| base |" not in headline
 
 
-def test_a_baseline_must_name_another_row(tmp_path, capsys):
+def test_a_baseline_or_headline_must_name_rows(tmp_path, capsys):
     path = write_study(tmp_path, ["  - {name: a, recipe: simclr-digits, baseline: nope}"])
     assert main(["study", str(path)]) == 2
     assert "baseline 'nope'" in capsys.readouterr().err
+    path = write_study(tmp_path, ["  - {name: a, recipe: simclr-digits}"])
+    path.write_text(path.read_text() + "headline: [a, b]\n")
+    assert main(["study", str(path)]) == 2
+    assert "headline rows ['b']" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+"""Keep the numbers in Markdown documents equal to the files that commands generate.
+
+A document marks a block with the generated file it shows, relative to the document:
+
+    <!-- include studies/fashion-mnist/results.md -->
+    | row | seeds | ... (the file's text, refreshed by this tool) |
+    <!-- end include -->
+
+`python -m ssl_coded.eval.includes docs/RESULTS.md README.md` rewrites every block from its file
+(atomically); `--check` only reports stale blocks and exits 1, which is what the test suite runs, so
+a table in the docs cannot drift from the study's or the attack harness's output.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from ssl_coded.config import ConfigError
+from ssl_coded.io import write_text
+
+BLOCK = re.compile(r"(<!-- include (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end include -->)", flags=re.S)
+
+
+def refresh(document: Path) -> str:
+    """The document's text with every include block replaced by its file's current text."""
+
+    def body(match: re.Match[str]) -> str:
+        source = document.parent / match["path"]
+        if not source.is_file():
+            raise ConfigError(f"{document}: included file {source} does not exist; run the command that makes it")
+        text = source.read_text()
+        return match[1] + text + ("" if text.endswith("\n") else "\n") + match[4]
+
+    return BLOCK.sub(body, document.read_text())
+
+
+def stale(document: Path) -> list[str]:
+    """The included paths whose block differs from the file."""
+    current = {m["path"]: m["body"] for m in BLOCK.finditer(document.read_text())}
+    fresh = {m["path"]: m["body"] for m in BLOCK.finditer(refresh(document))}
+    return [path for path in current if current[path] != fresh[path]]
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    documents = [Path(a) for a in argv if a != "--check"]
+    try:
+        if check:
+            outdated = {str(d): stale(d) for d in documents if stale(d)}
+            for document, paths in outdated.items():
+                print(f"{document}: stale blocks {paths}; run `python -m ssl_coded.eval.includes {document}`")
+            return 1 if outdated else 0
+        for document in documents:
+            write_text(document, refresh(document))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

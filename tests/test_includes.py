@@ -1,0 +1,35 @@
+from pathlib import Path
+
+from ssl_coded.eval.includes import main, refresh, stale
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_block_is_replaced_by_its_file_and_the_rest_is_kept(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "t.md").write_text("| a |\n|---|\n| 0.91 |\n")
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- include tables/t.md -->\n| a |\n| 0.12 |\n<!-- end include -->\noutro\n")
+    assert stale(doc) == ["tables/t.md"]
+    assert main(["--check", str(doc)]) == 1
+    assert main([str(doc)]) == 0
+    assert (
+        doc.read_text() == "intro\n<!-- include tables/t.md -->\n| a |\n|---|\n| 0.91 |\n<!-- end include -->\noutro\n"
+    )
+    assert stale(doc) == [] and main(["--check", str(doc)]) == 0
+
+
+def test_a_missing_file_is_a_clear_error_and_the_document_is_untouched(tmp_path, capsys):
+    doc = tmp_path / "doc.md"
+    text = "<!-- include gone.md -->\nold\n<!-- end include -->\n"
+    doc.write_text(text)
+    assert main([str(doc)]) == 2
+    assert "gone.md does not exist" in capsys.readouterr().err
+    assert doc.read_text() == text
+
+
+def test_the_committed_documents_show_the_current_generated_tables():
+    # RESULTS.md and the README quote study and attack outputs; a rerun must be followed by a refresh
+    for document in (ROOT / "README.md", ROOT / "docs" / "RESULTS.md"):
+        assert stale(document) == [], f"run `python -m ssl_coded.eval.includes {document.relative_to(ROOT)}`"
+        assert refresh(document) == document.read_text()
