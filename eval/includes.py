@@ -6,9 +6,11 @@ A document marks a block with the generated file it shows, relative to the docum
     | row | seeds | ... (the file's text, refreshed by this tool) |
     <!-- end include -->
 
-`python -m ssl_coded.eval.includes docs/RESULTS.md README.md` rewrites every block from its file
-(atomically); `--check` only reports stale blocks and exits 1, which is what the test suite runs, so
-a table in the docs cannot drift from the study's or the attack harness's output.
+Headings in the file are demoted below the heading the block sits under, so an included report keeps
+its outline inside the document's. `python -m ssl_coded.eval.includes docs/RESULTS.md README.md`
+rewrites every block from its file (atomically); `--check` only reports stale blocks and exits 1.
+The test suite checks the committed documents, so a table in the docs cannot drift from the study's
+or the attack harness's output.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ssl_coded.config import ConfigError
 from ssl_coded.io import write_text
 
 BLOCK = re.compile(r"(<!-- include (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end include -->)", flags=re.S)
+HEADING = re.compile(r"^(#+) ", flags=re.M)
 
 
 def refresh(document: Path) -> str:
@@ -30,7 +33,10 @@ def refresh(document: Path) -> str:
         source = document.parent / match["path"]
         if not source.is_file():
             raise ConfigError(f"{document}: included file {source} does not exist; run the command that makes it")
-        text = source.read_text()
+        outline = BLOCK.sub(lambda block: block[1] + block[4], match.string[: match.start()])  # own headings only
+        headings = HEADING.findall(outline)
+        depth = len(headings[-1]) if headings else 0
+        text = HEADING.sub(lambda h: "#" * (len(h[1]) + depth) + " ", source.read_text())
         return match[1] + text + ("" if text.endswith("\n") else "\n") + match[4]
 
     return BLOCK.sub(body, document.read_text())

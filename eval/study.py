@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import resource
 import statistics
@@ -229,6 +230,8 @@ def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
             path = cell_result(study, row, seed)
             if path.is_file():
                 cell = json.loads(path.read_text())
+                if cell.get("resumed"):  # its training time covers only the part after the resume
+                    cell.pop("seconds", None)
                 per_seed[row.name][seed] = {m: float(cell[m]) for m in METRICS if m in cell}
     return per_seed
 
@@ -253,8 +256,8 @@ def paired_effects(study: Study, per_seed: dict[str, dict[int, dict[str, float]]
                 effect[f"{m}_delta"] = statistics.mean(diffs)
                 effect[f"{m}_std"] = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
                 effect[f"{m}_p"] = float(ttest_rel(ours, theirs).pvalue) if len(diffs) > 1 else float("nan")
-        times = [[cells[s]["seconds"] for s in seeds] for cells in (per_seed[row.name], base)]
-        effect["time_ratio"] = statistics.median(times[0]) / statistics.median(times[1])
+        times = [[cells[s]["seconds"] for s in seeds if "seconds" in cells[s]] for cells in (per_seed[row.name], base)]
+        effect["time_ratio"] = statistics.median(times[0]) / statistics.median(times[1]) if all(times) else math.nan
         effects[row.name] = effect
     return effects
 

@@ -33,3 +33,15 @@ def test_the_committed_documents_show_the_current_generated_tables():
     for document in (ROOT / "README.md", ROOT / "docs" / "RESULTS.md"):
         assert stale(document) == [], f"run `python -m ssl_coded.eval.includes {document.relative_to(ROOT)}`"
         assert refresh(document) == document.read_text()
+
+
+def test_included_headings_nest_below_the_enclosing_section(tmp_path):
+    (tmp_path / "report.md").write_text("# Report\n\n## Table\n| a |\n")
+    doc = tmp_path / "doc.md"
+    block = "<!-- include report.md -->\n<!-- end include -->\n"
+    doc.write_text(f"# Doc\n\n## Section\n{block}\n# Top\n{block}")
+    assert main([str(doc)]) == 0
+    text = doc.read_text()
+    assert "## Section\n<!-- include report.md -->\n### Report\n\n#### Table\n| a |\n" in text
+    assert "# Top\n<!-- include report.md -->\n## Report\n\n### Table\n" in text  # the included headings don't count
+    assert main([str(doc)]) == 0 and doc.read_text() == text

@@ -132,3 +132,15 @@ def test_a_baseline_or_headline_must_name_rows(tmp_path, capsys):
     path.write_text(path.read_text() + "headline: [a, b]\n")
     assert main(["study", str(path)]) == 2
     assert "headline rows ['b']" in capsys.readouterr().err
+
+
+def test_a_resumed_cell_keeps_its_accuracy_but_not_its_partial_training_time(tmp_path):
+    from ssl_coded.eval.study import collect_cells, study_root
+
+    study = load_study(write_study(tmp_path, ["  - {name: a, recipe: simclr-digits}"]))
+    (study_root(study) / "a").mkdir(parents=True)
+    for seed, resumed in ((0, False), (1, True)):
+        cell = {"knn_dino_top1": 0.5 + seed, "seconds": 100.0 - 90 * seed, "resumed": resumed}
+        (study_root(study) / "a" / f"seed{seed}.json").write_text(json.dumps(cell))
+    cells = collect_cells(study)["a"]
+    assert cells[0]["seconds"] == 100.0 and "seconds" not in cells[1] and cells[1]["knn_dino_top1"] == 1.5
