@@ -58,6 +58,7 @@ class StudyRow:
     recipe: str
     overrides: list[str] = field(default_factory=list)
     baseline: str = ""  # another row's name: effects.md reports this row minus that one, paired by seed
+    seeds: list[int] | None = None  # this row's seeds, if not the study's (e.g. fewer for cheap ablations)
 
 
 @dataclass
@@ -102,6 +103,10 @@ def load_study(path: str | Path) -> Study:
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def seeds_of(study: Study, row: StudyRow) -> list[int]:
+    return study.seeds if row.seeds is None else row.seeds
 
 
 def study_root(study: Study) -> Path:
@@ -153,7 +158,7 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
     study = load_study(path)
     root = study_root(study)
     write_text(root / "study.yaml", OmegaConf.to_yaml(OmegaConf.structured(study)))
-    cells = [(row, seed) for row in study.rows for seed in study.seeds]
+    cells = [(row, seed) for row in study.rows for seed in seeds_of(study, row)]
     for i, (row, seed) in enumerate(cells, 1):
         out = cell_dir(study, row, seed)
         if cell_result(study, row, seed).is_file():
@@ -226,7 +231,7 @@ def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
     for row in study.rows:
         per_seed[row.name] = {}
-        for seed in study.seeds:
+        for seed in seeds_of(study, row):
             path = cell_result(study, row, seed)
             if path.is_file():
                 cell = json.loads(path.read_text())

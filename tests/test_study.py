@@ -99,6 +99,7 @@ def test_effects_pair_each_row_with_its_baseline_by_seed(tmp_path):
     path.write_text(path.read_text() + "headline: [coded]\n")
     study = load_study(path)
     study.seeds = [0, 1, 2]
+    assert study.rows[0].seeds is None
     root = study_root(study)
     base = {0: 0.80, 1: 0.70, 2: 0.90}  # seed-to-seed spread far above the effect
     gains = {0: 0.010, 1: 0.020, 2: 0.015}
@@ -144,3 +145,17 @@ def test_a_resumed_cell_keeps_its_accuracy_but_not_its_partial_training_time(tmp
         (study_root(study) / "a" / f"seed{seed}.json").write_text(json.dumps(cell))
     cells = collect_cells(study)["a"]
     assert cells[0]["seconds"] == 100.0 and "seconds" not in cells[1] and cells[1]["knn_dino_top1"] == 1.5
+
+
+def test_a_row_may_run_its_own_seeds(tmp_path):
+    from ssl_coded.eval.study import collect_cells, seeds_of, study_root
+
+    rows = ["  - {name: a, recipe: simclr-digits}", "  - {name: b, recipe: simclr-digits, seeds: [0]}"]
+    study = load_study(write_study(tmp_path, rows))
+    assert [seeds_of(study, row) for row in study.rows] == [[0, 1], [0]]
+    for row in ("a", "b"):
+        (study_root(study) / row).mkdir(parents=True)
+        for seed in (0, 1):
+            (study_root(study) / row / f"seed{seed}.json").write_text(json.dumps({"knn_dino_top1": 0.5}))
+    cells = collect_cells(study)
+    assert sorted(cells["a"]) == [0, 1] and sorted(cells["b"]) == [0]  # b's stray seed 1 is not its cell
