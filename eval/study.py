@@ -11,6 +11,8 @@ A study file (YAML) names its rows; each row runs once per seed (a cell):
       - {name: SimCLR, recipe: simclr-fashion-mnist}
       - {name: SimCLR + coded, recipe: simclr-fashion-mnist, overrides: [coded.enabled=true],
          baseline: SimCLR}
+      - {name: SimCLR + coded mu 2, recipe: simclr-fashion-mnist,
+         overrides: [coded.enabled=true, coded.weight=2.0], baseline: SimCLR, seeds: [0, 1]}
 
 A cell pretrains into `<out_dir>/<study>/<row>/seed<k>/` and evaluates its best-by-validation
 checkpoint on test, in a child process whose peak memory is recorded. Its figures go to
