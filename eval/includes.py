@@ -23,7 +23,8 @@ from ssl_coded.config import ConfigError
 from ssl_coded.io import write_text
 
 BLOCK = re.compile(r"(<!-- include (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end include -->)", flags=re.S)
-HEADING = re.compile(r"^(#+) ", flags=re.M)
+FENCE = re.compile(r"^```.*?^```[^\n]*$", flags=re.S | re.M)
+HEADING = re.compile(r"^(#{1,6}) ", flags=re.M)
 
 
 def refresh(document: Path) -> str:
@@ -34,19 +35,31 @@ def refresh(document: Path) -> str:
         if not source.is_file():
             raise ConfigError(f"{document}: included file {source} does not exist; run the command that makes it")
         outline = BLOCK.sub(lambda block: block[1] + block[4], match.string[: match.start()])  # own headings only
-        headings = HEADING.findall(outline)
-        depth = len(headings[-1]) if headings else 0
-        text = HEADING.sub(lambda h: "#" * (len(h[1]) + depth) + " ", source.read_text())
+        headings = HEADING.findall(FENCE.sub("", outline))
+        text = demote(source.read_text(), len(headings[-1]) if headings else 0)
         return match[1] + text + ("" if text.endswith("\n") else "\n") + match[4]
 
     return BLOCK.sub(body, document.read_text())
 
 
+def demote(text: str, depth: int) -> str:
+    """Headings `depth` levels deeper (at most 6, Markdown's deepest), code blocks untouched."""
+
+    def deeper(heading: re.Match[str]) -> str:
+        return "#" * min(6, len(heading[1]) + depth) + " "
+
+    pieces, last = [], 0
+    for fence in FENCE.finditer(text):
+        pieces += [HEADING.sub(deeper, text[last : fence.start()]), fence[0]]
+        last = fence.end()
+    return "".join(pieces) + HEADING.sub(deeper, text[last:])
+
+
 def stale(document: Path) -> list[str]:
-    """The included paths whose block differs from the file."""
-    current = {m["path"]: m["body"] for m in BLOCK.finditer(document.read_text())}
-    fresh = {m["path"]: m["body"] for m in BLOCK.finditer(refresh(document))}
-    return [path for path in current if current[path] != fresh[path]]
+    """The included paths whose block differs from the file (in document order; a path may repeat)."""
+    current = [(m["path"], m["body"]) for m in BLOCK.finditer(document.read_text())]
+    fresh = [m["body"] for m in BLOCK.finditer(refresh(document))]
+    return [path for (path, body), new in zip(current, fresh, strict=True) if body != new]
 
 
 def main(argv: list[str]) -> int:

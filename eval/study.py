@@ -25,7 +25,7 @@ line per cell), `results.md` and `results.csv` (mean +- std over seeds per row),
 t-test p-value) and the ratio of median training times.
 
 Example:
-    >>> run_study("studies/fashion-mnist-main.yaml")
+    >>> run_study("recipes/studies/fashion-mnist.yaml")
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ def load_study(path: str | Path) -> Study:
     for row in study.rows:
         if row.baseline and (row.baseline not in names or row.baseline == row.name):
             raise ConfigError(f"study {path}: row {row.name!r} has baseline {row.baseline!r}, not another row's name")
+        baseline = next((other for other in study.rows if other.name == row.baseline), None)
+        if baseline and not set(seeds_of(study, row)) & set(seeds_of(study, baseline)):
+            raise ConfigError(f"study {path}: row {row.name!r} shares no seed with its baseline; pair their seeds")
     return study
 
 
@@ -137,8 +140,9 @@ def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str],
     from ssl_coded.train import pretrain
 
     config = load_config(recipe, [*overrides, f"out_dir={out.parent}", f"name={out.name}"])
-    resumed = (out / "checkpoints" / "last.ckpt").is_file()
+    resumed = False  # trained in two or more sessions: `seconds` covers only the last
     if not (out / "summary.json").is_file():
+        resumed = (out / "checkpoints" / "last.ckpt").is_file()
         pretrain(config, resume=resumed)
     start = time.perf_counter()
     rows = evaluate(out, tuple(protocols), floors=False, probe=probe, plots=False)
@@ -223,7 +227,8 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
     if effects:
         accuracies = [m for m in ACCURACIES if m in metrics]
         write_text(root / "effects.md", format_effects(effects, accuracies) + "\n")
-        write_text(root / "effects.csv", _csv(list(effects.values()), list(next(iter(effects.values())))))
+        fields = list(dict.fromkeys(key for effect in effects.values() for key in effect))
+        write_text(root / "effects.csv", _csv(list(effects.values()), fields))
         print(format_effects(effects, accuracies))
     return table
 
@@ -270,20 +275,23 @@ def paired_effects(study: Study, per_seed: dict[str, dict[int, dict[str, float]]
 
 
 def format_effects(effects: dict[str, dict[str, Any]], metrics: list[str]) -> str:
-    """Differences in points (x100) with their paired seed spread; p from a paired t-test."""
+    """Differences in points (x100) with their paired seed spread and the paired t-test's p-value."""
     head = " | ".join(f"{m} delta (p)" for m in metrics)
     lines = [f"| row | vs | seeds | {head} | train time x |", "|---|---|---|" + "---|" * len(metrics) + "---|"]
     for e in effects.values():
-        cells = [
-            f"{100 * e[f'{m}_delta']:+.2f} +- {100 * e[f'{m}_std']:.2f} ({e[f'{m}_p']:.2f})"
-            if f"{m}_delta" in e
-            else "-"
-            for m in metrics
-        ]
-        lines.append(
-            f"| {e['row']} | {e['baseline']} | {e['seeds']} | " + " | ".join(cells) + f" | {e['time_ratio']:.2f} |"
-        )
+        cells = " | ".join(_effect_cell(e, m) for m in metrics)
+        ratio = "-" if math.isnan(e["time_ratio"]) else f"{e['time_ratio']:.2f}"
+        lines.append(f"| {e['row']} | {e['baseline']} | {e['seeds']} | {cells} | {ratio} |")
     return "\n".join(lines)
+
+
+def _effect_cell(effect: dict[str, Any], metric: str) -> str:
+    if f"{metric}_delta" not in effect:
+        return "-"
+    delta = f"{100 * effect[f'{metric}_delta']:+.2f}"
+    if effect["seeds"] < 2:  # no spread, no test
+        return delta
+    return f"{delta} +- {100 * effect[f'{metric}_std']:.2f} (p {effect[f'{metric}_p']:.2g})"
 
 
 def format_study(table: dict[str, dict[str, tuple[float, float, int]]], metrics: list[str]) -> str:
@@ -294,10 +302,10 @@ def format_study(table: dict[str, dict[str, tuple[float, float, int]]], metrics:
         for m in metrics:
             if m not in t:
                 cells.append("-")
-            elif m in COSTS:
-                cells.append(f"{t[m][0]:.0f} +- {t[m][1]:.0f}")
-            else:
-                cells.append(f"{t[m][0]:.4f} +- {t[m][1]:.4f}")
+                continue
+            mean, std, n = t[m]
+            digits = 0 if m in COSTS else 4
+            cells.append(f"{mean:.{digits}f}" + (f" +- {std:.{digits}f}" if n > 1 else ""))
         lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -45,3 +45,15 @@ def test_included_headings_nest_below_the_enclosing_section(tmp_path):
     assert "## Section\n<!-- include report.md -->\n### Report\n\n#### Table\n| a |\n" in text
     assert "# Top\n<!-- include report.md -->\n## Report\n\n### Table\n" in text  # the included headings don't count
     assert main([str(doc)]) == 0 and doc.read_text() == text
+
+
+def test_code_blocks_keep_their_comments_and_a_file_included_twice_is_checked_twice(tmp_path):
+    (tmp_path / "report.md").write_text("# Report\n```bash\n# a comment, not a heading\n```\n###### Deepest\n")
+    doc = tmp_path / "doc.md"
+    block = "<!-- include report.md -->\n<!-- end include -->\n"
+    doc.write_text(f"# Doc\n```bash\n#### not the outline\n```\n{block}{block}")
+    assert main([str(doc)]) == 0
+    text = doc.read_text()
+    assert text.count("## Report\n```bash\n# a comment, not a heading\n```\n###### Deepest\n") == 2
+    doc.write_text(text.replace("## Report", "## Stale", 1))  # only the first of the two blocks
+    assert stale(doc) == ["report.md"] and main(["--check", str(doc)]) == 1

@@ -55,6 +55,7 @@ def test_study_runs_every_cell_resumes_and_tabulates(tmp_path, capsys):
     assert "[1/2] SimCLR + coded, seed 0" in out and "seed 1 ->" not in out
     assert kept.stat().st_mtime_ns == before
     assert json.loads(done.read_text())["knn_dino_top1"] == first["knn_dino_top1"]  # same checkpoint
+    assert json.loads(done.read_text())["resumed"] is False  # evaluated again, trained once: its time stands
     assert main(["study", str(path), "--summary"]) == 0
 
     # another machine: no run directories, only the committed results; nothing is redone
@@ -125,10 +126,41 @@ def test_effects_pair_each_row_with_its_baseline_by_seed(tmp_path):
     assert "| coded | 2 | 0.8625 +- 0.0742 |" in headline and "| base |" not in headline
 
 
+def test_one_seed_shows_no_spread_and_no_test():
+    from ssl_coded.eval.study import format_effects, format_study
+
+    effect = {"row": "b", "baseline": "a", "seeds": 1, "knn_dino_top1_delta": 0.01, "knn_dino_top1_std": 0.0}
+    effect |= {"knn_dino_top1_p": float("nan"), "time_ratio": float("nan")}
+    assert format_effects({"b": effect}, ["knn_dino_top1"]).splitlines()[-1] == "| b | a | 1 | +1.00 | - |"
+    table = {"b": {"knn_dino_top1": (0.5, 0.0, 1), "seconds": (12.0, 0.0, 1)}}
+    assert format_study(table, ["knn_dino_top1", "seconds"]).splitlines()[-1] == "| b | 1 | 0.5000 | 12 |"
+
+
+def test_the_committed_fashion_mnist_tables_are_those_of_its_cells(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from ssl_coded.eval.study import study_root, summarise
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # results_dir is relative to the repository
+    study = load_study("recipes/studies/fashion-mnist.yaml")
+    summarise(study, tmp_path)
+    for name in ("cells.csv", "results.md", "headline.md", "effects.md"):
+        assert (tmp_path / name).read_text() == (study_root(study) / name).read_text(), f"rerun --summary ({name})"
+
+
 def test_a_baseline_or_headline_must_name_rows(tmp_path, capsys):
     path = write_study(tmp_path, ["  - {name: a, recipe: simclr-digits, baseline: nope}"])
     assert main(["study", str(path)]) == 2
     assert "baseline 'nope'" in capsys.readouterr().err
+    path = write_study(
+        tmp_path,
+        [
+            "  - {name: a, recipe: simclr-digits, seeds: [0]}",
+            "  - {name: b, recipe: simclr-digits, baseline: a, seeds: [1]}",
+        ],
+    )
+    assert main(["study", str(path)]) == 2
+    assert "shares no seed with its baseline" in capsys.readouterr().err
     path = write_study(tmp_path, ["  - {name: a, recipe: simclr-digits}"])
     path.write_text(path.read_text() + "headline: [a, b]\n")
     assert main(["study", str(path)]) == 2
