@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
     documents = [Path(a) for a in argv if a != "--check"]
     try:
         if check:
-            outdated = {str(d): stale(d) for d in documents if stale(d)}
+            outdated = {str(d): paths for d in documents if (paths := stale(d))}
             for document, paths in outdated.items():
                 print(f"{document}: stale blocks {paths}; run `python -m ssl_coded.eval.includes {document}`")
             return 1 if outdated else 0
