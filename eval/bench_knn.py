@@ -40,10 +40,11 @@ from lightly.utils.benchmarking import knn_predict as lightly_knn_predict
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
-from ssl_coded.eval.exact_search import SearchStats, native_bf16
+from ssl_coded.eval.exact_search import SearchStats
 from ssl_coded.eval.knn_faiss import KnnIndex, faiss_knn_predict, neighbour_recall
 from ssl_coded.eval.linear_probe import linear_probe
 
+from ssl_coded.hardware import native_bf16
 from ssl_coded.io import write_json, write_text
 from ssl_coded.knn import knn_predict, rank_classes
 

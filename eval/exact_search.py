@@ -33,11 +33,6 @@ class SearchStats:
     fallbacks: int = 0
 
 
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively; where it does not, bf16 is emulated and slower than fp32."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 BLOCK = 16  # columns per block of the block-max candidate selection
 RERANK = 16  # queries re-ranked together: their gathered fp32 rows (16 x c x dim) stay in cache
 SCORE_BUDGET = 1 << 26  # bf16 scores held at once (128 MiB): bounds the query chunk for large banks

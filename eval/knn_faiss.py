@@ -20,9 +20,10 @@ import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ssl_coded.eval.exact_search import ExactIndex, SearchStats, native_bf16
+from ssl_coded.eval.exact_search import ExactIndex, SearchStats
 from torch import Tensor
 
+from ssl_coded.hardware import native_bf16
 from ssl_coded.knn import check_same_dimension, rank_classes
 
 INDEX_KINDS = ("exact", "flat", "ivf")

@@ -15,7 +15,9 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from torch import Tensor
 
 from ssl_coded.config import ConfigError, RecipeConfig, to_yaml
 from ssl_coded.datasets import Splits, TensorImageDataset, load_splits
+from ssl_coded.hardware import FALLBACK_WARNING, training_precision
 from ssl_coded.io import atomic_write, write_json, write_text
 from ssl_coded.knn import PRESETS, knn_predict
 from ssl_coded.methods import get_method
@@ -120,6 +123,9 @@ def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Call
         raise CheckpointError(f"run directory {out} already has checkpoints; pass --resume, or set name=<new name>")
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
+    asked = config.trainer.precision
+    precision = training_precision(asked, config.trainer.accelerator)
+    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, precision=precision))
     pl.seed_everything(config.seed, workers=True, verbose=False)
     splits = load_splits(config.data)
     method = build_method(config, splits)
@@ -132,6 +138,8 @@ def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Call
         trainer = make_trainer(config, out, checkpoint, callbacks)
     except MisconfigurationException as error:
         raise ConfigError(f"trainer settings: {str(error).splitlines()[0]}") from error
+    if precision != asked:  # said once the run is sure to start, so that bad input still gets one line
+        print(FALLBACK_WARNING, file=sys.stderr)
     start = time.perf_counter()
     trainer.fit(method, datamodule=SplitsDataModule(splits, config), ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - start
