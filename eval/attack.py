@@ -254,20 +254,27 @@ def format_tables(results: dict[str, dict], checks: dict[str, list], eps: list[f
 
 
 def plot_robustness(results: dict[str, dict], eps: list[float], path: Path) -> None:
+    def draw(ax: Any) -> None:
+        grid = [0.0, *eps]
+        for i, (name, r) in enumerate(results.items()):
+            for kind, style in (("adaptive", "-"), ("plain", "--")):
+                values = [r["clean"], *(r["eps"][f"{e:g}"][kind] for e in eps)]
+                ax.plot(grid, values, style, color=f"C{i}", marker="o", label=f"{name} ({kind})")
+
+    plot_accuracy_against_eps(draw, "accuracy", path)
+
+
+def plot_accuracy_against_eps(draw: Callable[[Any], None], ylabel: str, path: Path) -> None:
+    """One accuracy-against-eps figure: `draw(ax)` adds the lines; the axes and the file are shared."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    grid = [0.0, *eps]
-    for i, (name, r) in enumerate(results.items()):
-        color = f"C{i}"
-        for kind, style in (("adaptive", "-"), ("plain", "--")):
-            values = [r["clean"], *(r["eps"][f"{e:g}"][kind] for e in eps)]
-            ax.plot(grid, values, style, color=color, marker="o", label=f"{name} ({kind})")
+    draw(ax)
     ax.set_xlabel("L-inf eps (pixels in [0, 1])")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)

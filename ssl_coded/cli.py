@@ -50,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--out", help="report directory (default: the run, or the runs' parent)")
     attack.add_argument("--set", nargs="*", default=[], metavar="attack.KEY=VALUE", help="e.g. attack.num_examples=100")
 
+    seeds = commands.add_parser(
+        "attack-seeds",
+        help="supervised and attack results of several seeds: mean +- std, paired differences",
+        description="Summarise one `train RECIPE --compare --attack seed=k` directory per seed: writes seeds.md, "
+        "seeds.csv and robustness-seeds.png (mean +- std over seeds, differences paired by seed).",
+    )
+    seeds.add_argument("runs", nargs="+", help="the --compare directories, one per seed")
+    seeds.add_argument("--out", required=True, help="directory for seeds.md, seeds.csv and robustness-seeds.png")
+
     evaluate = commands.add_parser(
         "eval",
         help="evaluate pretrained encoders: kNN (FAISS) and retrieval, linear probe, beside the floors",
@@ -112,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             from ssl_coded.commands import run_attack_command
 
             run_attack_command(args.runs, args.out, args.set)
+        elif args.command == "attack-seeds":
+            from ssl_coded.eval.attack_seeds import summarise_seeds
+
+            print(summarise_seeds(args.runs, args.out))
         elif args.command == "study":
             from ssl_coded.eval.study import load_study, run_study, study_root, summarise
 

@@ -33,6 +33,11 @@ def test_train_compare_attack_writes_the_table_the_verdict_and_the_plot(tmp_path
     assert "adaptive attack" in text and "## Sanity checks" in text and "coded + RCI" in text
     assert (parent / "robustness.png").read_bytes()[:4] == b"\x89PNG"
     assert "| berrut |" in (parent / "fidelity.md").read_text()
+    # the seed summary reads the harness's real files (one seed here: values, no spread)
+    assert main(["attack-seeds", str(parent), "--out", str(tmp_path / "seeds")]) == 0
+    seeds = (tmp_path / "seeds" / "seeds.md").read_text()
+    erm = json.loads((parent / "erm" / "summary.json").read_text())["test_accuracy"]
+    assert f"| erm | 1 | {erm:.4f} |" in seeds and "| coded - erm |" in seeds and "seed 0 (" in seeds
     # the attack command alone, on the parent directory, with an override
     assert main(["attack", str(parent), "--out", str(tmp_path / "again"), "--set", "attack.num_examples=16"]) == 0
     assert json.loads((tmp_path / "again" / "attack.json").read_text())["attack"]["num_examples"] == 16
