@@ -313,6 +313,7 @@ def run_attack(runs: list[str | Path], out_dir: str | Path, overrides: list[str]
     write_text(out / "fidelity.md", f"# Decoding fidelity of RCI on {len(y)} test images\n\n{sweep}\n")
     record = {
         "attack": dataclasses.asdict(cfg),
+        "num_attacked": len(y),  # num_examples, or fewer where the test split is smaller
         "inference": dataclasses.asdict(config.inference),
         "results": results,
         "checks": {n: [{"check": c, "passed": p, "detail": d} for c, p, d in items] for n, items in checks.items()},

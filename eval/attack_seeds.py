@@ -41,7 +41,15 @@ COMPARISONS = (
 
 
 def load_seed(run: str | Path) -> dict[str, Any]:
-    """One seed's figures: {"seed", "n", "eps", "models": {model: {column: accuracy}}, "verdict", "checks"}."""
+    """One seed's figures, read from a `train --compare --attack` directory.
+
+    Args:
+        run: the directory holding `attack.json` and one run directory per regularizer.
+
+    Returns:
+        {"run", "seed", "n" (images attacked), "eps", "settings" (attack and RCI settings), "models":
+        {model: {column: accuracy}}, "verdict" (the report's sentence on RCI), "checks" (passed, total)}.
+    """
     run = Path(run)
     if not (run / "attack.json").is_file():
         raise FileNotFoundError(
@@ -64,12 +72,13 @@ def load_seed(run: str | Path) -> dict[str, Any]:
     if len(seeds) != 1:
         raise ValueError(f"{run}: its models were trained with seeds {sorted(seeds)}; one --compare run per seed")
     checks = {n: [(c["check"], c["passed"], c["detail"]) for c in items] for n, items in report["checks"].items()}
-    n = report["attack"]["num_examples"]
+    n = report.get("num_attacked", report["attack"]["num_examples"])  # reports before num_attacked: the setting
     return {
         "run": str(run),
         "seed": seeds.pop(),
         "n": n,
         "eps": eps,
+        "settings": json.dumps({"attack": report["attack"], "inference": report.get("inference")}, sort_keys=True),
         "models": models,
         "verdict": verdict(report["results"], report["attack"]["eps"], checks, n),
         "checks": (sum(p for items in checks.values() for _, p, _ in items), sum(map(len, checks.values()))),
@@ -77,13 +86,25 @@ def load_seed(run: str | Path) -> dict[str, Any]:
 
 
 def summarise_seeds(runs: list[str | Path], out: str | Path) -> str:
-    """Write seeds.md, seeds.csv and robustness-seeds.png into `out`; return the Markdown."""
+    """Summarise one `train --compare --attack` directory per seed.
+
+    Args:
+        runs: the directories, one per seed, in any order; every one attacked with the same settings
+            and holding the same models.
+        out: where seeds.md, seeds.csv and robustness-seeds.png go.
+
+    Returns:
+        The Markdown of seeds.md.
+    """
     per_seed = sorted((load_seed(run) for run in runs), key=lambda s: s["seed"])
     seeds = [s["seed"] for s in per_seed]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"runs {[s['run'] for s in per_seed]} repeat a seed ({seeds}); give each seed once")
-    if len({(tuple(s["eps"]), s["n"]) for s in per_seed}) > 1:
-        raise ValueError("the runs were attacked with different eps grids or image counts; attack them alike")
+    if len({(s["settings"], s["n"]) for s in per_seed}) > 1:
+        raise ValueError("the runs were attacked with different settings or image counts; attack them alike")
+    if len({tuple(s["models"]) for s in per_seed}) > 1:
+        found = {s["seed"]: list(s["models"]) for s in per_seed}
+        raise ValueError(f"the seeds hold different models ({found}); train every seed with --compare")
     eps, n = per_seed[0]["eps"], per_seed[0]["n"]
     columns = ["test accuracy", "clean", *(f"eps={e} {kind}" for e in eps for kind in ("plain", "adaptive"))]
     models = list(per_seed[0]["models"])

@@ -3,8 +3,9 @@
 Where the CPU multiplies bf16 natively (AVX512-BF16, AMX) bf16 autocast is the faster one; where it
 does not, bf16 is emulated, and `ssl_coded.hardware.training_precision` trains a `bf16-mixed` recipe
 in fp32 instead. This measures the gap that choice rests on: one training step (forward, backward,
-SGD update) of the recipe's backbone on a batch of its training images, fp32 and bf16 autocast taking turns, one step
-each per round; the ratio is taken per round and the median printed.
+SGD update) of the recipe's backbone on a batch of its training images, fp32 and bf16 autocast
+taking turns (one step each per round, alternating which goes first); the ratio is taken per round
+and the median printed.
 
 Run: python -m ssl_coded.eval.bench_precision [--recipe simclr-fashion-mnist --batch-size 512 --rounds 5]
 """
@@ -25,6 +26,8 @@ from ssl_coded.hardware import native_bf16, training_precision
 
 
 def make_step(recipe: str, batch_size: int, bf16: bool) -> Callable[[], None]:
+    """One training step of the recipe's backbone on `batch_size` of its training images, in the
+    recipe's memory format, under bf16 autocast or in fp32; the same initial weights either way."""
     config = load_config(recipe, [f"data.max_train={batch_size}", "data.max_test=1"])
     splits = load_splits(config.data)
     m = config.model
@@ -33,8 +36,11 @@ def make_step(recipe: str, batch_size: int, bf16: bool) -> Callable[[], None]:
         m.backbone, splits.channels, splits.image_size, width=m.width, pool=m.pool, patch_size=m.patch_size,
         vit_dim=m.vit_dim, vit_depth=m.vit_depth, vit_heads=m.vit_heads,
     )  # fmt: skip
+    images = splits.train.images[:batch_size].float().div(255)
+    if config.trainer.channels_last:  # as the methods run it
+        backbone = backbone.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(backbone.parameters(), lr=1e-3)
-    images = splits.train.images[:batch_size].float().div(255).contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -52,8 +58,8 @@ def run_precision_benchmark(recipe: str, batch_size: int, rounds: int) -> dict[s
     for step in steps.values():  # warm-up
         step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
+    for i in range(rounds):
+        for name, step in list(steps.items())[:: 1 if i % 2 == 0 else -1]:  # alternate who goes first
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)

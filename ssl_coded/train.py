@@ -138,7 +138,7 @@ def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Call
         trainer = make_trainer(config, out, checkpoint, callbacks)
     except MisconfigurationException as error:
         raise ConfigError(f"trainer settings: {str(error).splitlines()[0]}") from error
-    if precision != asked:  # said once the run is sure to start, so that bad input still gets one line
+    if precision != asked and trainer.global_rank == 0:  # once the run is sure to start: bad input stays one line
         print(FALLBACK_WARNING, file=sys.stderr)
     start = time.perf_counter()
     trainer.fit(method, datamodule=SplitsDataModule(splits, config), ckpt_path=str(last) if resume else None)
@@ -146,7 +146,9 @@ def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Call
     if trainer.global_rank != 0:
         return {}
     merge_metrics(out)
-    summary = summarise(config, splits, method, checkpoint, seconds)
+    summary = summarise(config, splits, method, checkpoint, seconds) | {"precision": precision}
+    if precision != asked:  # config.yaml holds what trained; the recipe asked for this
+        summary["precision_asked"] = asked
     write_json(out / "summary.json", summary)
     write_curves(out)
     return summary

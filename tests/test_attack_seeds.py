@@ -88,6 +88,14 @@ def test_bad_inputs_fail_with_a_clear_message(tmp_path, capsys):
         summarise_seeds([runs[0], runs[0]], tmp_path / "out")
     assert main(["attack-seeds", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "--compare --attack" in capsys.readouterr().err
+    fake_run(tmp_path / "other", 5, {"erm": 0.9}, {"erm": (0.1, 0.0), "coded": (0.1, 0.0)})
+    with pytest.raises(ValueError, match="different models"):  # seed 5 has no mixup
+        summarise_seeds([runs[0], tmp_path / "other" / "seed5"], tmp_path / "out")
+    report = json.loads((runs[2] / "attack.json").read_text())
+    report["attack"]["steps"] = 20
+    (runs[2] / "attack.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="different settings"):
+        summarise_seeds(runs, tmp_path / "out")
     (runs[1] / "coded" / "config.yaml").write_text("seed: 7\n")
     with pytest.raises(ValueError, match="seeds \\[1, 7\\]"):
         load_seed(runs[1])

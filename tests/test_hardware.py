@@ -1,5 +1,7 @@
+import json
+
 import pytest
-import torch
+import pytorch_lightning as pl
 import yaml
 
 from ssl_coded import hardware
@@ -17,7 +19,10 @@ def without_native_bf16(monkeypatch):
 def test_bf16_autocast_becomes_fp32_on_a_cpu_without_native_bf16(without_native_bf16):
     assert training_precision("bf16-mixed", "cpu") == "32-true"
     assert training_precision("bf16-true", "cpu") == "bf16-true"  # an explicit dtype, not autocast: kept
-    assert training_precision("16-mixed", "cpu") == "16-mixed"
+    for alias in ("bf16", "16-mixed", "16"):  # Lightning runs all of them as bf16 autocast on a CPU
+        assert training_precision(alias, "cpu") == "32-true"
+    assert training_precision("16-true", "cpu") == "16-true"
+    assert training_precision("bf16-mixed", "cuda") == "bf16-mixed"
     assert training_precision("bf16-mixed", "gpu") == "bf16-mixed"  # accelerators do bf16 natively
 
 
@@ -27,19 +32,35 @@ def test_native_bf16_keeps_the_recipe(monkeypatch):
 
 
 def test_auto_means_the_cpu_only_without_an_accelerator(monkeypatch):
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert trains_on_cpu("auto") and trains_on_cpu("cpu") and not trains_on_cpu("gpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert not trains_on_cpu("auto")
+    from pytorch_lightning.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
+
+    for accelerator in (CUDAAccelerator, MPSAccelerator, XLAAccelerator):
+        monkeypatch.setattr(accelerator, "is_available", staticmethod(lambda: False))
+    assert trains_on_cpu("auto") and trains_on_cpu("cpu")
+    assert not any(map(trains_on_cpu, ("gpu", "cuda", "mps", "tpu")))
+    for accelerator in (MPSAccelerator, CUDAAccelerator):
+        monkeypatch.setattr(accelerator, "is_available", staticmethod(lambda: True))
+        assert not trains_on_cpu("auto")
+
+
+class RecordPrecision(pl.Callback):
+    def __init__(self) -> None:
+        self.used: list[str] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.used.append(trainer.precision)
 
 
 def test_the_run_records_the_precision_it_trained_in(without_native_bf16, tmp_path, capsys):
     quick = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.batch_size=32", "eval.bank_size=128"]
     overrides = [*quick, "trainer.precision=bf16-mixed", "trainer.accelerator=cpu", f"out_dir={tmp_path}", "name=run"]
-    pretrain(load_config("simclr-digits", overrides))
+    record = RecordPrecision()
+    pretrain(load_config("simclr-digits", overrides), callbacks=[record])
+    assert record.used == ["32-true"]  # what the Trainer ran, not only what the files say
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert recorded["trainer"]["precision"] == "32-true"
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["precision"] == "32-true" and summary["precision_asked"] == "bf16-mixed"
     assert capsys.readouterr().err.count(FALLBACK_WARNING) == 1
 
 
