@@ -19,8 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import statistics
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from ssl_coded.eval.attack import plot_accuracy_against_eps, verdict
+from ssl_coded.eval.study import csv_text, format_difference, paired_difference
 
 from ssl_coded.io import write_text
 
@@ -136,11 +135,7 @@ def summarise_seeds(runs: list[str | Path], out: str | Path) -> str:
     out = Path(out)
     write_text(out / "seeds.md", text + "\n")
     lines = [{"seed": s["seed"], "model": m, **s["models"][m]} for s in per_seed for m in models]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["seed", "model", *columns], restval="")
-    writer.writeheader()
-    writer.writerows(lines)
-    write_text(out / "seeds.csv", buffer.getvalue())
+    write_text(out / "seeds.csv", csv_text(lines, ["seed", "model", *columns]))
     _plot(per_seed, models, eps, out / "robustness-seeds.png")
     return text
 
@@ -163,8 +158,6 @@ def _spread(per_seed: list[dict], model: str, columns: list[str]) -> list[str]:
 
 
 def _paired(per_seed: list[dict], model: str, baseline: str, columns: list[str]) -> list[str]:
-    from scipy.stats import ttest_rel
-
     cells = []
     for column in columns:
         pairs = [
@@ -175,17 +168,8 @@ def _paired(per_seed: list[dict], model: str, baseline: str, columns: list[str])
         if not pairs:
             cells.append("-")
             continue
-        diffs = [100 * (a - b) for a, b in pairs]
-        if len(diffs) == 1:
-            cells.append(f"{diffs[0]:+.2f}")
-            continue
-        spread = statistics.stdev(diffs)
-        if spread < 1e-9:  # every seed gave the same difference: nothing to test it against
-            p_text = "-"
-        else:
-            ours, theirs = zip(*pairs, strict=True)
-            p_text = f"{ttest_rel(ours, theirs).pvalue:.2g}"
-        cells.append(f"{statistics.mean(diffs):+.2f} +- {spread:.2f} (p {p_text})")
+        ours, theirs = zip(*pairs, strict=True)
+        cells.append(format_difference(*paired_difference(list(ours), list(theirs)), len(pairs)))
     return cells
 
 

@@ -19,27 +19,23 @@ from collections.abc import Callable
 
 import torch
 
-from ssl_coded.backbones import build_backbone
 from ssl_coded.config import load_config
 from ssl_coded.datasets import load_splits
 from ssl_coded.hardware import native_bf16, training_precision
+from ssl_coded.train import build_method
 
 
 def make_step(recipe: str, batch_size: int, bf16: bool) -> Callable[[], None]:
-    """One training step of the recipe's backbone on `batch_size` of its training images, in the
-    recipe's memory format, under bf16 autocast or in fp32; the same initial weights either way."""
+    """One training step of the recipe's backbone on `batch_size` of its training images, built and fed
+    as the recipe's method does it (memory format included), under bf16 autocast or in fp32; the same
+    initial weights either way."""
     config = load_config(recipe, [f"data.max_train={batch_size}", "data.max_test=1"])
     splits = load_splits(config.data)
-    m = config.model
     torch.manual_seed(0)
-    backbone, _ = build_backbone(
-        m.backbone, splits.channels, splits.image_size, width=m.width, pool=m.pool, patch_size=m.patch_size,
-        vit_dim=m.vit_dim, vit_depth=m.vit_depth, vit_heads=m.vit_heads,
-    )  # fmt: skip
-    images = splits.train.images[:batch_size].float().div(255)
-    if config.trainer.channels_last:  # as the methods run it
-        backbone = backbone.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
+    method = build_method(config, splits)
+    if config.trainer.channels_last:  # what the method's setup does before training
+        method.to(memory_format=torch.channels_last)
+    backbone, images = method.backbone, method.to_input(splits.train.images[:batch_size])
     optimizer = torch.optim.SGD(backbone.parameters(), lr=1e-3)
 
     def step() -> None:

@@ -2,7 +2,7 @@
 
 The Fashion-MNIST recipes train under bf16 autocast, which is fast where the CPU multiplies bf16
 natively (AVX512-BF16, AMX) and emulated, several times slower than fp32, where it does not: one
-512-image step of the small CNN took 9.23 s in bf16 against 0.95 s in fp32 on an AVX2-only EPYC
+512-image step of the small CNN took 10.07 s in bf16 against 1.21 s in fp32 on an AVX2-only EPYC
 (`python -m ssl_coded.eval.bench_precision`).
 On such a CPU `bf16-mixed` is trained as `32-true` instead (`pretrain` prints FALLBACK_WARNING once the
 run has started, and the run's config.yaml records the precision that was used).
