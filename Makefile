@@ -23,7 +23,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(PY) -m ssl_coded.eval.bench_overhead
+	$(PY) -m benchmarks.bench_overhead
 
 clean:
 	rm -rf $(VENV) build *.egg-info

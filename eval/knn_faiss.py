@@ -1,91 +1,67 @@
-"""Weighted kNN on L2-normalised features: exact search (certified bf16 or FAISS flat), or FAISS IVF.
+"""Approximate and FAISS searches for `ssl-coded eval --index flat|ivf`, beside the exact default.
 
-`KnnIndex(bank, kind)` prepares a bank once; `search(queries, k)` returns cosine similarities and
-bank indices, best first. Kinds:
-- "exact" (default): `exact_search`, a bf16 product with an fp32 re-rank and a certificate, on
-  CPUs with native bf16; FAISS IndexFlatIP elsewhere. Both return the fp32 brute-force answer.
+`make_index(bank, kind)` returns an object with `search(queries, k) -> (similarity, indices)`:
+- "exact" (default): `ssl_coded.knn.KnnBank`, the project's one exact search (also behind the
+  pretraining summary and the online monitor).
 - "flat": FAISS IndexFlatIP (exact, fp32).
 - "ivf": FAISS IndexIVFFlat, nlist 4 sqrt(N), nprobe 32 (approximate; for large banks with cluster
   structure; `ssl-coded eval --index ivf` reports its recall and top-1 agreement against exact).
-The votes are those of `ssl_coded.knn` (the torch reference): the same neighbours give the same
-ranking.
+The votes are `ssl_coded.knn`'s: the same neighbours give the same ranking.
 
 Example:
-    >>> ranked = faiss_knn_predict(bank, bank_labels, queries, num_classes=10, k=20, temperature=0.07)
+    >>> similarity, neighbours = make_index(bank, "ivf").search(queries, k=20)
 """
 
 from __future__ import annotations
 
-import faiss
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ssl_coded.eval.exact_search import ExactIndex, SearchStats
 from torch import Tensor
 
-from ssl_coded.hardware import native_bf16
-from ssl_coded.knn import check_same_dimension, rank_classes
+from ssl_coded.extras import require
+from ssl_coded.knn import KnnBank, check_same_dimension
 
 INDEX_KINDS = ("exact", "flat", "ivf")
 
 
-class KnnIndex:
-    """A bank of features prepared for inner-product search on their normalised rows."""
+class FaissIndex:
+    """A bank of features in a FAISS inner-product index over their normalised rows."""
 
-    def __init__(self, bank: Tensor, kind: str = "exact", nlist: int = 0, nprobe: int = 32) -> None:
-        if kind not in INDEX_KINDS:
-            raise ValueError(f"unknown index {kind!r}; choose from {', '.join(INDEX_KINDS)}")
+    def __init__(self, bank: Tensor, kind: str = "flat", nlist: int = 0, nprobe: int = 32) -> None:
+        faiss = require("faiss", "eval")
         self.bank = bank.detach().float().cpu()
-        self.kind = kind
-        self.exact = ExactIndex(self.bank) if kind == "exact" and native_bf16() else None
-        self.faiss_index = None
-        if self.exact is None:
-            self.faiss_index = _faiss_index(_normalised(self.bank), "ivf" if kind == "ivf" else "flat", nlist, nprobe)
+        vectors = _normalised(self.bank)
+        dim = vectors.shape[1]
+        if kind == "flat":
+            self.index = faiss.IndexFlatIP(dim)
+        else:
+            nlist = nlist or max(1, int(4 * np.sqrt(len(vectors))))
+            self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            self.index.train(vectors)
+            self.index.nprobe = nprobe
+        self.index.add(vectors)
 
     def __len__(self) -> int:
         return len(self.bank)
 
-    def search(self, queries: Tensor, k: int, stats: SearchStats | None = None) -> tuple[Tensor, Tensor]:
+    def search(self, queries: Tensor, k: int, stats: Any = None) -> tuple[Tensor, Tensor]:
         """(similarity float32, bank indices int64), each (num_queries, min(k, bank size)), best first.
 
         An IVF index may find fewer than k neighbours: those slots hold index -1 and similarity -inf.
-        `stats` counts the exact search's fp32 fallbacks.
         """
         check_same_dimension(self.bank, queries)
         k = min(k, len(self.bank))
-        if self.exact is not None:
-            return self.exact.search(queries.detach().cpu(), k, stats=stats)
-        similarity, neighbours = (torch.from_numpy(a) for a in self.faiss_index.search(_normalised(queries), k))
+        similarity, neighbours = (torch.from_numpy(a) for a in self.index.search(_normalised(queries), k))
         return similarity.masked_fill(neighbours < 0, float("-inf")), neighbours
 
 
-def _faiss_index(vectors: np.ndarray, kind: str, nlist: int, nprobe: int) -> faiss.Index:
-    dim = vectors.shape[1]
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    else:
-        nlist = nlist or max(1, int(4 * np.sqrt(len(vectors))))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.nprobe = nprobe
-    index.add(vectors)
-    return index
-
-
-def faiss_knn_predict(
-    bank: Tensor,
-    bank_labels: Tensor,
-    queries: Tensor,
-    num_classes: int,
-    k: int = 20,
-    temperature: float = 0.07,
-    index: KnnIndex | None = None,
-) -> Tensor:
-    """Classes ranked by weighted votes, shape (num_queries, num_classes); column 0 is the top-1."""
-    index = index if index is not None else KnnIndex(bank)
-    similarity, neighbours = index.search(queries, k)
-    labels = bank_labels.cpu()[neighbours.clamp(min=0)]  # missing IVF hits vote with weight exp(-inf) = 0
-    return rank_classes(similarity, labels, num_classes, temperature)
+def make_index(bank: Tensor, kind: str = "exact") -> KnnBank | FaissIndex:
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index {kind!r}; choose from {', '.join(INDEX_KINDS)}")
+    return KnnBank(bank) if kind == "exact" else FaissIndex(bank, kind)
 
 
 def _normalised(features: Tensor) -> np.ndarray:

@@ -1,39 +1,40 @@
 """Evaluate encoders by the field's protocols, beside the raw-pixel and random-init floors.
 
-`evaluate(run)` extracts (and caches) frozen features of the train, validation and test splits,
-then runs weighted kNN with FAISS (presets dino k=20 T=0.07 and instdisc k=200 T=0.1, top-1 and
-top-5 from one search), retrieval (test queries against the train gallery: recall@1/5/10, mAP@R on
-a seeded subset of queries) and the linear probe, for the encoder and for both floors. It writes
-`results.json`, `results-eval.md` and the plots (`embedding.png`, `retrieval.png`,
-`confusion.png`) into the run directory.
+`evaluate(sources, splits, ...)` extracts (and caches) frozen features of the train, validation and
+test splits for each source (the encoder and its floors), then runs weighted kNN (presets dino k=20
+T=0.07 and instdisc k=200 T=0.1, top-1 and top-5 from one search, `ssl_coded.knn`), retrieval (test
+queries against the train gallery: recall@1/5/10, mAP@R on a seeded subset of queries) and the
+linear probe. It writes `results.json`, `results-eval.md` and the plots (`embedding.png`,
+`retrieval.png`, `confusion.png`) into the output directory.
 
 Example:
-    >>> rows = evaluate("runs/simclr-digits", protocols=("knn", "linear"))
+    >>> splits = {"train": train_set, "val": val_set, "test": test_set}
+    >>> rows = evaluate({"encoder": FeatureSource(model, key)}, splits, num_classes=10, out_dir="out")
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from ssl_coded.eval.features import Encoder, cached_features, load_encoder
-from ssl_coded.eval.knn_faiss import KnnIndex, neighbour_recall
+from ssl_coded.eval.features import FeatureSource, cached_features
+from ssl_coded.eval.knn_faiss import make_index, neighbour_recall
 from ssl_coded.eval.linear_probe import linear_probe, sgd_probe
 from ssl_coded.eval.plots import confusion_plot, embedding_map, retrieval_grid
 from ssl_coded.eval.retrieval import map_at_r, recall_at_k
+from torch.utils.data import Dataset
 
 from ssl_coded.io import write_json, write_text
-from ssl_coded.knn import PRESETS, rank_classes
-from ssl_coded.train import build_method
+from ssl_coded.knn import PRESETS, KnnBank, knn_metrics, rank_classes
 
 PROTOCOLS = ("knn", "linear")
+SPLITS = ("train", "val", "test")
 
 
-def knn_metrics(
+def knn_report(
     bank: np.ndarray,
     bank_labels: np.ndarray,
     queries: np.ndarray,
@@ -47,19 +48,15 @@ def knn_metrics(
     # copies: cached features are read-only memory maps
     bank_t, queries_t = torch.from_numpy(np.array(bank)), torch.from_numpy(np.array(queries))
     bank_y, query_y = torch.from_numpy(np.asarray(bank_labels)), torch.from_numpy(np.asarray(query_labels))
-    index = KnnIndex(bank_t, index_kind)
+    index = make_index(bank_t, index_kind)
     max_k = max(max(k for k, _ in PRESETS.values()), 10)
     similarity, neighbours = index.search(queries_t, max_k)
+    out = knn_metrics(bank_t, bank_y, queries_t, query_y, num_classes, neighbours=(similarity, neighbours))
     labels = bank_y[neighbours.clamp(min=0)]
-    out: dict[str, float] = {}
-    for name, (k, temperature) in PRESETS.items():
-        ranked = rank_classes(similarity[:, :k], labels[:, :k], num_classes, temperature)
-        out[f"knn_{name}_top1"] = float((ranked[:, 0] == query_y).float().mean())
-        out[f"knn_{name}_top5"] = float((ranked[:, :5] == query_y[:, None]).any(dim=1).float().mean())
     out |= {f"recall@{k}": v for k, v in recall_at_k(labels, query_y, (1, 5, 10)).items()}
     if index_kind == "ivf":  # what the approximate index costs in neighbours and in answers
         k, temperature = PRESETS["dino"]
-        exact_similarity, exact = KnnIndex(bank_t, "exact").search(queries_t, k)
+        exact_similarity, exact = KnnBank(bank_t).search(queries_t, k)
         out[f"ann_neighbour_recall@{k}"] = neighbour_recall(neighbours[:, :k].numpy(), exact.numpy())
         exact_top1 = rank_classes(exact_similarity, bank_y[exact], num_classes, temperature)[:, 0]
         ivf_top1 = rank_classes(similarity[:, :k], labels[:, :k], num_classes, temperature)[:, 0]
@@ -72,48 +69,51 @@ def knn_metrics(
     return out
 
 
-def _floor_features(encoder: Encoder, which: str, cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    splits = {"train": encoder.splits.train, "val": encoder.splits.val, "test": encoder.splits.test}
-    if which == "raw pixels":
-        return {s: (d.images.flatten(1).float().numpy() / 255, d.labels.numpy()) for s, d in splits.items()}
-    torch.manual_seed(encoder.config.seed)
-    random = build_method(encoder.config, encoder.splits).eval()
-    floor = Encoder(random, encoder.config, encoder.splits, f"random-{encoder.config.seed}-{encoder.checkpoint_hash}")
-    return {s: cached_features(floor, d, s, cache_dir) for s, d in splits.items()}
+def raw_pixels() -> FeatureSource:
+    """The raw-pixel floor: uint8 images flattened to [0, 1] vectors (not cached)."""
+    return FeatureSource(lambda images: images.flatten(1).float() / 255)
 
 
 def evaluate(
-    run_or_checkpoint: str | Path,
+    sources: dict[str, FeatureSource],
+    splits: dict[str, Dataset],
+    num_classes: int,
+    out_dir: str | Path,
     protocols: tuple[str, ...] = PROTOCOLS,
     cache_dir: str | Path | None = None,
-    data_overrides: dict[str, Any] | None = None,
-    floors: bool = True,
     index_kind: str = "exact",
     probe: str = "lbfgs",
+    seed: int = 0,
     plots: bool = True,
+    record: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """{"encoder" | "random init" | "raw pixels": {metric: value}}, also written to the run directory."""
+    """{source name: {metric: value}}, also written to `out_dir` (results.json holds `record` too).
+
+    Args:
+        sources: the encoders, e.g. {"encoder": ..., "random init": ..., "raw pixels": raw_pixels()};
+            the first one is plotted.
+        splits: "train", "val" and "test" datasets of (image, label).
+        num_classes: number of classes.
+        out_dir: where results, plots and (by default) the feature cache go.
+        protocols: "knn" (kNN and retrieval) and/or "linear" (the probe).
+        index_kind: "exact", "flat" or "ivf" (see `ssl_coded.eval.knn_faiss`).
+        probe: "lbfgs" (C on validation) or "sgd".
+        seed: seeds the retrieval queries and the plots.
+        record: extra facts for results.json (e.g. the checkpoint hash and the data settings).
+    """
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
-    encoder = load_encoder(run_or_checkpoint, data_overrides=data_overrides)
-    path = Path(run_or_checkpoint)
-    run_dir = path if path.is_dir() else path.parent.parent
-    cache = Path(cache_dir) if cache_dir else run_dir / "features"
-    splits = {"train": encoder.splits.train, "val": encoder.splits.val, "test": encoder.splits.test}
-    sources = {"encoder": {s: cached_features(encoder, d, s, cache) for s, d in splits.items()}}
-    if floors:
-        sources["random init"] = _floor_features(encoder, "random init", cache)
-        sources["raw pixels"] = _floor_features(encoder, "raw pixels", cache)
+    out_dir = Path(out_dir)
+    cache = Path(cache_dir) if cache_dir else out_dir / "features"
+    features = {name: {s: cached_features(src, splits[s], s, cache) for s in SPLITS} for name, src in sources.items()}
     rows: dict[str, dict[str, float]] = {}
     confusion = None
-    for name, feats in sources.items():
-        (train_x, train_y), (val_x, val_y), (test_x, test_y) = feats["train"], feats["val"], feats["test"]
+    for name, feats in features.items():
+        (train_x, train_y), (val_x, val_y), (test_x, test_y) = (feats[s] for s in SPLITS)
         row: dict[str, float] = {}
         if "knn" in protocols:
-            row |= knn_metrics(
-                train_x, train_y, test_x, test_y, encoder.splits.num_classes, index_kind, seed=encoder.config.seed
-            )
+            row |= knn_report(train_x, train_y, test_x, test_y, num_classes, index_kind, seed=seed)
         if "linear" in protocols:
             if probe == "sgd":  # no C to choose: train on train + validation
                 joint_x, joint_y = np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y])
@@ -123,40 +123,49 @@ def evaluate(
                     np.asarray(train_x), train_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y
                 )
                 row |= {"linear_top1": result.test_top1, "linear_top5": result.test_top5, "linear_c": result.best_c}
-                confusion = result.confusion if name == "encoder" else confusion
+                confusion = result.confusion if not rows else confusion
         rows[name] = row
     if plots:
-        write_plots(encoder, sources["encoder"], run_dir, confusion)
-    existing = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
-    existing.update(
-        {"checkpoint_hash": encoder.checkpoint_hash, "rows": rows, "data": dataclasses.asdict(encoder.config.data)}
-    )
-    write_json(run_dir / "results.json", existing)
-    write_text(run_dir / "results-eval.md", format_rows({str(run_dir): rows}) + "\n")
+        write_plots(features[next(iter(features))], splits, out_dir, confusion, seed)
+    existing = json.loads((out_dir / "results.json").read_text()) if (out_dir / "results.json").is_file() else {}
+    existing.update({**(record or {}), "rows": rows})
+    write_json(out_dir / "results.json", existing)
+    write_text(out_dir / "results-eval.md", format_rows({str(out_dir): rows}) + "\n")
     return rows
 
 
+def images_at(dataset: Dataset, indices: np.ndarray) -> torch.Tensor:
+    """The dataset's images at `indices`, stacked (in the indices' shape)."""
+    flat = [dataset[int(i)][0] for i in np.asarray(indices).reshape(-1)]
+    return torch.stack(flat).view(*np.shape(indices), *flat[0].shape)
+
+
 def write_plots(
-    encoder: Encoder, features: dict[str, tuple[np.ndarray, np.ndarray]], run_dir: Path, confusion: list | None
+    features: dict[str, tuple[np.ndarray, np.ndarray]],
+    splits: dict[str, Dataset],
+    out_dir: Path,
+    confusion: list | None,
+    seed: int,
 ) -> None:
     """embedding.png (t-SNE of test features), retrieval.png (6 test queries, top-8 train
     neighbours, wrong classes framed red) and, with a probe, confusion.png."""
     (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
-    embedding_map(test_x, test_y, run_dir / "embedding.png", seed=encoder.config.seed)
-    queries = torch.randperm(len(test_y), generator=torch.Generator().manual_seed(encoder.config.seed))[:6].numpy()
-    index = KnnIndex(torch.from_numpy(np.array(train_x)))
-    _, neighbours = index.search(torch.from_numpy(np.asarray(test_x)[queries]), 8)
-    splits = encoder.splits
+    embedding_map(test_x, test_y, out_dir / "embedding.png", seed=seed)
+    queries = torch.randperm(len(test_y), generator=torch.Generator().manual_seed(seed))[:6].numpy()
+    _, neighbours = KnnBank(torch.from_numpy(np.array(train_x))).search(
+        torch.from_numpy(np.asarray(test_x)[queries]), 8
+    )
+    gallery = images_at(splits["train"], neighbours.numpy())
     retrieval_grid(
-        splits.test.images[queries],
+        images_at(splits["test"], queries),
         test_y[queries],
-        splits.train.images,
-        train_y,
-        neighbours.numpy(),
-        run_dir / "retrieval.png",
+        gallery.flatten(0, 1),
+        train_y[neighbours.numpy()].reshape(-1),
+        np.arange(neighbours.numel()).reshape(neighbours.shape),
+        out_dir / "retrieval.png",
     )
     if confusion is not None:
-        confusion_plot(confusion, run_dir / "confusion.png")
+        confusion_plot(confusion, out_dir / "confusion.png")
 
 
 def format_rows(runs: dict[str, dict[str, dict[str, float]]]) -> str:

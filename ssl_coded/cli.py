@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ssl_coded.extras import MissingExtraError
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-coded", description="Coded-smoothing for self-supervised learning.")
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "recipes":
-            from ssl_coded.config import available_recipes, resolve_recipe
+            from ssl_coded.training.config import available_recipes, resolve_recipe
 
             for name in available_recipes():
                 first = resolve_recipe(name).read_text().splitlines()[0].lstrip("# ")
@@ -122,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
 
             run_attack_command(args.runs, args.out, args.set)
         elif args.command == "attack-seeds":
-            from ssl_coded.eval.attack_seeds import summarise_seeds
+            from ssl_coded.eval.robustness.seeds import summarise_seeds
 
             print(summarise_seeds(args.runs, args.out))
         elif args.command == "study":
-            from ssl_coded.eval.study import load_study, run_study, study_root, summarise
+            from ssl_coded.study import load_study, run_study, study_root, summarise
 
             if args.summary:
                 study_file = load_study(args.study)
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             from ssl_coded.commands import run_pretrain
 
             run_pretrain(args.recipe, args.overrides, resume=args.resume, compare=args.compare)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, MissingExtraError) as error:
         print(f"ssl-coded: error: {error}", file=sys.stderr)
         return 2
     return 0

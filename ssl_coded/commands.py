@@ -1,14 +1,27 @@
-"""What the command line runs: thin glue between parsed arguments and the library."""
+"""What the command line runs: the glue that loads runs with the training layer and hands their
+encoders (callables) and data (datasets) to the evaluation layer. Only this layer sees both."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
-from ssl_coded.config import ConfigError, RecipeConfig, load_config, with_overrides
+import torch
+
+from ssl_coded.coding import CodingScheme
+from ssl_coded.eval.features import FeatureSource
+from ssl_coded.eval.report import PROTOCOLS, evaluate, format_rows, raw_pixels
+from ssl_coded.eval.robustness.harness import AttackSettings, Target, run_attack
+from ssl_coded.inference import RandomizedCodedClassifier
 from ssl_coded.io import write_text
-from ssl_coded.train import format_summary, pretrain, run_dir
+from ssl_coded.training.checkpoints import TrainedRun, load_trained, random_init
+from ssl_coded.training.config import ConfigError, RecipeConfig
+from ssl_coded.training.loop import pretrain, run_dir
+from ssl_coded.training.methods.supervised import REGULARIZERS
+from ssl_coded.training.recipes import load_config, with_overrides
+from ssl_coded.training.summary import ENCODER, RANDOM_INIT, RAW_PIXELS, format_summary
 
 
 def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compare: bool = False) -> dict[str, Any]:
@@ -35,8 +48,46 @@ def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compar
     write_text(run_dir(config) / "results.md", table + "\n")
     print(table)
     print(f"run directory: {run_dir(config)}")
-    print(json.dumps({"test_knn_top1": summary["test_knn_top1"]}))
+    print(json.dumps({"test": summary["rows"][ENCODER]}))
     return summary
+
+
+def run_sources(trained: TrainedRun, floors: bool) -> dict[str, FeatureSource]:
+    """The run's encoder and, with `floors`, its random-init and raw-pixel floors, as the evaluation sees them."""
+    sources = {ENCODER: FeatureSource(trained.features, trained.checkpoint_hash)}
+    if floors:
+        floor = random_init(trained)
+        sources[RANDOM_INIT] = FeatureSource(floor.features, floor.checkpoint_hash)
+        sources[RAW_PIXELS] = raw_pixels()
+    return sources
+
+
+def evaluate_run(
+    run_or_checkpoint: str | Path,
+    protocols: tuple[str, ...] = PROTOCOLS,
+    data_overrides: dict[str, Any] | None = None,
+    floors: bool = True,
+    index_kind: str = "exact",
+    probe: str = "lbfgs",
+    plots: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Evaluate an ssl-coded run (or checkpoint) beside its floors; results go to its run directory."""
+    trained = load_trained(run_or_checkpoint, data_overrides=data_overrides)
+    path = Path(run_or_checkpoint)
+    out = path if path.is_dir() else path.parent.parent
+    splits = trained.splits
+    return evaluate(
+        run_sources(trained, floors),
+        {"train": splits.train, "val": splits.val, "test": splits.test},
+        splits.num_classes,
+        out,
+        protocols,
+        index_kind=index_kind,
+        probe=probe,
+        seed=trained.config.seed,
+        plots=plots,
+        record={"checkpoint_hash": trained.checkpoint_hash, "data": dataclasses.asdict(trained.config.data)},
+    )
 
 
 def run_eval(
@@ -48,8 +99,6 @@ def run_eval(
     probe: str = "lbfgs",
 ) -> dict[str, Any]:
     """Evaluate each run and print one table with a row per run (and its floors)."""
-    from ssl_coded.eval.report import PROTOCOLS, evaluate, format_rows
-
     overrides = {}
     for item in dataset:
         key, sep, value = item.partition("=")
@@ -58,14 +107,11 @@ def run_eval(
         overrides[key] = value
     protocols = PROTOCOLS if protocol == "all" else (protocol,)
     results = {
-        run: evaluate(run, protocols, data_overrides=overrides, floors=floors, index_kind=index_kind, probe=probe)
+        run: evaluate_run(run, protocols, data_overrides=overrides, floors=floors, index_kind=index_kind, probe=probe)
         for run in runs
     }
     print(format_rows(results))
     return results
-
-
-REGULARIZERS = ("erm", "mixup", "coded")
 
 
 def run_train(
@@ -103,10 +149,8 @@ def run_train(
     write_text(parent / "results.md", table + "\n")
     print(table)
     if attack:
-        from ssl_coded.eval.attack import run_attack
-
         runs = [parent / r for r in variants] if compare else [parent]
-        run_attack(runs, parent)
+        attack_runs(runs, parent)
     print(f"run directory: {parent}")
     return summaries
 
@@ -120,10 +164,6 @@ def format_classifiers(summaries: dict[str, dict[str, Any]]) -> str:
 
 def run_attack_command(runs: list[str], out_dir: str | None, overrides: list[str]) -> dict[str, Any]:
     """`ssl-coded attack RUN...`: a directory holding erm/mixup/coded runs stands for all of them."""
-    from pathlib import Path
-
-    from ssl_coded.eval.attack import run_attack
-
     expanded = []
     for run in map(Path, runs):
         children = [run / r for r in REGULARIZERS if (run / r / "checkpoints").is_dir()]
@@ -132,4 +172,69 @@ def run_attack_command(runs: list[str], out_dir: str | None, overrides: list[str
         if "=" not in item or not item.startswith("attack."):
             raise ConfigError(f"override {item!r} is not attack.<key>=<value> (e.g. attack.num_examples=100)")
     with_overrides(RecipeConfig(name="check"), overrides)  # bad keys and values fail before any attack
-    return run_attack(expanded, out_dir or (runs[0] if len(runs) == 1 else expanded[0].parent), overrides)
+    return attack_runs(expanded, out_dir or (runs[0] if len(runs) == 1 else expanded[0].parent), overrides)
+
+
+def rci_model(classify: Any, config: RecipeConfig, reference: torch.Tensor) -> RandomizedCodedClassifier:
+    """The recipe's randomized coded inference around a classifier; short groups are padded with `reference`."""
+    inference = config.inference
+    scheme = CodingScheme(
+        inference.kind,
+        coded_ratio=inference.coded_ratio,
+        lambda_enc=inference.lambda_enc,
+        lambda_dec=inference.lambda_dec,
+    )
+    return RandomizedCodedClassifier(
+        classify, scheme, inference.batch_size, inference.num_draws, reference=reference, generator=config.seed
+    )
+
+
+def load_targets(runs: list[str | Path]) -> tuple[list[Target], TrainedRun]:
+    """Classifiers from run directories (named by their regularizer), each coded one also behind RCI."""
+    targets: list[Target] = []
+    first: TrainedRun | None = None
+    for run in runs:
+        trained = load_trained(run)
+        config = trained.config
+        if config.method.name != "supervised":
+            raise ValueError(f"{run} is a {config.method.name} run; attacks need a classifier from `ssl-coded train`")
+        classify = trained.method.classify
+        name = config.method.regularizer
+        if any(t.name == name for t in targets):
+            raise ValueError(f"two runs trained with {name!r}; attack one run per regularizer at a time")
+        if first is not None and config.data != first.config.data:
+            raise ValueError(f"{run} was trained on other data than {runs[0]}; attack runs of one dataset together")
+        targets.append(Target(name, classify))
+        first = first or trained
+        if name == "coded":
+            generator = torch.Generator().manual_seed(config.seed)
+            pick = torch.randperm(len(trained.splits.train), generator=generator)[: config.inference.batch_size]
+            reference = trained.splits.train.images[pick].float() / 255  # documented, seeded padding rows
+            targets.append(Target(f"{name} + RCI", rci_model(classify, config, reference), classify))
+    if first is None:
+        raise ValueError("no runs to attack; give classifier run directories")
+    return targets, first
+
+
+def attack_runs(runs: list[str | Path], out_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Attack every run (and RCI on the coded ones) on a seeded subset of the test split; write the report."""
+    targets, first = load_targets(runs)
+    config, test = first.config, first.splits.test
+    cfg = AttackSettings(**dataclasses.asdict(with_overrides(config, overrides or []).attack))
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))[: cfg.num_examples]
+    inference = config.inference
+    defence = (
+        f"RCI: {inference.kind}, N/K={inference.coded_ratio:g}, K={inference.batch_size}, {inference.num_draws} draw(s)"
+    )
+    return run_attack(
+        targets,
+        test.images[pick].float() / 255,
+        test.labels[pick],
+        cfg,
+        out_dir,
+        batch_size=inference.batch_size,
+        seed=config.seed,
+        data_name=config.data.name,
+        defence=defence,
+        record={"inference": dataclasses.asdict(inference), "runs": [str(r) for r in runs]},
+    )

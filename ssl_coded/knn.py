@@ -1,20 +1,55 @@
-"""Weighted kNN classification on L2-normalised features, in plain torch (the reference).
+"""Weighted kNN classification on L2-normalised features: the one kNN path of the project.
 
-Votes of the k nearest training features (cosine similarity) are weighted by exp(sim / T), as in
+The pretraining run's online monitor (validation kNN each epoch), its summary (test kNN of the best
+checkpoint) and `ssl-coded eval` all search with `KnnBank` and vote with `rank_classes`, so the same
+features give the same numbers everywhere. The search is exact: `ExactIndex` (a certified bf16
+product re-ranked in fp32 on CPUs that multiply bf16 natively, the fp32 product elsewhere and on
+GPUs). Votes of the k nearest bank rows (cosine similarity) are weighted by exp(sim / T), as in
 InstDisc and lightly's `knn_predict`. Presets: dino (k=20, T=0.07), instdisc (k=200, T=0.1).
 
 Example:
-    >>> predicted = knn_predict(train_x, train_y, test_x, num_classes=10, k=20, temperature=0.07)
-    >>> accuracy = (predicted[:, 0] == test_y).float().mean()
+    >>> scores = knn_metrics(train_x, train_y, test_x, test_y, num_classes=10)
+    >>> scores["knn_dino_top1"], scores["knn_instdisc_top5"]
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ssl_coded import hardware
+from ssl_coded.exact_search import ExactIndex, SearchStats
+
 PRESETS: dict[str, tuple[int, float]] = {"dino": (20, 0.07), "instdisc": (200, 0.1)}
+
+
+class KnnBank:
+    """Features (and their labels) prepared once for exact cosine top-k searches.
+
+    Args:
+        features: (num_bank, dim) float features, on any device.
+        labels: (num_bank,) int64 class labels (needed by `predict`).
+        bf16: the certified bf16 product on a CPU (default: where the CPU multiplies bf16 natively).
+    """
+
+    def __init__(self, features: Tensor, labels: Tensor | None = None, bf16: bool | None = None) -> None:
+        self.index = ExactIndex(features, bf16=hardware.native_bf16() if bf16 is None else bf16)
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def search(self, queries: Tensor, k: int, stats: SearchStats | None = None) -> tuple[Tensor, Tensor]:
+        """(similarity float32, bank indices int64), each (num_queries, min(k, bank size)), best first."""
+        check_same_dimension(self.index.bank32, queries)
+        return self.index.search(queries.to(self.index.bank32.device), k, stats=stats)
+
+    def predict(self, queries: Tensor, num_classes: int, k: int = 20, temperature: float = 0.07) -> Tensor:
+        """Classes ranked by weighted votes, (num_queries, num_classes); column 0 is the top-1."""
+        if self.labels is None:
+            raise ValueError("this KnnBank has no labels; build it with KnnBank(features, labels)")
+        similarity, neighbours = self.search(queries, k)
+        return rank_classes(similarity, self.labels.to(neighbours.device)[neighbours], num_classes, temperature)
 
 
 @torch.no_grad()
@@ -25,19 +60,40 @@ def knn_predict(
     num_classes: int,
     k: int = 20,
     temperature: float = 0.07,
-    chunk_size: int = 1024,
 ) -> Tensor:
     """Classes ranked by weighted votes, shape (num_test, num_classes); column 0 is the top-1."""
-    check_same_dimension(train_features, test_features)
-    bank = F.normalize(train_features.float(), dim=1)
-    k = min(k, bank.shape[0])
-    ranked = []
-    with torch.autocast(device_type=bank.device.type, enabled=False):  # fp32 even in a bf16 loop
-        for start in range(0, test_features.shape[0], chunk_size):
-            queries = F.normalize(test_features[start : start + chunk_size].float(), dim=1)
-            similarity, index = (queries @ bank.T).topk(k, dim=1)
-            ranked.append(rank_classes(similarity, train_labels[index], num_classes, temperature))
-    return torch.cat(ranked)
+    return KnnBank(train_features, train_labels).predict(test_features, num_classes, k, temperature)
+
+
+@torch.no_grad()
+def knn_metrics(
+    bank: Tensor,
+    bank_labels: Tensor,
+    queries: Tensor,
+    query_labels: Tensor,
+    num_classes: int,
+    neighbours: tuple[Tensor, Tensor] | None = None,
+) -> dict[str, float]:
+    """Top-1 and top-5 accuracy of both presets (`knn_<preset>_top1`, `knn_<preset>_top5`) from one search.
+
+    Args:
+        bank, bank_labels: the train features and labels.
+        queries, query_labels: the features and labels to classify.
+        num_classes: number of classes.
+        neighbours: (similarity, indices) of an earlier search of at least the largest preset's k
+            (e.g. by an approximate index); searched exactly here when None.
+    """
+    if neighbours is None:
+        neighbours = KnnBank(bank).search(queries, max(k for k, _ in PRESETS.values()))
+    similarity, index = neighbours
+    labels = bank_labels.to(index.device)[index.clamp(min=0)]  # a missing hit (-1) votes with exp(-inf) = 0
+    query_labels = query_labels.to(index.device)
+    out = {}
+    for name, (k, temperature) in PRESETS.items():
+        ranked = rank_classes(similarity[:, :k], labels[:, :k], num_classes, temperature)
+        out[f"knn_{name}_top1"] = float((ranked[:, 0] == query_labels).float().mean())
+        out[f"knn_{name}_top5"] = float((ranked[:, :5] == query_labels[:, None]).any(dim=1).float().mean())
+    return out
 
 
 def check_same_dimension(bank: Tensor, queries: Tensor) -> None:
@@ -53,13 +109,3 @@ def rank_classes(similarity: Tensor, neighbour_labels: Tensor, num_classes: int,
     votes = torch.zeros(similarity.shape[0], num_classes, device=similarity.device)
     votes.scatter_add_(1, neighbour_labels, torch.exp(similarity.float() / temperature))
     return votes.argsort(dim=1, descending=True, stable=True)
-
-
-def knn_accuracy(
-    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor, preset: str = "dino"
-) -> float:
-    """Top-1 accuracy of the weighted kNN classifier with a named preset."""
-    k, temperature = PRESETS[preset]
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    predicted = knn_predict(train_features, train_labels, test_features, num_classes, k, temperature)
-    return float((predicted[:, 0] == test_labels).float().mean())

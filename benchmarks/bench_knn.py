@@ -1,0 +1,387 @@
+"""kNN search and linear probe benchmark: this harness against lightly, FAISS and scikit-learn, side by side.
+
+Part 1, random unit features (raw speed; random features have no clusters): a gallery of 50,000 x 512
+and 10,000 queries, k=200, T=0.1 (instdisc). Rows: this harness's exact search (bf16 product, fp32
+re-rank, certificate), FAISS IndexFlatIP, lightly's `knn_predict` (1,024 queries per call, as in
+its benchmark module), scikit-learn's KNeighborsClassifier (brute, cosine, the same exp(sim/T)
+weights) and the fp32 torch brute force that all are checked against. Each time covers the whole
+job from raw features to predicted classes, index building included; the fp32 and bf16 matrix
+products of the same shape alone are timed beside them, and GFLOP/s counts 2 x queries x gallery x
+dim per search.
+
+Part 2, a trained encoder's Fashion-MNIST features (`--run`): gallery = train + validation (60,000),
+queries = test (10,000); exact search against FAISS flat, FAISS IVF at nprobe 8, 16, 32 (what IVF is
+for) and FAISS HNSW, with their top-1 agreement and neighbour recall against exact. Part 3, on the
+same features: the linear probe
+(L-BFGS, C chosen on validation, refit on train + validation) against one scikit-learn
+LogisticRegression at its default C=1 on train + validation.
+
+Times are medians over --repeats runs (scikit-learn's kNN runs once: it takes the longest).
+Writes bench-knn.json, bench-knn.md and bench-knn.png into --out-dir.
+
+Run: python -m benchmarks.bench_knn [--run runs/fmnist-simclr] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightly.utils.benchmarking import knn_predict as lightly_knn_predict
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import StandardScaler
+from ssl_coded.eval.knn_faiss import make_index, neighbour_recall
+from ssl_coded.eval.linear_probe import linear_probe
+
+from ssl_coded.exact_search import SearchStats
+from ssl_coded.hardware import native_bf16
+from ssl_coded.io import write_json, write_text
+from ssl_coded.knn import KnnBank, rank_classes
+
+
+@dataclass
+class Row:
+    part: str
+    method: str
+    seconds: float
+    agreement: float | None = None  # top-1 predictions equal to the reference's, fraction
+    gflops: float | None = None
+    note: str = ""
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def brute_force_predict(
+    bank: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor, classes: int, k: int, t: float
+):
+    """The reference: the fp32 product of each chunk of queries with the whole bank, top-k, the same votes."""
+    bank = F.normalize(bank, dim=1)
+    ranked = []
+    for q in queries.split(1024):
+        similarity, index = (F.normalize(q, dim=1) @ bank.T).topk(k, dim=1)
+        ranked.append(rank_classes(similarity, labels[index], classes, t)[:, 0])
+    return torch.cat(ranked)
+
+
+def index_predict(kind: str, bank: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor, classes: int, k, t):
+    similarity, index = make_index(bank, kind).search(queries, k)
+    return rank_classes(similarity, labels[index], classes, t)[:, 0]
+
+
+def lightly_predict(bank: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor, classes: int, k: int, t: float):
+    feature_bank = F.normalize(bank, dim=1).T.contiguous()
+    chunks = [
+        lightly_knn_predict(F.normalize(q, dim=1), feature_bank, labels, classes, k, t)[:, 0]
+        for q in queries.split(1024)
+    ]
+    return torch.cat(chunks)
+
+
+def sklearn_predict(bank: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor, k: int, t: float):
+    def weights(distance: np.ndarray) -> np.ndarray:
+        return np.exp((1.0 - distance) / t)  # cosine distance = 1 - similarity: the same votes as ours
+
+    model = KNeighborsClassifier(n_neighbors=k, algorithm="brute", metric="cosine", weights=weights, n_jobs=-1)
+    return torch.from_numpy(model.fit(bank.numpy(), labels.numpy()).predict(queries.numpy()))
+
+
+def knn_rows(
+    part: str,
+    bank: torch.Tensor,
+    labels: torch.Tensor,
+    queries: torch.Tensor,
+    k: int,
+    temperature: float,
+    repeats: int,
+    include: tuple[str, ...],
+) -> list[Row]:
+    """Time each kNN classifier on the same job; agreement is against the fp32 torch brute force."""
+    classes = int(labels.max()) + 1
+    flops = 2.0 * len(queries) * len(bank) * bank.shape[1]
+    reference_time, reference = median_time(
+        lambda: brute_force_predict(bank, labels, queries, classes, k, temperature), repeats
+    )
+    candidates: dict[str, tuple[Callable[[], torch.Tensor], int, str]] = {
+        "ssl-coded exact": (
+            lambda: KnnBank(bank, labels).predict(queries, classes, k, temperature)[:, 0],
+            repeats,
+            "bf16 product, fp32 re-rank, certified" if native_bf16() else "no native bf16 here: fp32 product",
+        ),
+        "FAISS IndexFlatIP": (
+            lambda: index_predict("flat", bank, labels, queries, classes, k, temperature),
+            repeats,
+            "fp32",
+        ),
+        "lightly knn_predict": (
+            lambda: lightly_predict(bank, labels, queries, classes, k, temperature),
+            repeats,
+            "fp32, 1,024 queries per call",
+        ),
+        "scikit-learn KNeighborsClassifier": (
+            lambda: sklearn_predict(bank, labels, queries, k, temperature),
+            1,
+            "brute, cosine, one run",
+        ),
+    }
+    rows = [Row(part, "torch fp32 brute force (reference)", reference_time, 1.0, flops / reference_time / 1e9)]
+    for name in include:
+        fn, runs, note = candidates[name]
+        seconds, predicted = median_time(fn, runs)
+        agreement = float((predicted == reference).float().mean())
+        rows.append(Row(part, name, seconds, agreement, flops / seconds / 1e9, note))
+    return rows
+
+
+def matmul_rows(part: str, bank: torch.Tensor, queries: torch.Tensor, repeats: int) -> list[Row]:
+    """The matrix product of the search's shape alone, into a reused buffer: the floor of any exact
+    search in that dtype."""
+    flops = 2.0 * len(queries) * len(bank) * bank.shape[1]
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = queries.to(dtype), bank.to(dtype)
+        out = torch.empty(512, len(bank), dtype=dtype)
+        seconds, _ = median_time(
+            lambda a=a, b=b, out=out: [torch.mm(q, b.T, out=out[: len(q)]) for q in a.split(512)], repeats
+        )
+        name = f"{str(dtype).removeprefix('torch.')} matrix product alone"
+        rows.append(Row(part, name, seconds, None, flops / seconds / 1e9, "512 queries per product"))
+    return rows
+
+
+def ivf_rows(
+    part: str,
+    bank: torch.Tensor,
+    labels: torch.Tensor,
+    queries: torch.Tensor,
+    k: int,
+    t: float,
+    repeats: int,
+    nprobes: tuple[int, ...] = (8, 16, 32),
+) -> list[Row]:
+    """Exact against IVF on real features: search times, agreement of top-1, neighbour recall."""
+    classes = int(labels.max()) + 1
+
+    def top1(similarity: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        return rank_classes(similarity, labels[neighbours.clamp(min=0)], classes, t)[:, 0]
+
+    stats = SearchStats()
+    exact_time, (exact_similarity, exact_neighbours) = median_time(
+        lambda: KnnBank(bank).search(queries, k, stats=stats), repeats
+    )
+    exact_top1 = top1(exact_similarity, exact_neighbours)
+    flat_time, (flat_similarity, flat_neighbours) = median_time(
+        lambda: make_index(bank, "flat").search(queries, k), repeats
+    )
+    fallbacks = f"{stats.fallbacks // repeats} of {len(queries)} queries fell back to fp32"
+    rows = [
+        Row(part, "ssl-coded exact", exact_time, 1.0, note=f"index preparation included; {fallbacks}"),
+        Row(
+            part,
+            "FAISS IndexFlatIP",
+            flat_time,
+            float((top1(flat_similarity, flat_neighbours) == exact_top1).float().mean()),
+        ),
+    ]
+    build_time, ivf = median_time(lambda: make_index(bank, "ivf"), repeats)
+    for nprobe in nprobes:
+        ivf.index.nprobe = nprobe
+        search_time, (similarity, neighbours) = median_time(lambda: ivf.search(queries, k), repeats)
+        agreement = float((top1(similarity, neighbours) == exact_top1).float().mean())
+        recall = neighbour_recall(neighbours.numpy(), exact_neighbours.numpy())
+        note = f"{exact_time / search_time:.1f}x faster than exact; neighbour recall@{k} {recall:.4f}"
+        rows.append(Row(part, f"FAISS IVF nprobe {nprobe} (search)", search_time, agreement, note=note))
+    nlist = ivf.index.nlist
+    rows.append(Row(part, "FAISS IVF (training + adding the gallery, once)", build_time, None, note=f"nlist {nlist}"))
+    rows.append(hnsw_row(part, bank, queries, k, exact_time, exact_neighbours, lambda s, n: top1(s, n) == exact_top1))
+    return rows
+
+
+def hnsw_row(
+    part: str,
+    bank: torch.Tensor,
+    queries: torch.Tensor,
+    k: int,
+    exact_time: float,
+    exact_neighbours: torch.Tensor,
+    agrees: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    m: int = 16,
+    ef: int = 200,
+) -> Row:
+    """FAISS HNSW (the other usual approximate index) on the same job, for the speed/agreement frontier."""
+    index = faiss.IndexHNSWFlat(bank.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction, index.hnsw.efSearch = 64, ef
+    start = time.perf_counter()
+    index.add(F.normalize(bank, dim=1).numpy())
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    similarity, neighbours = (torch.from_numpy(a) for a in index.search(F.normalize(queries, dim=1).numpy(), k))
+    seconds = time.perf_counter() - start
+    agreement = float(agrees(similarity.masked_fill(neighbours < 0, float("-inf")), neighbours).float().mean())
+    recall = neighbour_recall(neighbours.numpy(), exact_neighbours.numpy())
+    speedup = exact_time / seconds
+    note = f"M {m}, efSearch {ef}, built in {build:.1f} s; {speedup:.1f}x faster than exact; recall {recall:.4f}"
+    return Row(part, "FAISS HNSW (search)", seconds, agreement, note=note)
+
+
+def probe_rows(part: str, features: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[Row]:
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (features[s] for s in ("train", "val", "test"))
+    start = time.perf_counter()
+    ours = linear_probe(train_x, train_y, val_x, val_y, test_x, test_y)
+    ours_time = time.perf_counter() - start
+
+    start = time.perf_counter()
+    joint_x, joint_y = np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y])
+    scaler = StandardScaler().fit(joint_x)
+    model = LogisticRegression(max_iter=1000).fit(scaler.transform(joint_x), joint_y)
+    sklearn_top1 = float(model.score(scaler.transform(test_x), test_y))
+    sklearn_time = time.perf_counter() - start
+    return [
+        Row(
+            part,
+            "ssl-coded linear probe",
+            ours_time,
+            ours.test_top1,
+            note=f"{len(ours.val_top1)} C values, chose C={ours.best_c:g}",
+        ),
+        Row(part, "scikit-learn LogisticRegression", sklearn_time, sklearn_top1, note="C=1, one fit"),
+    ]
+
+
+def encoder_features(run: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from ssl_coded.eval.features import FeatureSource, cached_features
+
+    from ssl_coded.training.checkpoints import load_trained
+
+    trained = load_trained(run)
+    source = FeatureSource(trained.features, trained.checkpoint_hash)
+    splits = {"train": trained.splits.train, "val": trained.splits.val, "test": trained.splits.test}
+    return {
+        s: tuple(np.array(a) for a in cached_features(source, d, s, Path(run) / "features")) for s, d in splits.items()
+    }
+
+
+def format_table(rows: list[Row], baseline: str = "lightly knn_predict") -> str:
+    lines = ["| part | method | seconds (median) | speed vs lightly | top-1 agreement / accuracy | GFLOP/s | note |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    base = {r.part: r.seconds for r in rows if r.method == baseline}
+    for r in rows:
+        ratio = f"{base[r.part] / r.seconds:.2f}x" if r.part in base else ""
+        agreement = "" if r.agreement is None else f"{r.agreement:.4f}"
+        gflops = "" if r.gflops is None else f"{r.gflops:.0f}"
+        lines.append(f"| {r.part} | {r.method} | {r.seconds:.3f} | {ratio} | {agreement} | {gflops} | {r.note} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = list(dict.fromkeys(r.part for r in rows))
+    fig, axes = plt.subplots(len(parts), 1, figsize=(8, 2.2 * len(parts)), squeeze=False)
+    for ax, part in zip(axes[:, 0], parts, strict=True):
+        chosen = [r for r in rows if r.part == part]
+        ax.barh([r.method for r in chosen], [r.seconds for r in chosen], color="tab:blue")
+        ax.invert_yaxis()
+        ax.set_xlabel("seconds (median)")
+        ax.set_title(part, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_knn_benchmark(
+    num_bank: int = 50_000,
+    num_queries: int = 10_000,
+    dim: int = 512,
+    k: int = 200,
+    temperature: float = 0.1,
+    repeats: int = 3,
+    run: str | None = None,
+    out_dir: str | Path = "runs/bench-knn",
+    sklearn: bool = True,
+) -> list[Row]:
+    generator = torch.Generator().manual_seed(0)
+    bank, queries = torch.randn(num_bank, dim, generator=generator), torch.randn(num_queries, dim, generator=generator)
+    labels = torch.randint(0, 10, (num_bank,), generator=generator)
+    part = f"random {num_bank}x{dim}, {num_queries} queries, k={k}"
+    include = ("ssl-coded exact", "FAISS IndexFlatIP", "lightly knn_predict")
+    rows = knn_rows(
+        part,
+        bank,
+        labels,
+        queries,
+        k,
+        temperature,
+        repeats,
+        (*include, *(("scikit-learn KNeighborsClassifier",) if sklearn else ())),
+    )
+    rows += matmul_rows(part, bank, queries, repeats)
+    if run:
+        features = encoder_features(run)
+        gallery = torch.from_numpy(np.concatenate([features["train"][0], features["val"][0]]))
+        gallery_y = torch.from_numpy(np.concatenate([features["train"][1], features["val"][1]]))
+        test_x, _ = (torch.from_numpy(a) for a in features["test"])
+        real = f"{Path(run).name} features {len(gallery)}x{gallery.shape[1]}, {len(test_x)} queries, k={k}"
+        rows += ivf_rows(real, gallery, gallery_y, test_x, k, temperature, repeats)
+        rows += probe_rows(f"{Path(run).name} linear probe (test top-1)", features)
+
+    table = format_table(rows)
+    threads = torch.get_num_threads()
+    header = f"kNN benchmark, {threads} threads, native bf16: {native_bf16()}, repeats {repeats}"
+    print(f"\n{header}\n{table}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(
+        out / "bench-knn.json", {"threads": threads, "native_bf16": native_bf16(), "rows": [asdict(r) for r in rows]}
+    )
+    write_text(out / "bench-knn.md", f"{header}\n\n{table}\n")
+    plot(rows, out / "bench-knn.png")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-bank", type=int, default=50_000)
+    parser.add_argument("--num-queries", type=int, default=10_000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--k", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--run", help="a pretraining run directory for parts 2 and 3 (its features are cached)")
+    parser.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn's kNN (the slowest row)")
+    parser.add_argument("--out-dir", default="runs/bench-knn")
+    args = parser.parse_args()
+    run_knn_benchmark(
+        args.num_bank,
+        args.num_queries,
+        args.dim,
+        args.k,
+        args.temperature,
+        args.repeats,
+        args.run,
+        args.out_dir,
+        not args.no_sklearn,
+    )
+
+
+if __name__ == "__main__":
+    main()

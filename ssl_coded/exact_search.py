@@ -1,0 +1,198 @@
+"""Exact top-k inner-product search that does its heavy product in bf16 and still returns the fp32 answer.
+
+On CPUs with native bf16 (AVX512-BF16, AMX) a bf16 matrix product runs about twice as fast as the
+fp32 one, which is the floor of every exact fp32 search (FAISS IndexFlatIP, lightly's
+`knn_predict`). The search here takes the `num_candidates` best bank rows by the bf16 product,
+recomputes their similarities in fp32 and keeps the k best. A per-query certificate proves that no
+row outside the candidates can beat the k-th: the bf16 score of any row is within `delta` of its
+fp32 score, with `delta` bounded from the measured rounding of the query and the bank, the rounding
+of the bf16 output and fp32 accumulation. Queries whose certificate fails are searched again in
+fp32, so every answer equals the fp32 brute-force search (up to fp32 rounding of the re-rank).
+
+Example:
+    >>> similarity, neighbours = exact_search(bank, queries, k=200)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+BF16_UNIT_ROUNDOFF = 2.0**-8
+FP32_UNIT_ROUNDOFF = 2.0**-24
+
+
+@dataclass
+class SearchStats:
+    """How many queries the bf16 certificate settled, and how many fell back to an fp32 search."""
+
+    queries: int = 0
+    fallbacks: int = 0
+
+
+BLOCK = 16  # columns per block of the block-max candidate selection
+RERANK = 16  # queries re-ranked together: their gathered fp32 rows (16 x c x dim) stay in cache
+SCORE_BUDGET = 1 << 26  # bf16 scores held at once (128 MiB): bounds the query chunk for large banks
+
+
+def exact_search(
+    bank: Tensor,
+    queries: Tensor,
+    k: int,
+    num_candidates: int | None = None,
+    chunk_size: int = 512,
+    stats: SearchStats | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The k largest cosine similarities of each query to the bank and their bank indices, best first.
+
+    One search; to search one bank several times, prepare it once with `ExactIndex`.
+
+    Args:
+        bank: (num_bank, dim) features; normalised here.
+        queries: (num_queries, dim) features; normalised here.
+        k: neighbours per query (capped at the bank size).
+        num_candidates: rows re-ranked in fp32 per query; default k + max(k // 2, 64).
+        chunk_size: queries per bf16 product (fewer for banks so large that the scores would not fit
+            the budget of 2**26 bf16 scores).
+        stats: filled with the number of queries that needed the fp32 fallback.
+
+    Returns:
+        (similarity float32, indices int64), both (num_queries, k).
+    """
+    return ExactIndex(bank, chunk_size).search(queries, k, num_candidates, stats)
+
+
+class ExactIndex:
+    """A bank prepared once for exact searches: normalised fp32 rows, and on first use the centred
+    bf16 copy, its rounding bounds and the score buffer (fresh multi-hundred-MiB tensors per search
+    would spend more time in page faults than in arithmetic).
+
+    Args:
+        bank: (num_bank, dim) features, on any device; normalised here.
+        chunk_size: queries per product.
+        bf16: use the certified bf16 product on a CPU; False searches in fp32 throughout (the same
+            answer; faster where the CPU has no native bf16). Off the CPU the search is always fp32.
+    """
+
+    def __init__(self, bank: Tensor, chunk_size: int = 512, bf16: bool = True) -> None:
+        self.bank32 = F.normalize(bank.detach().float(), dim=1)
+        self.requested_chunk = chunk_size
+        self.bf16 = bf16  # False: the plain fp32 product (where bf16 products are not faster)
+        self.bank16: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.bank32)
+
+    @torch.no_grad()
+    def search(
+        self, queries: Tensor, k: int, num_candidates: int | None = None, stats: SearchStats | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """As `exact_search`, on this bank."""
+        bank32 = self.bank32
+        if bank32.shape[1] != queries.shape[1]:
+            raise ValueError(f"bank features have dimension {bank32.shape[1]} but queries {queries.shape[1]}")
+        stats = stats if stats is not None else SearchStats()
+        k = min(k, len(bank32))
+        num_candidates = min(max(k, num_candidates or k + max(k // 2, 64)), len(bank32))
+        # k near the bank size: re-ranking would cost the fp32 product. Off the CPU the bound does not
+        # hold (cuBLAS may round partial sums to bf16) and fp32 products are fast anyway.
+        if len(queries) == 0:
+            return torch.empty(0, k, device=bank32.device), torch.empty(0, k, dtype=torch.long, device=bank32.device)
+        certified = self.bf16 and 8 * num_candidates < len(bank32) and bank32.device.type == "cpu"
+        similarities, indices = [], []
+        with torch.autocast(device_type=bank32.device.type, enabled=False):
+            if certified:
+                self._prepare()
+                gathered = torch.empty(RERANK * num_candidates, bank32.shape[1], device=bank32.device)
+            for chunk in queries.split(self.chunk_size):
+                query32 = F.normalize(chunk.float(), dim=1)
+                if certified:
+                    similarity, index = self._certified(query32, k, num_candidates, gathered, stats)
+                else:
+                    similarity, index = _fp32_search(bank32, query32, k)
+                stats.queries += len(chunk)
+                similarities.append(similarity)
+                indices.append(index)
+        return torch.cat(similarities), torch.cat(indices)
+
+    @property
+    def chunk_size(self) -> int:
+        padded = -(-len(self.bank32) // BLOCK) * BLOCK
+        return max(1, min(self.requested_chunk, SCORE_BUDGET // padded))
+
+    def _prepare(self) -> None:
+        if self.bank16 is not None:
+            return
+        bank32 = self.bank32
+        num_bank, dim = bank32.shape
+        self.num_blocks = -(-num_bank // BLOCK)
+        padded = self.num_blocks * BLOCK
+        # The bf16 product runs on the bank minus its mean: a query's ranking is unchanged (q.x and
+        # q.(x - mean) differ by q.mean for every row), but the scores and their rounding are smaller.
+        self.center = bank32.mean(dim=0)
+        centered = bank32 - self.center
+        self.bank16 = torch.zeros(padded, dim, dtype=torch.bfloat16, device=bank32.device)
+        self.bank16[:num_bank] = centered
+        self.bank_norm = float(centered.norm(dim=1).max())
+        self.bank_rounding = float((centered - self.bank16[:num_bank].float()).norm(dim=1).max())
+        # fp32 rounding of the shift (x - mean, q.mean) and of the re-ranked dot products, worst case
+        self.shift_slack = (2 + 2 * dim * (1 + float(self.center.norm()))) * FP32_UNIT_ROUNDOFF
+        self.scores = torch.empty(self.chunk_size, padded, dtype=torch.bfloat16, device=bank32.device)
+
+    def _certified(
+        self, query32: Tensor, k: int, num_candidates: int, gathered: Tensor, stats: SearchStats
+    ) -> tuple[Tensor, Tensor]:
+        m, num_bank = len(query32), len(self.bank32)
+        query16 = query32.bfloat16()
+        scores = self.scores[:m]
+        torch.mm(query16, self.bank16.T, out=scores)
+        scores[:, num_bank:] = float("-inf")  # padding rows never win
+        approximate, candidates = self._top_candidates(scores, num_candidates)
+        pieces = zip(query32.split(RERANK), candidates.split(RERANK), strict=True)
+        rescored = torch.cat([self._rescore(q, i, gathered) for q, i in pieces])
+        similarity, order = rescored.topk(k, dim=1)
+        index = candidates.gather(1, order)
+
+        # Any row outside the candidates has a bf16 score <= the worst candidate's; bound its fp32 score:
+        # |q.x' - q16.x'16| <= |q - q16| |x'| + |q16| |x' - x'16|, plus fp32 accumulation and the
+        # rounding of the bf16 output; then add back q.mean (and a few ulps for the shift itself).
+        query16_norm = query16.float().norm(dim=1)
+        rounding = (query32 - query16.float()).norm(dim=1) * self.bank_norm + query16_norm * self.bank_rounding
+        accumulation = 2 * query32.shape[1] * FP32_UNIT_ROUNDOFF * query16_norm * (self.bank_norm + self.bank_rounding)
+        worst = approximate.amin(dim=1).float()
+        output = worst.abs() * BF16_UNIT_ROUNDOFF / (1 - BF16_UNIT_ROUNDOFF)
+        outside_bound = worst + output + rounding + accumulation + query32 @ self.center + self.shift_slack
+        uncertain = (similarity[:, -1] <= outside_bound).nonzero().squeeze(1)
+        if len(uncertain):
+            similarity[uncertain], index[uncertain] = _fp32_search(self.bank32, query32[uncertain], k)
+        stats.fallbacks += len(uncertain)
+        return similarity, index
+
+    def _rescore(self, query32: Tensor, candidates: Tensor, gathered: Tensor) -> Tensor:
+        """fp32 similarities of a few queries to their candidates; the gathered rows stay in cache."""
+        rows = gathered[: candidates.numel()]
+        torch.index_select(self.bank32, 0, candidates.reshape(-1), out=rows)
+        return torch.einsum("qd,qcd->qc", query32, rows.view(*candidates.shape, -1))
+
+    def _top_candidates(self, scores: Tensor, c: int) -> tuple[Tensor, Tensor]:
+        """The c best bf16 scores per row (unordered) and their columns, from the best blocks.
+
+        Block j holds the columns j, j + B, j + 2B, ... (B = number of blocks), so the block maxima are
+        an elementwise max over BLOCK contiguous slices. The top-c entries of a row lie in the c blocks
+        with the largest maxima (each block whose maximum beats the c-th best entry holds one of the c
+        best), so the row's top-k runs on c x BLOCK scores, not on the whole bank.
+        """
+        m, num_blocks = len(scores), self.num_blocks
+        blocks = scores.view(m, BLOCK, num_blocks)
+        best_blocks = blocks.amax(dim=1).topk(min(c, num_blocks), dim=1, sorted=False).indices
+        values = blocks.gather(2, best_blocks[:, None, :].expand(-1, BLOCK, -1)).view(m, -1)
+        approximate, position = values.topk(c, dim=1, sorted=False)
+        width = best_blocks.shape[1]
+        return approximate, (position // width) * num_blocks + best_blocks.gather(1, position % width)
+
+
+def _fp32_search(bank32: Tensor, query32: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    return (query32 @ bank32.T).topk(k, dim=1)

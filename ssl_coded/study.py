@@ -1,0 +1,324 @@
+"""Benchmark studies: a grid of recipes x settings x seeds, resumable, one table with mean +- std.
+
+A study file (YAML) names its rows; each row runs once per seed (a cell):
+
+    name: fmnist-main
+    seeds: [0, 1, 2]
+    common: [trainer.max_epochs=4]          # overrides for every cell
+    protocols: [knn, linear]
+    probe: lbfgs                            # or sgd
+    rows:
+      - {name: SimCLR, recipe: simclr-fashion-mnist}
+      - {name: SimCLR + coded, recipe: simclr-fashion-mnist, overrides: [coded.enabled=true],
+         baseline: SimCLR}
+      - {name: SimCLR + coded mu 2, recipe: simclr-fashion-mnist,
+         overrides: [coded.enabled=true, coded.weight=2.0], baseline: SimCLR, seeds: [0, 1]}
+
+A cell pretrains into `<out_dir>/<study>/<row>/seed<k>/` and evaluates its best-by-validation
+checkpoint on test, in a child process whose peak memory is recorded. Its figures go to
+`<results_dir>/<row>/seed<k>.json`, which marks it done: running the study again skips finished
+cells and resumes a half-trained one from its last checkpoint. A results_dir under version control
+lets another machine continue the study. The results directory holds `study.yaml`, `cells.csv` (one
+line per cell), `results.md` and `results.csv` (mean +- std over seeds per row), one PNG per metric,
+`headline.md` (the rows listed under `headline`) and, for rows that name a `baseline` row,
+`effects.md` / `effects.csv`: the difference to the baseline paired by seed (mean +- std, paired
+t-test p-value) and the ratio of median training times.
+
+Example:
+    >>> run_study("recipes/studies/fashion-mnist.yaml")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from ssl_coded.commands import evaluate_run
+from ssl_coded.eval.statistics import csv_text, format_difference, paired_difference
+from ssl_coded.io import write_json, write_text
+from ssl_coded.training.config import ConfigError
+from ssl_coded.training.loop import pretrain
+from ssl_coded.training.recipes import load_config
+
+ACCURACIES = ("knn_dino_top1", "knn_instdisc_top1", "linear_top1", "linear_sgd_top1")
+COSTS = ("seconds", "eval_seconds", "peak_mb")
+METRICS = ACCURACIES + COSTS
+
+
+@dataclass
+class StudyRow:
+    name: str
+    recipe: str
+    overrides: list[str] = field(default_factory=list)
+    baseline: str = ""  # another row's name: effects.md reports this row minus that one, paired by seed
+    seeds: list[int] | None = None  # this row's seeds, if not the study's (e.g. fewer for cheap ablations)
+
+
+@dataclass
+class Study:
+    name: str
+    rows: list[StudyRow]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    common: list[str] = field(default_factory=list)
+    protocols: list[str] = field(default_factory=lambda: ["knn", "linear"])
+    probe: str = "lbfgs"
+    out_dir: str = "runs/studies"  # run directories (checkpoints, features): large, not for git
+    results_dir: str = ""  # per-cell results and tables; "" = <out_dir>/<name>. Commit it to resume elsewhere
+    headline: list[str] = field(default_factory=list)  # rows for headline.md (a README-sized table)
+
+
+def load_study(path: str | Path) -> Study:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study file {path} does not exist; see `ssl-coded study --help` for the format")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Study), OmegaConf.load(path))
+        study: Study = OmegaConf.to_object(merged)
+    except Exception as error:
+        raise ConfigError(
+            f"study {path}: {str(error).splitlines()[0]}; keys: name, rows, seeds, common, ..."
+        ) from error
+    slugs = [slug(row.name) for row in study.rows]
+    for row, folder in zip(study.rows, slugs, strict=True):  # every row must load before hours are spent
+        if not folder or slugs.count(folder) > 1:
+            raise ConfigError(
+                f"study {path}: row name {row.name!r} gives folder {folder!r}, empty or shared; rename it"
+            )
+        load_config(row.recipe, [*study.common, *row.overrides])
+    names = [row.name for row in study.rows]
+    if unknown := [name for name in study.headline if name not in names]:
+        raise ConfigError(f"study {path}: headline rows {unknown} are not row names; use names from `rows`")
+    for row in study.rows:
+        if row.baseline and (row.baseline not in names or row.baseline == row.name):
+            raise ConfigError(f"study {path}: row {row.name!r} has baseline {row.baseline!r}, not another row's name")
+        baseline = next((other for other in study.rows if other.name == row.baseline), None)
+        if baseline and not set(seeds_of(study, row)) & set(seeds_of(study, baseline)):
+            raise ConfigError(f"study {path}: row {row.name!r} shares no seed with its baseline; pair their seeds")
+    return study
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def seeds_of(study: Study, row: StudyRow) -> list[int]:
+    return study.seeds if row.seeds is None else row.seeds
+
+
+def study_root(study: Study) -> Path:
+    """Where the per-cell results and the tables go."""
+    return Path(study.results_dir) if study.results_dir else Path(study.out_dir) / study.name
+
+
+def cell_dir(study: Study, row: StudyRow, seed: int) -> Path:
+    """The run directory of a cell (checkpoints, features)."""
+    return Path(study.out_dir) / study.name / slug(row.name) / f"seed{seed}"
+
+
+def cell_result(study: Study, row: StudyRow, seed: int) -> Path:
+    """The finished cell's figures; its presence marks the cell done."""
+    path = study_root(study) / slug(row.name) / f"seed{seed}.json"
+    finished_here = cell_dir(study, row, seed) / "cell.json"
+    if not path.is_file() and finished_here.is_file():  # a run finished before results_dir was set
+        write_text(path, finished_here.read_text())
+    return path
+
+
+def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str], probe: str) -> dict[str, Any]:
+    """Pretrain (resuming a half-finished run) and evaluate the best checkpoint; runs in the child."""
+    config = load_config(recipe, [*overrides, f"out_dir={out.parent}", f"name={out.name}"])
+    resumed = False  # trained in two or more sessions: `seconds` covers only the last
+    if not (out / "summary.json").is_file():
+        resumed = (out / "checkpoints" / "last.ckpt").is_file()
+        pretrain(config, resume=resumed)
+    start = time.perf_counter()
+    rows = evaluate_run(out, tuple(protocols), floors=False, probe=probe, plots=False)
+    summary = json.loads((out / "summary.json").read_text())
+    cell = {
+        **rows["encoder"],
+        "seconds": summary["seconds"],  # training; after a resume, only the last session's part
+        "resumed": resumed,
+        "eval_seconds": round(time.perf_counter() - start, 1),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB; main process
+        "epochs": summary["epochs"],
+    }
+    write_json(out / "cell.json", cell)
+    return cell
+
+
+def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """Run every unfinished cell (each in a child process), then write the tables and plots."""
+    study = load_study(path)
+    root = study_root(study)
+    write_text(root / "study.yaml", OmegaConf.to_yaml(OmegaConf.structured(study)))
+    cells = [(row, seed) for row in study.rows for seed in seeds_of(study, row)]
+    for i, (row, seed) in enumerate(cells, 1):
+        out = cell_dir(study, row, seed)
+        if cell_result(study, row, seed).is_file():
+            continue
+        print(f"[{i}/{len(cells)}] {row.name}, seed {seed} -> {out}", flush=True)
+        spec = json.dumps(
+            {
+                "recipe": row.recipe,
+                "overrides": [*study.common, *row.overrides, f"seed={seed}"],
+                "out": str(out),
+                "protocols": study.protocols,
+                "probe": study.probe,
+            }
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with (out.parent / f"seed{seed}.log").open("a") as log:
+            done = subprocess.run([sys.executable, "-m", "ssl_coded.study", "--cell", spec], stdout=log, stderr=log)
+        if done.returncode == 0:
+            write_text(cell_result(study, row, seed), (out / "cell.json").read_text())
+        else:
+            raise ValueError(f"cell {row.name!r} seed {seed} failed; see {out.parent / f'seed{seed}.log'} and rerun")
+    return summarise(study, root)
+
+
+def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """cells.csv, results.md / results.csv (mean +- std over the finished seeds), a plot per metric and,
+    where rows name a baseline, effects.md / effects.csv."""
+    per_seed = collect_cells(study)
+    lines = [{"row": name, "seed": seed, **cell} for name, cells in per_seed.items() for seed, cell in cells.items()]
+    write_text(root / "cells.csv", csv_text(lines, ["row", "seed", *METRICS]))
+    table = {
+        name: {
+            m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
+            for m in METRICS
+            if (v := [cell[m] for cell in cells.values() if m in cell])
+        }
+        for name, cells in per_seed.items()
+    }
+    metrics = [m for m in METRICS if any(m in t for t in table.values())]
+    write_text(root / "results.md", format_study(table, metrics) + "\n")
+    if study.headline:
+        write_text(root / "headline.md", format_study({n: table[n] for n in study.headline}, metrics) + "\n")
+    stats = ("mean", "std", "n")
+    write_text(
+        root / "results.csv",
+        csv_text(
+            [
+                {"row": name, **{f"{m}_{s}": f"{t[m][i]:.6g}" for m in metrics if m in t for i, s in enumerate(stats)}}
+                for name, t in table.items()
+            ],
+            ["row", *(f"{m}_{s}" for m in metrics for s in stats)],
+        ),
+    )
+    for metric in metrics:
+        plot_metric(table, metric, root / f"{metric}.png")
+    print(format_study(table, metrics))
+    effects = paired_effects(study, per_seed)
+    if effects:
+        accuracies = [m for m in ACCURACIES if m in metrics]
+        write_text(root / "effects.md", format_effects(effects, accuracies) + "\n")
+        fields = list(dict.fromkeys(key for effect in effects.values() for key in effect))
+        write_text(root / "effects.csv", csv_text(list(effects.values()), fields))
+        print(format_effects(effects, accuracies))
+    return table
+
+
+def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
+    """The finished cells' metrics: row name -> seed -> metric -> value."""
+    per_seed: dict[str, dict[int, dict[str, float]]] = {}
+    for row in study.rows:
+        per_seed[row.name] = {}
+        for seed in seeds_of(study, row):
+            path = cell_result(study, row, seed)
+            if path.is_file():
+                cell = json.loads(path.read_text())
+                if cell.get("resumed"):  # its training time covers only the part after the resume
+                    cell.pop("seconds", None)
+                per_seed[row.name][seed] = {m: float(cell[m]) for m in METRICS if m in cell}
+    return per_seed
+
+
+def paired_effects(study: Study, per_seed: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Each row minus its baseline on the seeds both finished: mean +- std of the paired differences,
+    the paired t-test's two-sided p-value (needs 2+ seeds), and the ratio of median training times.
+    Pairing by seed removes the split and initialisation noise the two rows share."""
+    effects: dict[str, dict[str, Any]] = {}
+    for row in study.rows:
+        base = per_seed.get(row.baseline, {})
+        seeds = sorted(set(per_seed[row.name]) & set(base)) if row.baseline else []
+        if not seeds:
+            continue
+        effect: dict[str, Any] = {"row": row.name, "baseline": row.baseline, "seeds": len(seeds)}
+        for m in ACCURACIES:
+            if all(m in per_seed[row.name][s] and m in base[s] for s in seeds):
+                ours, theirs = [per_seed[row.name][s][m] for s in seeds], [base[s][m] for s in seeds]
+                delta, std, p = paired_difference(ours, theirs)
+                effect.update({f"{m}_delta": delta, f"{m}_std": std, f"{m}_p": p})
+        times = [[cells[s]["seconds"] for s in seeds if "seconds" in cells[s]] for cells in (per_seed[row.name], base)]
+        effect["time_ratio"] = statistics.median(times[0]) / statistics.median(times[1]) if all(times) else math.nan
+        effects[row.name] = effect
+    return effects
+
+
+def format_effects(effects: dict[str, dict[str, Any]], metrics: list[str]) -> str:
+    """Differences in points (x100) with their paired seed spread and the paired t-test's p-value."""
+    head = " | ".join(f"{m} delta (p)" for m in metrics)
+    lines = [f"| row | vs | seeds | {head} | train time x |", "|---|---|---|" + "---|" * len(metrics) + "---|"]
+    for e in effects.values():
+        cells = " | ".join(_effect_cell(e, m) for m in metrics)
+        ratio = "-" if math.isnan(e["time_ratio"]) else f"{e['time_ratio']:.2f}"
+        lines.append(f"| {e['row']} | {e['baseline']} | {e['seeds']} | {cells} | {ratio} |")
+    return "\n".join(lines)
+
+
+def _effect_cell(effect: dict[str, Any], metric: str) -> str:
+    if f"{metric}_delta" not in effect:
+        return "-"
+    return format_difference(effect[f"{metric}_delta"], effect[f"{metric}_std"], effect[f"{metric}_p"], effect["seeds"])
+
+
+def format_study(table: dict[str, dict[str, tuple[float, float, int]]], metrics: list[str]) -> str:
+    lines = ["| row | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for name, t in table.items():
+        seeds = max((n for _, _, n in t.values()), default=0)
+        cells = []
+        for m in metrics:
+            if m not in t:
+                cells.append("-")
+                continue
+            mean, std, n = t[m]
+            digits = 0 if m in COSTS else 4
+            cells.append(f"{mean:.{digits}f}" + (f" +- {std:.{digits}f}" if n > 1 else ""))
+        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_metric(table: dict[str, dict[str, tuple[float, float, int]]], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, t in table.items() if metric in t]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    ax.barh(names, [table[n][metric][0] for n in names], xerr=[table[n][metric][1] for n in names], color="tab:blue")
+    values = [table[n][metric][0] for n in names]
+    if metric not in COSTS and values:
+        spread = max(values) - min(values)
+        ax.set_xlim(max(0.0, min(values) - 2 * spread - 0.01), min(1.0, max(values) + spread + 0.01))
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric} (mean +- std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":  # the child process of one cell
+    spec = json.loads(sys.argv[sys.argv.index("--cell") + 1])
+    run_cell(spec["recipe"], spec["overrides"], Path(spec["out"]), spec["protocols"], spec["probe"])

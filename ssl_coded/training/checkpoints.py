@@ -1,0 +1,130 @@
+"""Checkpoints: written atomically, read with `weights_only=True`, stamped with the recipe that made them.
+
+A checkpoint of a pretraining run holds its resolved recipe (`recipe_yaml`), so the checkpoint alone
+rebuilds its model (`load_trained`), and the method name (`recipe_method`), so a resume with another
+recipe is refused.
+
+Example:
+    >>> trained = load_trained("runs/simclr-digits")
+    >>> features = trained.features(images_uint8)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import Tensor
+
+from ssl_coded.io import atomic_write
+from ssl_coded.training.config import RecipeConfig, to_yaml
+from ssl_coded.training.datasets import Splits, load_splits
+from ssl_coded.training.methods import SSLMethod, build_method
+from ssl_coded.training.recipes import config_from_yaml
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used here; the message names the fix."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed (a crash never leaves half a file),
+    and loaded with torch.load(weights_only=True) (never unpickling arbitrary objects)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint_file(path, map_location or "cpu")  # Lightning moves it where it belongs
+
+
+def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; train first or give the right run directory"
+        ) from None
+    except Exception as error:  # a truncated zip, a pickle of foreign objects, ...
+        reason = str(error).splitlines()[0][:160]
+        raise CheckpointError(f"checkpoint {path} cannot be read ({reason}); delete it or retrain") from error
+
+
+class RecipeCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that stamps the method name (a resume with another recipe is refused) and the
+    resolved recipe (a checkpoint alone is enough to rebuild its model for evaluation)."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["recipe_method"] = pl_module.config.method.name
+        checkpoint["recipe_yaml"] = to_yaml(pl_module.config)
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_checkpoint(run_or_checkpoint: str | Path) -> Path:
+    """A run directory (its best checkpoint, else its last) or a checkpoint file."""
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise CheckpointError(f"{path} has no checkpoints/best.ckpt or last.ckpt; pretrain into it first")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is neither a run directory nor a checkpoint file")
+    return path
+
+
+@dataclass
+class TrainedRun:
+    """A trained method (eval mode) with its recipe, data splits and checkpoint hash."""
+
+    method: SSLMethod
+    config: RecipeConfig
+    splits: Splits
+    checkpoint_hash: str
+
+    @torch.no_grad()
+    def features(self, images: Tensor) -> Tensor:
+        """Backbone features of uint8 images (n, C, H, W): the encoder as a plain callable."""
+        method = self.method
+        return method.backbone(method.to_input(images.to(method.device))).float()
+
+
+def load_trained(run_or_checkpoint: str | Path, device: str = "cpu", data_overrides: dict | None = None) -> TrainedRun:
+    """The trained method, its recipe and data splits, from a run directory or a checkpoint."""
+    path = resolve_checkpoint(run_or_checkpoint)
+    checkpoint = load_checkpoint_file(path)
+    if "recipe_yaml" not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"{path} is not an ssl-coded pretraining checkpoint (no stored recipe); use one from a run"
+        )
+    config = config_from_yaml(checkpoint["recipe_yaml"])
+    for key, value in (data_overrides or {}).items():
+        setattr(config.data, key, value)
+    splits = load_splits(config.data)
+    method = build_method(config, splits)
+    try:
+        method.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not fit its recipe's model ({str(error).splitlines()[0]})") from error
+    return TrainedRun(method.to(device).eval(), config, splits, file_hash(path))
+
+
+def random_init(trained: TrainedRun) -> TrainedRun:
+    """The same architecture at the recipe seed's random initialisation (the random-init floor)."""
+    torch.manual_seed(trained.config.seed)
+    method = build_method(trained.config, trained.splits).to(trained.method.device).eval()
+    return TrainedRun(method, trained.config, trained.splits, f"random-{trained.config.seed}-{trained.checkpoint_hash}")

@@ -1,0 +1,266 @@
+"""Typed recipe schema: YAML recipe + `key=value` overrides -> validated dataclasses (OmegaConf).
+
+A recipe is a YAML file with the sections below; every key is optional and defaults to the
+dataclass field. Unknown keys and wrong types fail with a `ConfigError` naming the valid keys.
+
+The checks that need the registries (method, dataset, backbone, coding names) live one level up,
+in `ssl_coded.training.recipes`, which is what callers use.
+
+Example:
+    >>> config = parse_recipe("simclr-digits", ["trainer.max_epochs=2", "coded.enabled=true"])
+    >>> config.method.name, config.trainer.max_epochs
+    ('simclr', 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the schema; the message names the fix."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits | fashion-mnist | cifar10 | cifar100 | stl10 | imagefolder
+    root: str = ""  # folder of the files; "" = the dataset's usual place
+    download: bool = False  # torchvision datasets only
+    val_fraction: float = 0.1  # carved from train with `split_seed`
+    split_seed: int = 0
+    image_size: int = 0  # resize to this size (0 = native size)
+    max_train: int = 0  # use at most this many train images (0 = all): quick runs and smoke tests
+    max_test: int = 0  # and at most this many validation and test images each
+    num_workers: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    crop_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
+    horizontal_flip: float = 0.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    noise: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "small_cnn"  # small_cnn | resnet18_cifar | vit | any torchvision resnet (resnet18, ...)
+    width: int = 32  # small_cnn width
+    pool: int = 1  # small_cnn: average-pool the last map to pool x pool (features: 4 * width * pool^2)
+    patch_size: int = 0  # ViT patch size (0 = the largest of 4, 2, 1 giving at most 16x16 patches)
+    vit_dim: int = 192
+    vit_depth: int = 6
+    vit_heads: int = 3
+
+
+@dataclass
+class MethodConfig:
+    name: str = "simclr"  # simclr | byol | mae | supervised
+    projection_dim: int = 128
+    hidden_dim: int = 512
+    temperature: float = 0.2  # simclr
+    momentum_start: float = 0.99  # byol: EMA momentum, cosine to momentum_end
+    momentum_end: float = 1.0
+    mask_ratio: float = 0.75  # mae
+    decoder_dim: int = 128  # mae
+    decoder_depth: int = 2  # mae
+    norm_pix_loss: bool = True  # mae: normalise each target patch
+    regularizer: str = "erm"  # supervised: erm | mixup | coded (coded: the `coded` section, enabled)
+    mixup_alpha: float = 0.2  # supervised, regularizer=mixup: mixing weights ~ Beta(alpha, alpha)
+
+
+@dataclass
+class CodedConfig:
+    enabled: bool = False
+    weight: float = 0.5
+    kind: str = "spline"
+    coded_ratio: float = 2.0
+    num_coded: int = 0  # 0 = coded_ratio * K
+    lambda_enc: float = 1e-2
+    lambda_dec: float = 1e-2
+    lambda_units: str = "spacing"
+    score: str = "mse"
+    placement: str = ""  # a method's named placement or a dotted submodule name ("" = the method's default)
+    max_passes_per_step: int = 1  # 0 = every forward
+    coded_batch_size: int = 0  # 0 = all N coded samples in one call
+    gather: bool = False  # under DDP: code the batch gathered across ranks
+    target: str = "labels"  # supervised: decoded logits vs the labels (paper) or vs the model's own "outputs"
+
+
+@dataclass
+class InferenceConfig:
+    """Randomized coded inference (RCI) of a classifier: the defaults come from the fidelity sweep."""
+
+    kind: str = "berrut"
+    coded_ratio: float = 8.0  # Fashion-MNIST sweep: within 0.4-0.6 points of direct accuracy; 1.6-2.0 at N/K=4
+    lambda_enc: float = 1e-2
+    lambda_dec: float = 1e-2
+    num_draws: int = 1
+    batch_size: int = 64  # K: inputs coded together
+
+
+@dataclass
+class AttackConfig:
+    """The attack harness (`ssl-coded attack`): L-inf attacks on [0, 1] pixels."""
+
+    eps: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1])
+    steps: int = 10  # PGD steps, step size eps / 4, random start
+    eot_samples: int = 4  # EOT-PGD: random draws of the defence averaged per step
+    square_queries: int = 100  # gradient-free Square-style search
+    num_examples: int = 400  # test images attacked (a seeded subset)
+    sanity_eps: float = 0.5  # accuracy must fall to ~0 here
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | sgd | lars
+    lr: float = 1e-3  # for batch 256; scaled linearly by batch_size * devices / 256
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_epochs: int = 1
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    batch_size: int = 256  # per device
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    channels_last: bool = False
+    limit_train_batches: float = 1.0
+    log_every_n_steps: int = 10
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+
+
+@dataclass
+class EvalConfig:
+    knn_k: int = 200  # instdisc preset
+    knn_temperature: float = 0.1
+    bank_size: int = 0  # train images in the kNN bank (0 = all)
+    every_n_epochs: int = 1
+    floors: bool = True  # the run summary's raw-pixel and random-init kNN (a study computes them once, not per cell)
+
+
+@dataclass
+class RecipeConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    coded: CodedConfig = field(default_factory=CodedConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    seed: int = 0
+    out_dir: str = "runs"
+    name: str = MISSING  # run name; defaults to the recipe's name
+
+
+def recipe_dir() -> Path:
+    """The bundled recipes: `recipes/` in a checkout, `ssl_coded/recipes/` in an installed wheel."""
+    return Path(str(resources.files("ssl_coded.recipes")))
+
+
+def available_recipes() -> list[str]:
+    return sorted(path.stem for path in recipe_dir().glob("*.yaml"))
+
+
+def resolve_recipe(recipe: str) -> Path:
+    """A recipe name (`simclr-digits`) or a path to a YAML file."""
+    path = Path(recipe)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"recipe file {recipe} does not exist; give a path to a YAML file or a recipe name")
+        return path
+    path = recipe_dir() / f"{recipe}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(available_recipes())}")
+    return path
+
+
+def _valid_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name, None)
+        if dataclasses.is_dataclass(value):
+            keys += _valid_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _friendly(error: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(error, "full_key", "") or ""
+    section = key.rsplit(".", 1)[0] if "." in key else ""
+    valid = [k for k in _valid_keys(RecipeConfig()) if k.startswith(section + ".")] if section else None
+    valid = valid or [f.name for f in dataclasses.fields(RecipeConfig)]
+    reason = str(error).splitlines()[0]
+    return ConfigError(f"{source}: {reason} (key {key!r}); valid keys here: {', '.join(valid)}")
+
+
+def parse_recipe(recipe: str, overrides: list[str] | None = None) -> RecipeConfig:
+    """A recipe by name or path with `key=value` overrides, typed but not yet checked against the
+    registries (`ssl_coded.training.recipes.load_config` does both)."""
+    path = resolve_recipe(recipe)
+    schema = OmegaConf.structured(RecipeConfig)
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as error:  # YAML syntax errors come in several types
+        raise ConfigError(f"recipe {path} is not valid YAML: {str(error).splitlines()[0]}") from error
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"recipe {path} must be a mapping of sections (data, model, method, ...)")
+    try:
+        merged = OmegaConf.merge(schema, loaded)
+    except OmegaConfBaseException as error:
+        raise _friendly(error, f"recipe {path}") from error
+    merged = _apply_overrides(merged, overrides or [])
+    if OmegaConf.is_missing(merged, "name"):
+        merged.name = path.stem
+    config: RecipeConfig = OmegaConf.to_object(merged)
+    return config
+
+
+def _apply_overrides(merged: DictConfig, overrides: list[str]) -> DictConfig:
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} is not key=value (e.g. trainer.max_epochs=5)")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
+        except OmegaConfBaseException as error:
+            raise _friendly(error, f"override {override!r}") from error
+    return merged
+
+
+def parse_overrides(config: RecipeConfig, overrides: list[str]) -> RecipeConfig:
+    """A resolved recipe with `key=value` overrides applied, typed but not yet checked."""
+    if not overrides:
+        return config
+    updated: RecipeConfig = OmegaConf.to_object(_apply_overrides(OmegaConf.structured(config), overrides))
+    return updated
+
+
+def parse_yaml(text: str) -> RecipeConfig:
+    """A resolved recipe back from `to_yaml` (e.g. the copy stored in a checkpoint), typed."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RecipeConfig), OmegaConf.create(text))
+    except OmegaConfBaseException as error:
+        raise _friendly(error, "stored recipe") from error
+    config: RecipeConfig = OmegaConf.to_object(merged)
+    return config
+
+
+def to_yaml(config: RecipeConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))

@@ -1,0 +1,118 @@
+"""Pretraining with PyTorch Lightning: run directory, checkpoints, metrics, plots, resume.
+
+A run directory `out_dir/name/` holds:
+    config.yaml          the resolved recipe (every default filled in)
+    checkpoints/         last.ckpt, and best.ckpt by validation kNN top-1 (written atomically)
+    metrics.csv          Lightning's CSV log (per step and per epoch)
+    curves.png           training loss and validation kNN top-1 per epoch
+    summary.json         test kNN (both presets) of the best checkpoint beside the raw-pixel and
+                         random-init floors, wall time, epochs
+
+Example:
+    >>> summary = pretrain(load_config("simclr-digits"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+from ssl_coded.io import write_json, write_text
+from ssl_coded.training.checkpoints import AtomicCheckpointIO, CheckpointError, RecipeCheckpoint, load_checkpoint_file
+from ssl_coded.training.config import ConfigError, RecipeConfig, to_yaml
+from ssl_coded.training.curves import write_curves
+from ssl_coded.training.data_module import SplitsDataModule
+from ssl_coded.training.datasets import load_splits
+from ssl_coded.training.methods import build_method
+from ssl_coded.training.metrics_log import merge_metrics
+from ssl_coded.training.precision import FALLBACK_WARNING, training_precision
+from ssl_coded.training.summary import summarise
+
+
+def run_dir(config: RecipeConfig) -> Path:
+    return Path(config.out_dir) / config.name
+
+
+def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
+    """Train from a recipe; returns the summary (also written to the run directory).
+
+    Args:
+        config: the resolved recipe.
+        resume: continue from `checkpoints/last.ckpt` of the run directory.
+        callbacks: extra Lightning callbacks.
+    """
+    out = run_dir(config)
+    last = out / "checkpoints" / "last.ckpt"
+    if resume:
+        if not last.is_file():
+            raise CheckpointError(f"--resume: no checkpoint at {last}; run without --resume to start")
+        checked = load_checkpoint_file(last)
+        if checked.get("recipe_method") != config.method.name:
+            raise CheckpointError(
+                f"--resume: {last} was written by method {checked.get('recipe_method')!r}, not "
+                f"{config.method.name!r}; use the recipe it came from or another run name"
+            )
+    elif last.exists():
+        raise CheckpointError(f"run directory {out} already has checkpoints; pass --resume, or set name=<new name>")
+    if config.trainer.threads:
+        torch.set_num_threads(config.trainer.threads)
+    asked = config.trainer.precision
+    precision = training_precision(asked, config.trainer.accelerator)
+    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, precision=precision))
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    splits = load_splits(config.data)
+    method = build_method(config, splits)
+    write_text(out / "config.yaml", to_yaml(config))
+
+    checkpoint = RecipeCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor=method.monitor, mode="max", save_last=True
+    )
+    try:
+        trainer = make_trainer(config, out, checkpoint, callbacks)
+    except MisconfigurationException as error:
+        raise ConfigError(f"trainer settings: {str(error).splitlines()[0]}") from error
+    if precision != asked and trainer.global_rank == 0:  # once the run is sure to start: bad input stays one line
+        print(FALLBACK_WARNING, file=sys.stderr)
+    start = time.perf_counter()
+    trainer.fit(method, datamodule=SplitsDataModule(splits, config), ckpt_path=str(last) if resume else None)
+    seconds = time.perf_counter() - start
+    if trainer.global_rank != 0:
+        return {}
+    merge_metrics(out)
+    summary = summarise(config, splits, method, checkpoint, seconds) | {"precision": precision}
+    if precision != asked:  # config.yaml holds what trained; the recipe asked for this
+        summary["precision_asked"] = asked
+    write_json(out / "summary.json", summary)
+    write_curves(out)
+    return summary
+
+
+def make_trainer(
+    config: RecipeConfig, out: Path, checkpoint: ModelCheckpoint, callbacks: list[pl.Callback] | None
+) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=config.trainer.max_epochs,
+        accelerator=config.trainer.accelerator,
+        devices=config.trainer.devices,
+        num_nodes=config.trainer.num_nodes,
+        strategy=config.trainer.strategy,
+        precision=config.trainer.precision,
+        limit_train_batches=config.trainer.limit_train_batches,
+        log_every_n_steps=config.trainer.log_every_n_steps,
+        check_val_every_n_epoch=config.eval.every_n_epochs,
+        num_sanity_val_steps=0,
+        logger=CSVLogger(out, name="logs"),  # logs/version_<n>/: one per (resumed) session
+        callbacks=[checkpoint, *(callbacks or [])],
+        plugins=[AtomicCheckpointIO()],
+        deterministic=False,
+        enable_model_summary=False,
+    )

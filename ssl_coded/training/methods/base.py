@@ -1,0 +1,227 @@
+"""The shared base of all methods: data to device, coded-smoothing hook, online monitoring, optimiser.
+
+A method subclasses `SSLMethod`, builds its heads in `__init__`, names where its coded branch
+may sit in `placements`, and implements `ssl_step(images) -> (loss, features)`; the base adds the
+coded penalty in one line, trains lightly's online linear classifier on the detached features,
+and measures weighted-kNN top-1 on the validation split each epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from lightly.models.utils import get_weight_decay_parameters
+from lightly.utils.benchmarking import OnlineLinearClassifier
+from lightly.utils.lars import LARS
+from lightly.utils.scheduler import CosineWarmupScheduler
+from torch import Tensor
+
+from ssl_coded.hook import CodedSmoothingHook
+from ssl_coded.knn import KnnBank
+from ssl_coded.regularizer import CodedSmoothing
+from ssl_coded.training.augment import BatchAugment
+from ssl_coded.training.backbones import build_backbone
+from ssl_coded.training.config import CodedConfig, RecipeConfig
+from ssl_coded.training.datasets import TensorImageDataset
+
+OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd", "lars")
+
+
+def coded_regularizer(coded: CodedConfig, score: str) -> CodedSmoothing:
+    """The recipe's `coded` section as a regularizer; batches too small to code are skipped."""
+    return CodedSmoothing(
+        weight=coded.weight,
+        kind=coded.kind,
+        num_coded=coded.num_coded or None,
+        coded_ratio=coded.coded_ratio,
+        lambda_enc=coded.lambda_enc,
+        lambda_dec=coded.lambda_dec,
+        lambda_units=coded.lambda_units,
+        score=score,
+        on_small_batch="skip",
+        coded_batch_size=coded.coded_batch_size or None,
+        gather_distributed=coded.gather,
+    )
+
+
+class SSLMethod(pl.LightningModule):
+    """Base of SimCLR, BYOL and MAE.
+
+    Args:
+        config: the resolved recipe.
+        num_classes, in_channels, image_size, mean, std: from the dataset (for the backbone, the
+            online classifier and the input normalisation).
+    """
+
+    # named placements of the coded branch -> dotted submodule names, the default first;
+    # a recipe may also give any dotted submodule name
+    placements: ClassVar[dict[str, str]] = {}
+    monitor: ClassVar[str] = "val_knn_top1"  # the validation metric that picks the best checkpoint
+    uses_coded_hook: ClassVar[bool] = True  # False: the method calls its regularizer itself
+
+    def __init__(
+        self,
+        config: RecipeConfig,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> None:
+        super().__init__()
+        self.config = config
+        model = config.model
+        self.backbone, self.feature_dim = build_backbone(
+            model.backbone,
+            in_channels,
+            image_size,
+            width=model.width,
+            pool=model.pool,
+            patch_size=model.patch_size,
+            vit_dim=model.vit_dim,
+            vit_depth=model.vit_depth,
+            vit_heads=model.vit_heads,
+        )
+        a = config.augment
+        self.augment = BatchAugment(
+            tuple(a.crop_scale), (3 / 4, 4 / 3), a.horizontal_flip, a.brightness, a.contrast, a.noise
+        )
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.online_classifier = OnlineLinearClassifier(self.feature_dim, num_classes, topk=(1,))
+        self.num_classes = num_classes
+        self.coded_hook: CodedSmoothingHook | None = None
+        self._bank: KnnBank | None = None
+
+    # --- to implement ---------------------------------------------------------------------------
+    def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(method loss, backbone features of the un-augmented or first view) for a float batch."""
+        raise NotImplementedError
+
+    # --- coded-smoothing ------------------------------------------------------------------------
+    def coded_submodule(self) -> str:
+        placement = self.config.coded.placement or next(iter(self.placements))
+        name = self.placements.get(placement, placement)
+        valid = {n for n, _ in self.named_modules()}
+        if name not in valid:
+            raise ValueError(
+                f"coded.placement={placement!r} is neither a placement of {type(self).__name__} "
+                f"({', '.join(self.placements)}) nor a submodule name; e.g. {', '.join(sorted(valid - {''})[:8])}"
+            )
+        return name
+
+    def setup(self, stage: str) -> None:
+        # after __init__ (momentum copies already made) and on every rank, before a resume
+        # restores the RNG: each rank draws its own augmentations and masks
+        torch.manual_seed(self.config.seed + self.global_rank)
+        if self.config.trainer.channels_last:
+            self.to(memory_format=torch.channels_last)
+        coded = self.config.coded
+        if coded.enabled and self.uses_coded_hook and self.coded_hook is None:
+            regularizer = coded_regularizer(coded, coded.score)
+            self.coded_hook = CodedSmoothingHook(
+                self, regularizer, self.coded_submodule(), max_passes_per_step=coded.max_passes_per_step or None
+            )
+
+    # --- steps ----------------------------------------------------------------------------------
+    def to_input(self, images: Tensor) -> Tensor:
+        """uint8 (n, C, H, W) -> normalised, in the parameters' dtype and the recipe's memory format."""
+        return self.formatted((images.to(self.mean.dtype) / 255 - self.mean) / self.std)
+
+    def formatted(self, x: Tensor) -> Tensor:
+        x = x.to(self.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self.config.trainer.channels_last else x
+
+    def view(self, x: Tensor) -> Tensor:
+        """An augmented view of a normalised batch (grid_sample returns NCHW: format it again)."""
+        return self.formatted(self.augment(x))
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        loss, features = self.ssl_step(self.to_input(images))
+        penalty = self.coded_hook.pop_penalty() if self.coded_hook else loss.new_zeros(())
+        cls_loss, cls_log = self.online_classifier.training_step((features.detach(), labels), batch_idx)
+        batch_size = len(labels)
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log_dict(cls_log, batch_size=batch_size)
+        if self.coded_hook:
+            self.log("train_coded_penalty", penalty, prog_bar=True, batch_size=batch_size)
+            fidelity = self.coded_hook.regularizer.last_fidelity
+            if "relative_error" in fidelity:
+                self.log("train_coded_relative_error", fidelity["relative_error"], batch_size=batch_size)
+        return loss + penalty + cls_loss
+
+    def on_validation_epoch_start(self) -> None:
+        # the kNN bank: features of (a subset of) the train split, with the current weights
+        datamodule = self.trainer.datamodule
+        features, labels = [], []
+        with torch.no_grad():
+            for images, targets in datamodule.bank_loader():
+                features.append(self.backbone(self.to_input(images.to(self.device))).float())
+                labels.append(targets.to(self.device))
+        self._bank = KnnBank(torch.cat(features), torch.cat(labels))
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        features = self.backbone(self.to_input(images)).float()
+        self.log_val_knn(features, labels)
+        _, cls_log = self.online_classifier.validation_step((features, labels), batch_idx)
+        self.log_dict(cls_log, sync_dist=True, batch_size=len(labels))
+
+    def log_val_knn(self, features: Tensor, labels: Tensor) -> None:
+        ranked = self._bank.predict(
+            features, self.num_classes, self.config.eval.knn_k, self.config.eval.knn_temperature
+        )
+        top1 = (ranked[:, 0] == labels).float().mean()
+        self.log("val_knn_top1", top1, prog_bar=True, sync_dist=True, batch_size=len(labels))
+
+    def on_validation_epoch_end(self) -> None:
+        self._bank = None
+
+    def test_metrics(self, test: TensorImageDataset) -> dict[str, float]:
+        """Extra test-split figures for the run summary (a classifier's accuracy); none by default."""
+        return {}
+
+    # --- reproducible resume: the RNG that drives shuffling and augmentation travels along ------
+    # (checkpoints are written by rank 0: other ranks restore rank 0's state offset by their rank)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            checkpoint["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_torch" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_torch"].cpu())
+        if "rng_cuda" in checkpoint and self.device.type == "cuda":
+            torch.cuda.set_rng_state(checkpoint["rng_cuda"].cpu(), self.device)
+        if self.global_rank:
+            torch.manual_seed(int(torch.randint(2**31, (1,))) + self.global_rank)
+
+    # --- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        optim = self.config.optim
+        world = self.trainer.world_size if self._trainer is not None else 1
+        lr = optim.lr * self.config.trainer.batch_size * world / 256
+        trained = [m for name, m in self.named_children() if name != "online_classifier"]
+        decay, no_decay = get_weight_decay_parameters(trained)
+        decay, no_decay = [p for p in decay if p.requires_grad], [p for p in no_decay if p.requires_grad]
+        no_decay += [p for p in self.parameters(recurse=False) if p.requires_grad]  # e.g. MAE's mask token
+        groups = [
+            {"params": decay},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": list(self.online_classifier.parameters()), "weight_decay": 0.0},
+        ]
+        if optim.name == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=optim.weight_decay)
+        elif optim.name == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+        else:
+            optimizer = LARS(groups, lr=lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = max(1, total_steps // max(1, self.trainer.max_epochs))
+        scheduler = CosineWarmupScheduler(  # per step: linear warm-up, then cosine to 0.001 x lr
+            optimizer, warmup_epochs=min(optim.warmup_epochs * steps_per_epoch, total_steps), max_epochs=total_steps
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

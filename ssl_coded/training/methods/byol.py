@@ -1,0 +1,64 @@
+"""BYOL (Grill et al. 2020) from lightly's heads, loss, momentum update and cosine schedule."""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+from lightly.loss import NegativeCosineSimilarity
+from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
+from torch import Tensor
+
+from ssl_coded.training.methods.base import SSLMethod
+
+
+class BYOL(SSLMethod):
+    """Online backbone + projection + prediction against an EMA target network, symmetrised.
+
+    Coded branch placements: "embedding" (default; the projection head runs on coded backbone
+    features), "input" (the online backbone runs on coded images) or "predictor".
+    The target network is a copy made before the hook is attached and runs under no_grad, so
+    the coded branch never touches it.
+    """
+
+    placements: ClassVar[dict[str, str]] = {
+        "embedding": "projection_head",
+        "input": "backbone",
+        "predictor": "prediction_head",
+    }
+
+    def __init__(self, config, **data) -> None:
+        super().__init__(config, **data)
+        m = config.method
+        self.projection_head = BYOLProjectionHead(self.feature_dim, m.hidden_dim, m.projection_dim)
+        self.prediction_head = BYOLPredictionHead(m.projection_dim, m.hidden_dim, m.projection_dim)
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+        self.criterion = NegativeCosineSimilarity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.prediction_head(self.projection_head(self.backbone(x)))
+
+    @torch.no_grad()
+    def forward_momentum(self, x: Tensor) -> Tensor:
+        return self.projection_head_momentum(self.backbone_momentum(x))
+
+    def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        m = self.config.method
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        momentum = cosine_schedule(self.global_step, total, m.momentum_start, m.momentum_end)
+        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
+        update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+        view0, view1 = self.view(images), self.view(images)
+        h0 = self.backbone(view0)
+        p0 = self.prediction_head(self.projection_head(h0))
+        p1 = self.forward(view1)
+        loss = 0.5 * (
+            self.criterion(p0, self.forward_momentum(view1)) + self.criterion(p1, self.forward_momentum(view0))
+        )
+        return loss, h0

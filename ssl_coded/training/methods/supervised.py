@@ -1,0 +1,102 @@
+"""Supervised classification with coded-smoothing, and its baselines ERM and mixup, on the shared base.
+
+`method.regularizer` picks the training loss, all on the same backbone, augmentations and budget:
+- "erm": cross-entropy on an augmented view.
+- "mixup" (Zhang et al. 2018): cross-entropy on convex mixtures of the batch, weight ~ Beta(a, a).
+- "coded": cross-entropy + mu x score of the decoded logits (the `coded` section): with
+  `coded.target=labels` (the paper's reading) the decoded logits are scored by cross-entropy against
+  the true labels; with `coded.target=outputs` by the mean squared error against the model's own
+  logits (stop-gradient). `coded.placement`: "input" (default; the whole network runs on coded
+  images) or "embedding" (only the classifier head runs on coded features).
+
+`classify(images01)` maps [0, 1] pixels to logits: the function that randomized coded inference and
+the attack harness wrap.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssl_coded.training.datasets import TensorImageDataset
+from ssl_coded.training.methods.base import SSLMethod, coded_regularizer
+
+REGULARIZERS: tuple[str, ...] = ("erm", "mixup", "coded")
+CODED_TARGETS: tuple[str, ...] = ("labels", "outputs")  # what decoded logits are scored against
+
+
+class Supervised(SSLMethod):
+    placements: ClassVar[dict[str, str]] = {"input": "", "embedding": "classifier"}
+    monitor: ClassVar[str] = "val_accuracy"
+    uses_coded_hook: ClassVar[bool] = False
+
+    def __init__(self, config, **data) -> None:
+        super().__init__(config, **data)
+        self.classifier = nn.Linear(self.feature_dim, self.num_classes)
+        self.coded = None
+        if config.coded.placement not in ("", *self.placements):
+            raise ValueError(
+                f"coded.placement={config.coded.placement!r}: a classifier codes its 'input' or its 'embedding'"
+            )
+        if config.method.regularizer == "coded":
+            score = "cross_entropy" if config.coded.target == "labels" else "mse"
+            self.coded = coded_regularizer(config.coded, score)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits of normalised inputs."""
+        return self.classifier(self.backbone(x))
+
+    def classify(self, images01: Tensor) -> Tensor:
+        """Logits of images with pixels in [0, 1] (float, (n, C, H, W))."""
+        return self(self.formatted((images01.to(self.mean.dtype) - self.mean) / self.std))
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        x = self.view(self.to_input(images))
+        regularizer = self.config.method.regularizer
+        if regularizer == "mixup":
+            loss = self.mixup_loss(x, labels)
+        else:
+            features = self.backbone(x)
+            logits = self.classifier(features)
+            loss = F.cross_entropy(logits, labels)
+            self.log("train_accuracy", (logits.argmax(1) == labels).float().mean(), batch_size=len(labels))
+            if self.coded is not None:
+                loss = loss + self.coded_penalty(x, features, logits, labels)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def coded_penalty(self, x: Tensor, features: Tensor, logits: Tensor, labels: Tensor) -> Tensor:
+        placement = self.config.coded.placement or "input"
+        fn, inputs = (self.classifier, features) if placement == "embedding" else (self, x)
+        target = labels if self.config.coded.target == "labels" else logits
+        penalty = self.coded(fn, inputs, target=target)
+        self.log("train_coded_penalty", penalty, prog_bar=True, batch_size=len(labels))
+        for name, value in self.coded.last_fidelity.items():
+            self.log(f"train_coded_{name}", value, batch_size=len(labels))
+        return penalty
+
+    def mixup_loss(self, x: Tensor, labels: Tensor) -> Tensor:
+        alpha = self.config.method.mixup_alpha
+        weight = float(torch.distributions.Beta(alpha, alpha).sample()) if alpha > 0 else 1.0
+        perm = torch.randperm(len(x), device=x.device)
+        logits = self(self.formatted(weight * x + (1 - weight) * x[perm]))
+        return weight * F.cross_entropy(logits, labels) + (1 - weight) * F.cross_entropy(logits, labels[perm])
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        features = self.backbone(self.to_input(images))
+        self.log_val_knn(features.float(), labels)
+        accuracy = (self.classifier(features).argmax(1) == labels).float().mean()
+        self.log("val_accuracy", accuracy, prog_bar=True, sync_dist=True, batch_size=len(labels))
+
+    @torch.no_grad()
+    def test_metrics(self, test: TensorImageDataset) -> dict[str, float]:
+        self.eval()
+        correct = sum(
+            int((self(self.to_input(x.to(self.device))).argmax(1).cpu() == y).sum()) for x, y in test.loader(512)
+        )
+        return {"test_accuracy": correct / len(test), "regularizer": self.config.method.regularizer}

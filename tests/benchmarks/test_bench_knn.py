@@ -1,0 +1,24 @@
+import json
+
+from benchmarks.bench_knn import run_knn_benchmark
+from ssl_coded.cli import main
+
+QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
+
+
+def test_benchmark_rows_agree_with_the_reference_and_are_written(tmp_path, capsys):
+    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=run"]) == 0
+    rows = run_knn_benchmark(1500, 200, 32, k=50, repeats=1, run=str(tmp_path / "run"), out_dir=tmp_path / "bench")
+    by_method = {(r.part.split()[0], r.method): r for r in rows}
+    for exact in ("torch fp32 brute force (reference)", "ssl-coded exact", "FAISS IndexFlatIP", "lightly knn_predict"):
+        assert by_method[("random", exact)].agreement == 1.0, exact
+    assert by_method[("random", "scikit-learn KNeighborsClassifier")].agreement >= 0.99  # float64 cosine distances
+    ivf = [r for r in rows if r.method.startswith("FAISS IVF nprobe")]
+    assert len(ivf) == 3 and all(0.0 < r.agreement <= 1.0 and "neighbour recall@50" in r.note for r in ivf)
+    assert [r.agreement for r in rows if r.method == "FAISS IndexFlatIP" and r.part != rows[0].part] == [1.0]
+    probe = {r.method: r.agreement for r in rows if "linear probe" in r.part}
+    assert abs(probe["ssl-coded linear probe"] - probe["scikit-learn LogisticRegression"]) < 0.1
+    saved = json.loads((tmp_path / "bench" / "bench-knn.json").read_text())
+    assert len(saved["rows"]) == len(rows)
+    assert (tmp_path / "bench" / "bench-knn.png").read_bytes()[:4] == b"\x89PNG"
+    assert "speed vs lightly" in capsys.readouterr().out

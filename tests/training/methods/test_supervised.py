@@ -1,0 +1,77 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssl_coded.training.datasets import load_splits
+from ssl_coded.training.methods import build_method
+from ssl_coded.training.recipes import load_config
+
+QUICK = ["trainer.batch_size=32", "data.max_train=200", "data.max_test=100"]
+
+
+def method_and_batch(*overrides):
+    config = load_config("supervised-digits", [*QUICK, *overrides])
+    splits = load_splits(config.data)
+    torch.manual_seed(0)
+    method = build_method(config, splits)
+    images, labels = splits.train.images[:32], splits.train.labels[:32]
+    return method, images, labels
+
+
+def step_loss(method, images, labels, seed=1):
+    torch.manual_seed(seed)  # the same augmentation (and mixing) draws for every method
+    return method.training_step((images, labels), 0)
+
+
+def test_coded_loss_at_mu_zero_is_plain_cross_entropy():
+    erm, images, labels = method_and_batch("method.regularizer=erm")
+    coded, _, _ = method_and_batch("method.regularizer=coded", "coded.weight=0.0")
+    assert torch.equal(step_loss(erm, images, labels), step_loss(coded, images, labels))
+
+
+def test_coded_loss_is_cross_entropy_plus_mu_times_decoded_cross_entropy():
+    method, images, labels = method_and_batch("method.regularizer=coded", "coded.weight=0.7")
+    loss = step_loss(method, images, labels)
+    torch.manual_seed(1)
+    x = method.view(method.to_input(images))
+    logits = method(x)
+    decoded = method.coded.scheme.coded_forward(method, x)
+    expected = F.cross_entropy(logits, labels) + 0.7 * F.cross_entropy(decoded, labels)
+    torch.testing.assert_close(loss, expected)
+    assert 0.0 <= float(method.coded.last_fidelity["decoded_accuracy"]) <= 1.0
+
+
+def test_alternative_reading_scores_decoded_logits_against_the_models_own():
+    method, images, labels = method_and_batch("method.regularizer=coded", "coded.target=outputs", "coded.weight=2.0")
+    loss = step_loss(method, images, labels)
+    torch.manual_seed(1)
+    x = method.view(method.to_input(images))
+    logits = method(x)
+    decoded = method.coded.scheme.coded_forward(method, x)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, labels) + 2.0 * F.mse_loss(decoded, logits.detach()))
+
+
+def test_mixup_mixes_and_reduces_to_erm_without_mixing():
+    erm, images, labels = method_and_batch("method.regularizer=erm")
+    unmixed, _, _ = method_and_batch("method.regularizer=mixup", "method.mixup_alpha=0.0")
+    mixed, _, _ = method_and_batch("method.regularizer=mixup", "method.mixup_alpha=1.0")
+    assert torch.equal(step_loss(erm, images, labels), step_loss(unmixed, images, labels))
+    assert not torch.equal(step_loss(erm, images, labels), step_loss(mixed, images, labels))
+
+
+def test_classify_takes_unit_pixels_and_matches_the_normalised_forward():
+    method, images, _ = method_and_batch()
+    method.eval()
+    torch.testing.assert_close(method.classify(images.float() / 255), method(method.to_input(images)))
+
+
+def test_coded_enabled_on_a_supervised_recipe_names_the_right_key():
+    from ssl_coded.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"method\.regularizer=coded"):
+        load_config("supervised-digits", ["coded.enabled=true"])
+
+
+def test_a_placement_a_classifier_cannot_code_is_refused():
+    with pytest.raises(ValueError, match="codes its 'input' or its 'embedding'"):
+        method_and_batch("method.regularizer=coded", "coded.placement=backbone")

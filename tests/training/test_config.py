@@ -1,0 +1,59 @@
+import pytest
+
+from ssl_coded.training.config import ConfigError, available_recipes
+from ssl_coded.training.recipes import load_config
+
+
+def test_every_recipe_loads_and_validates():
+    names = available_recipes()
+    assert {"simclr-digits", "byol-digits", "mae-digits"} <= set(names)
+    for name in names:
+        config = load_config(name)
+        assert config.name == name and config.method.name in name
+
+
+def test_overrides_are_typed():
+    config = load_config("simclr-digits", ["trainer.max_epochs=3", "coded.enabled=true", "coded.weight=0.25"])
+    assert config.trainer.max_epochs == 3 and config.coded.enabled is True and config.coded.weight == 0.25
+
+
+def test_unknown_key_lists_the_valid_keys():
+    with pytest.raises(ConfigError) as info:
+        load_config("simclr-digits", ["coded.wieght=0.1"])
+    message = str(info.value)
+    assert "wieght" in message and "coded.weight" in message and "coded.kind" in message and "\n" not in message
+
+
+def test_wrong_type_and_bad_choices_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer\.max_epochs"):
+        load_config("simclr-digits", ["trainer.max_epochs=many"])
+    with pytest.raises(ConfigError, match=r"coded.kind='chebfun' is not one of spline, berrut"):
+        load_config("simclr-digits", ["coded.kind=chebfun"])
+    with pytest.raises(ConfigError, match="is not key=value"):
+        load_config("simclr-digits", ["coded.enabled"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  depth: 3\n")
+    with pytest.raises(ConfigError, match=r"valid keys here: model.backbone"):
+        load_config(str(bad))
+
+
+def test_unknown_recipe_lists_the_recipes():
+    with pytest.raises(ConfigError, match=r"unknown recipe 'simclr-imagenet'; valid recipes: .*simclr-digits"):
+        load_config("simclr-imagenet")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("method.name=moco", "method.name='moco' is not one of simclr, byol, mae"),
+        ("data.name=mnist", "data.name='mnist' is not one of"),
+        ("model.backbone=vgg", "model.backbone='vgg' is not one of"),
+        ("data.val_fraction=0", "validation is carved from train"),
+        ("augment.crop_scale=[0.9,0.2]", "0 < low <= high <= 1"),
+        ("method.mask_ratio=1.0", "method.mask_ratio=1.0 must be in (0, 1)"),
+    ],
+)
+def test_cross_field_checks_fail_before_any_data_is_loaded(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config("simclr-digits", [override])
+    assert message in str(info.value)
