@@ -16,6 +16,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -49,8 +50,9 @@ def make_step(recipe: str, batch_size: int, bf16: bool) -> Callable[[], None]:
     return step
 
 
-def run_precision_benchmark(recipe: str, batch_size: int, rounds: int) -> dict[str, float]:
-    """Median seconds per step in fp32 and bf16, and the median per-round ratio bf16 / fp32."""
+def run_precision_benchmark(recipe: str, batch_size: int, rounds: int) -> dict[str, Any]:
+    """Median seconds per step in fp32 and bf16, the median per-round ratio bf16 / fp32, and the
+    per-round times ("rounds": {"fp32": [...], "bf16 autocast": [...]})."""
     steps = {"fp32": make_step(recipe, batch_size, False), "bf16 autocast": make_step(recipe, batch_size, True)}
     for step in steps.values():  # warm-up
         step()
@@ -61,7 +63,8 @@ def run_precision_benchmark(recipe: str, batch_size: int, rounds: int) -> dict[s
             step()
             times[name].append(time.perf_counter() - start)
     ratio = statistics.median(b / f for b, f in zip(times["bf16 autocast"], times["fp32"], strict=True))
-    result = {name: statistics.median(t) for name, t in times.items()} | {"ratio": ratio}
+    result: dict[str, Any] = {name: statistics.median(t) for name, t in times.items()}
+    result |= {"ratio": ratio, "rounds": times}
     print(
         f"{recipe} backbone, batch {batch_size}, {torch.get_num_threads()} threads, {rounds} interleaved rounds; "
         f"native bf16: {native_bf16()}"

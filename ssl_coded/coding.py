@@ -73,7 +73,7 @@ def berrut_matrix(nodes: np.ndarray, targets: np.ndarray) -> np.ndarray:
     matrix = terms / terms.sum(axis=1, keepdims=True)
     rows = hit.any(axis=1)
     matrix[rows] = hit[rows].astype(np.float64)
-    return matrix
+    return np.asarray(matrix, dtype=np.float64)
 
 
 def smoothing_spline_matrix(knots: np.ndarray, targets: np.ndarray, lam: float) -> np.ndarray:
@@ -155,7 +155,7 @@ def scipy_lambda(lam: float, knots: np.ndarray, units: LambdaUnits) -> float:
     if units == "mean":
         return float(lam) * len(knots)
     if units == "spacing":
-        spacing = (knots[-1] - knots[0]) / (len(knots) - 1)
+        spacing = float(knots[-1] - knots[0]) / (len(knots) - 1)
         return float(lam) * spacing**3
     raise ValueError(f"unknown lambda units {units!r}; choose one of {LAMBDA_UNITS}")
 
@@ -193,7 +193,7 @@ def coding_matrices_float64(
     return enc, dec
 
 
-_TORCH_CACHE: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+_TORCH_CACHE: OrderedDict[tuple[object, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 _TORCH_CACHE_SIZE = 64
 
 

@@ -148,6 +148,7 @@ class ExactIndex:
         m, num_bank = len(query32), len(self.bank32)
         query16 = query32.bfloat16()
         scores = self.scores[:m]
+        assert self.bank16 is not None  # prepared by search()
         torch.mm(query16, self.bank16.T, out=scores)
         scores[:, num_bank:] = float("-inf")  # padding rows never win
         approximate, candidates = self._top_candidates(scores, num_candidates)

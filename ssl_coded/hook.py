@@ -82,7 +82,7 @@ class CodedSmoothingHook:
         self.passes = 0  # coded passes run since the hook was attached
         self._handle = self.module.register_forward_hook(self._on_forward, with_kwargs=True)
 
-    def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
+    def _on_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         if not module.training or not torch.is_grad_enabled() or in_coded_pass() or self.regularizer.weight == 0:
             return
         if self.max_passes_per_step is not None and len(self.penalties) >= self.max_passes_per_step:
@@ -95,7 +95,8 @@ class CodedSmoothingHook:
 
         def coded_fn(coded: torch.Tensor) -> torch.Tensor:
             with _CodedPass():
-                return module(coded, *args[1:], **kwargs)
+                result: torch.Tensor = module(coded, *args[1:], **kwargs)
+                return result
 
         freeze = frozen_batchnorm_stats(module) if self.regularizer.freeze_bn_stats else contextlib.nullcontext()
         with freeze:

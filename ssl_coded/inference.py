@@ -53,7 +53,7 @@ def randomized_coded_predict(
     if num_draws < 1:
         raise ValueError(f"num_draws must be >= 1, got {num_draws}")
     generator = make_generator(generator)
-    total = None
+    total: torch.Tensor | None = None
     for _ in range(num_draws):
         device = generator.device if generator is not None else x.device
         perm = torch.randperm(x.shape[0], generator=generator, device=device).to(x.device)
@@ -61,6 +61,7 @@ def randomized_coded_predict(
         # decoded[i] estimates fn(x[perm[i]]), so position j takes row argsort(perm)[j]
         unpermuted = decoded[torch.argsort(perm)]
         total = unpermuted if total is None else total + unpermuted
+    assert total is not None  # num_draws >= 1
     return total / num_draws
 
 

@@ -28,7 +28,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text)
+
+    atomic_write(path, write)
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -13,6 +13,7 @@ import ssl_coded
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_wheel_maps_recipes_and_eval_into_the_package_and_works_installed(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, ROOT],
@@ -45,6 +46,7 @@ def test_the_core_depends_on_torch_and_numpy_alone():
     assert {"faiss-cpu", "scikit-learn", "matplotlib"} <= {d.split(">")[0] for d in extras["eval"]}
 
 
+@pytest.mark.slow
 def test_a_module_of_another_checkout_is_refused(tmp_path):
     # an editable install of this checkout, with PYTHONPATH at another one holding only ssl_coded/
     other = tmp_path / "other"

@@ -1,11 +1,14 @@
 import json
 
+import pytest
+
 from benchmarks.bench_knn import run_knn_benchmark
 from ssl_coded.cli import main
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
 
 
+@pytest.mark.slow
 def test_benchmark_rows_agree_with_the_reference_and_are_written(tmp_path, capsys):
     assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=run"]) == 0
     rows = run_knn_benchmark(1500, 200, 32, k=50, repeats=1, run=str(tmp_path / "run"), out_dir=tmp_path / "bench")

@@ -1,6 +1,8 @@
 import csv
 import json
 
+import pytest
+
 from ssl_coded.cli import main
 from ssl_coded.study import load_study, run_study
 
@@ -23,6 +25,7 @@ def write_study(tmp_path, rows):
     return path
 
 
+@pytest.mark.slow
 def test_study_runs_every_cell_resumes_and_tabulates(tmp_path, capsys):
     # one row, two seeds: each cell is a child process (its own peak memory), so keep the test small
     path = write_study(tmp_path, ["  - {name: SimCLR + coded, recipe: simclr-digits, overrides: [coded.enabled=true]}"])
@@ -136,6 +139,7 @@ def test_one_seed_shows_no_spread_and_no_test():
     assert format_study(table, ["knn_dino_top1", "seconds"]).splitlines()[-1] == "| b | 1 | 0.5000 | 12 |"
 
 
+@pytest.mark.slow
 def test_the_committed_fashion_mnist_tables_are_those_of_its_cells(tmp_path, monkeypatch):
     from pathlib import Path
 

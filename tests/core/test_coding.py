@@ -14,6 +14,7 @@ from ssl_coded.coding import (
     scipy_lambda,
     smoothing_spline_matrix,
 )
+from tests.oracles import berrut_by_hand, chebyshev_points, spline_by_scipy
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 8, 64])
@@ -248,3 +249,16 @@ def test_random_mixing_ablation_is_affine_and_decodes_a_linear_fn_exactly():
     torch.manual_seed(1)
     assert torch.equal(first, scheme.matrices(16, torch.float64)[0])  # seeded
     assert not torch.equal(first, scheme.matrices(16, torch.float64)[0])  # new mixtures every call
+
+
+@pytest.mark.parametrize(
+    ("kind", "k", "n"), [("spline", 12, 24), ("spline", 9, 9), ("berrut", 12, 30), ("berrut", 7, 5)]
+)
+def test_matrices_equal_the_definitions_built_independently(kind, k, n):
+    # SciPy's smoothing spline column by column (linear beyond the outer knots) and Berrut's formula
+    # term by term, at Chebyshev points computed from their cosine definitions
+    enc, dec = coding_matrices(k, n, kind, 1e-2, 1e-2, "spacing", dtype=torch.float64)
+    alpha, beta = chebyshev_points(k, 1), chebyshev_points(n, 2)
+    coder = berrut_by_hand if kind == "berrut" else lambda a, b: spline_by_scipy(a, b, 1e-2)
+    np.testing.assert_allclose(enc.numpy(), coder(alpha, beta), atol=1e-9)
+    np.testing.assert_allclose(dec.numpy(), coder(beta, alpha), atol=1e-9)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ssl_coded import CodedSmoothing, CodedSmoothingHook, CodingScheme
+from tests.oracles import coded_pass_by_hand
 
 
 class TwoPart(nn.Module):
@@ -38,6 +39,17 @@ def test_hook_by_name_equals_direct_regularizer_call():
     features = model.backbone(x)
     expected = 0.5 * nn.functional.mse_loss(CodingScheme(kind="berrut").coded_forward(model.head, features), out)
     torch.testing.assert_close(penalty, expected)
+
+
+def test_penalty_equals_the_coded_pass_built_by_hand():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 4)))
+    x = torch.randn(10, 6)
+    with CodedSmoothingHook(model, CodedSmoothing(weight=0.5, kind="spline", coded_ratio=3.0), submodule="2") as hook:
+        out = model(x)
+        penalty = hook.pop_penalty()
+    decoded = coded_pass_by_hand(model[2], model[:2](x), "spline", coded_ratio=3.0).float()
+    torch.testing.assert_close(penalty, 0.5 * nn.functional.mse_loss(decoded, out))
 
 
 def test_fires_once_per_training_forward_and_never_on_its_own_coded_forward():

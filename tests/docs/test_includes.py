@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from tests.docs import includes
 
 main, refresh, stale = includes.main, includes.refresh, includes.stale
@@ -30,6 +32,7 @@ def test_a_missing_file_is_a_clear_error_and_the_document_is_untouched(tmp_path,
     assert doc.read_text() == text
 
 
+@pytest.mark.slow
 def test_the_committed_documents_show_the_current_generated_tables():
     # RESULTS.md and the README quote study and attack outputs; a rerun must be followed by a refresh
     for document in (ROOT / "README.md", ROOT / "docs" / "RESULTS.md"):

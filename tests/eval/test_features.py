@@ -16,6 +16,7 @@ def run_dir(tmp_path_factory):
     return out / "run"
 
 
+@pytest.mark.slow
 def test_features_match_the_backbone_and_are_cached(run_dir, tmp_path, monkeypatch):
     trained = load_trained(run_dir)
     source = FeatureSource(trained.features, trained.checkpoint_hash)
@@ -40,6 +41,7 @@ def test_any_dataset_of_image_label_pairs_works_uncached(tmp_path):
     assert not list(tmp_path.iterdir())  # no key: nothing cached
 
 
+@pytest.mark.slow
 def test_a_changed_checkpoint_never_reuses_stale_features(run_dir, tmp_path):
     encoder = load_trained(run_dir)
     source = FeatureSource(encoder.features, encoder.checkpoint_hash)
@@ -57,6 +59,7 @@ def test_a_changed_checkpoint_never_reuses_stale_features(run_dir, tmp_path):
     assert len(list(tmp_path.glob("test-*.features.npy"))) == 2 and not np.allclose(new, old)
 
 
+@pytest.mark.slow
 def test_unusable_checkpoints_name_the_problem(run_dir, tmp_path):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"no")

@@ -24,6 +24,7 @@ def test_knn_report_equals_the_brute_force():
     assert 0 <= metrics["map@r"] <= 1 and metrics["recall@1"] <= metrics["recall@5"] <= metrics["recall@10"]
 
 
+@pytest.mark.slow
 def test_evaluate_a_run_with_floors(tmp_path):
     assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=run"]) == 0
     rows = evaluate_run(tmp_path / "run")
@@ -50,6 +51,7 @@ def test_format_rows_has_a_row_per_run_and_encoder():
     assert np.isclose(float(lines[2].split("|")[3]), 0.5)
 
 
+@pytest.mark.slow
 def test_eval_command_compares_runs_in_one_table(tmp_path, capsys):
     for name in ("a", "b"):
         assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", f"name={name}"]) == 0

@@ -30,6 +30,7 @@ def recipe_overrides(name, tmp_path, request):
     return overrides
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", available_recipes())
 def test_every_recipe_smoke_runs_with_coded_smoothing(recipe, tmp_path, request):
     summary = pretrain(load_config(recipe, recipe_overrides(recipe, tmp_path, request)))
@@ -40,6 +41,7 @@ def test_every_recipe_smoke_runs_with_coded_smoothing(recipe, tmp_path, request)
     assert len(penalties) == 2 and all(p > 0 for p in penalties)  # the coded branch ran every step
 
 
+@pytest.mark.slow
 def test_run_directory_holds_everything(tmp_path, capsys):
     code = main(["pretrain", "simclr-digits", *QUICK, "trainer.max_epochs=2", f"out_dir={tmp_path}", "name=run"])
     assert code == 0
@@ -70,6 +72,7 @@ pretrain(load_config("simclr-digits", sys.argv[1:]), callbacks=[KillAtEpoch()])
 """
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_reaches_the_same_metrics(tmp_path):
     overrides = ["trainer.max_epochs=4", "trainer.batch_size=64", "eval.bank_size=300", "coded.enabled=true"]
     overrides += [f"out_dir={tmp_path}"]
@@ -106,6 +109,7 @@ def one_line_error(result, *needles):
         assert needle in lines[0]
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path):
     one_line_error(run_cli("pretrain", "simclr-imagenet", cwd=tmp_path), "unknown recipe", "simclr-digits")
     one_line_error(run_cli("pretrain", "simclr-digits", "coded.wieght=1", cwd=tmp_path), "coded.weight")
@@ -124,12 +128,14 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path):
     one_line_error(again, "already has checkpoints", "--resume")
 
 
+@pytest.mark.slow
 def test_checkpoint_from_another_method_is_refused(tmp_path):
     assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=run"]) == 0
     result = run_cli("pretrain", "byol-digits", *QUICK, f"out_dir={tmp_path}", "name=run", "--resume", cwd=tmp_path)
     one_line_error(result, "written by method 'simclr'", "byol")
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu_trains(tmp_path):
     args = ["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=ddp", "coded.enabled=true"]
     args += ["coded.gather=true", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]

@@ -51,6 +51,7 @@ class RecordPrecision(pl.Callback):
         self.used.append(trainer.precision)
 
 
+@pytest.mark.slow
 def test_the_run_records_the_precision_it_trained_in(without_native_bf16, tmp_path, capsys):
     quick = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.batch_size=32", "eval.bank_size=128"]
     overrides = [*quick, "trainer.precision=bf16-mixed", "trainer.accelerator=cpu", f"out_dir={tmp_path}", "name=run"]

@@ -13,6 +13,7 @@ TINY_ATTACK = ["attack.num_examples=32", "attack.eps=[0.05,0.2]", "attack.steps=
 TINY_ATTACK += ["attack.square_queries=5", "inference.batch_size=16"]
 
 
+@pytest.mark.slow
 def test_train_compare_attack_writes_the_table_the_verdict_and_the_plot(tmp_path, capsys):
     args = ["train", "supervised-digits", *QUICK, *TINY_ATTACK, f"out_dir={tmp_path}", "name=sup"]
     assert main([*args, "--compare", "--attack"]) == 0
@@ -43,6 +44,7 @@ def test_train_compare_attack_writes_the_table_the_verdict_and_the_plot(tmp_path
     assert json.loads((tmp_path / "again" / "attack.json").read_text())["attack"]["num_examples"] == 16
 
 
+@pytest.mark.slow
 def test_attack_refuses_an_ssl_run_and_bad_overrides(tmp_path, capsys):
     quick = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32"]
     assert main(["pretrain", "simclr-digits", *quick, f"out_dir={tmp_path}", "name=ssl"]) == 0
