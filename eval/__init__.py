@@ -9,4 +9,4 @@ as datasets; it never imports `ssl_coded.training`.
 from ssl_coded.extras import check_same_tree, require_installed
 
 check_same_tree(__file__, "ssl_coded.eval")
-require_installed(("sklearn", "matplotlib", "tqdm"), "eval")
+require_installed(("sklearn", "scipy", "matplotlib", "tqdm"), "eval")

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "eval",
-        help="evaluate pretrained encoders: kNN (FAISS) and retrieval, linear probe, beside the floors",
+        help="evaluate pretrained encoders: kNN and retrieval, linear probe, beside the floors",
         description="Evaluate runs or checkpoints; writes results.json and results-eval.md into each run "
         "directory and prints one table with a row per run.",
     )

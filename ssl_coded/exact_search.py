@@ -1,8 +1,8 @@
 """Exact top-k inner-product search that does its heavy product in bf16 and still returns the fp32 answer.
 
-On CPUs with native bf16 (AVX512-BF16, AMX) a bf16 matrix product runs about twice as fast as the
-fp32 one, which is the floor of every exact fp32 search (FAISS IndexFlatIP, lightly's
-`knn_predict`). The search here takes the `num_candidates` best bank rows by the bf16 product,
+On CPUs with native bf16 (AVX512-BF16, AMX) a bf16 matrix product can run much faster than the fp32
+one (`benchmarks/bench_knn.py` measures both), which is the floor of every exact fp32 search (FAISS
+IndexFlatIP, lightly's `knn_predict`). The search takes the `num_candidates` best bank rows by the bf16 product,
 recomputes their similarities in fp32 and keeps the k best. A per-query certificate proves that no
 row outside the candidates can beat the k-th: the bf16 score of any row is within `delta` of its
 fp32 score, with `delta` bounded from the measured rounding of the query and the bank, the rounding

@@ -73,7 +73,8 @@ def imported_modules(source: str, module: str, is_package: bool) -> set[str]:
                 anchor = module.split(".") if is_package else module.split(".")[:-1]
                 base = ".".join(anchor[: len(anchor) - node.level + 1] + ([base] if base else []))
             found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from pkg import submodule`
+            # `from ssl_coded import commands` imports a module of another layer than its package's
+            found |= {f"{base}.{a.name}" for a in node.names if layer_of(f"{base}.{a.name}") != layer_of(base)}
     return found
 
 

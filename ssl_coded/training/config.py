@@ -100,7 +100,7 @@ class InferenceConfig:
     """Randomized coded inference (RCI) of a classifier: the defaults come from the fidelity sweep."""
 
     kind: str = "berrut"
-    coded_ratio: float = 8.0  # Fashion-MNIST sweep: within 0.4-0.6 points of direct accuracy; 1.6-2.0 at N/K=4
+    coded_ratio: float = 8.0  # chosen by the fidelity sweep (docs/RESULTS.md)
     lambda_enc: float = 1e-2
     lambda_dec: float = 1e-2
     num_draws: int = 1

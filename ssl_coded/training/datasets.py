@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,6 @@ FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100", "stl10", "imagefolder")
 
 
 class DatasetError(ValueError):
@@ -211,18 +211,22 @@ def _carve_validation(train: tuple[Tensor, Tensor], fraction: float, seed: int) 
     return (images[order[num_val:]], labels[order[num_val:]]), (images[order[:num_val]], labels[order[:num_val]])
 
 
+# The registry: a dataset name -> its loader, {"train": (uint8 images, labels), "test": ..., and
+# optionally "val"}; a recipe's data.name must be one of these.
+LOADERS: dict[str, Callable[[DataConfig], dict[str, tuple[Tensor, Tensor]]]] = {
+    "digits": lambda c: load_digits_uint8(),
+    "fashion-mnist": lambda c: load_fashion_mnist(c.root),
+    **{name: (lambda c: load_torchvision(c.name, c.root, c.download)) for name in ("cifar10", "cifar100", "stl10")},
+    "imagefolder": lambda c: load_image_folder(c.root, c.image_size),
+}
+DATASETS = tuple(LOADERS)
+
+
 def load_splits(config: DataConfig) -> Splits:
     """Train / validation / test splits for a data config."""
-    if config.name == "digits":
-        raw = load_digits_uint8()
-    elif config.name == "fashion-mnist":
-        raw = load_fashion_mnist(config.root)
-    elif config.name in ("cifar10", "cifar100", "stl10"):
-        raw = load_torchvision(config.name, config.root, config.download)
-    elif config.name == "imagefolder":
-        raw = load_image_folder(config.root, config.image_size)
-    else:
+    if config.name not in LOADERS:
         raise DatasetError(f"unknown dataset {config.name!r}; choose one of {', '.join(DATASETS)}")
+    raw = LOADERS[config.name](config)
 
     if "val" in raw:
         train, val = raw["train"], raw["val"]
