@@ -59,6 +59,8 @@ def cached_features(
     source: FeatureSource, dataset: Dataset, split: str, cache_dir: str | Path, batch_size: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features memory map, labels) of a split; extracted on first use, then read from the cache."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError(f"the {split} split is empty; check the dataset and its subset sizes")
     if not source.key:
         return extract_features(source, dataset, batch_size)
     cache_dir = Path(cache_dir)

@@ -1,19 +1,20 @@
 """What the command line runs: the glue that loads runs with the training layer and hands their
-encoders (callables) and data (datasets) to the evaluation layer. Only this layer sees both."""
+encoders (callables) and data (datasets) to the evaluation layer. Only this layer sees both.
+
+The evaluation layer is imported inside the functions that use it, so that pretraining and
+training need only the `train` extra.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ssl_coded.coding import CodingScheme
-from ssl_coded.eval.features import FeatureSource
-from ssl_coded.eval.report import PROTOCOLS, evaluate, format_rows, raw_pixels
-from ssl_coded.eval.robustness.harness import AttackSettings, Target, run_attack
 from ssl_coded.inference import RandomizedCodedClassifier
 from ssl_coded.io import write_text
 from ssl_coded.training.checkpoints import TrainedRun, load_trained, random_init
@@ -22,6 +23,10 @@ from ssl_coded.training.loop import pretrain, run_dir
 from ssl_coded.training.methods.supervised import REGULARIZERS
 from ssl_coded.training.recipes import load_config, with_overrides
 from ssl_coded.training.summary import ENCODER, RANDOM_INIT, RAW_PIXELS, format_summary
+
+if TYPE_CHECKING:
+    from ssl_coded.eval.features import FeatureSource
+    from ssl_coded.eval.robustness.harness import Target
 
 
 def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compare: bool = False) -> dict[str, Any]:
@@ -54,6 +59,9 @@ def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compar
 
 def run_sources(trained: TrainedRun, floors: bool) -> dict[str, FeatureSource]:
     """The run's encoder and, with `floors`, its random-init and raw-pixel floors, as the evaluation sees them."""
+    from ssl_coded.eval.features import FeatureSource
+    from ssl_coded.eval.report import raw_pixels
+
     sources = {ENCODER: FeatureSource(trained.features, trained.checkpoint_hash)}
     if floors:
         floor = random_init(trained)
@@ -64,14 +72,19 @@ def run_sources(trained: TrainedRun, floors: bool) -> dict[str, FeatureSource]:
 
 def evaluate_run(
     run_or_checkpoint: str | Path,
-    protocols: tuple[str, ...] = PROTOCOLS,
+    protocols: tuple[str, ...] | None = None,
     data_overrides: dict[str, Any] | None = None,
     floors: bool = True,
     index_kind: str = "exact",
     probe: str = "lbfgs",
     plots: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Evaluate an ssl-coded run (or checkpoint) beside its floors; results go to its run directory."""
+    """Evaluate an ssl-coded run (or checkpoint) beside its floors by `protocols` (default: all of
+    `ssl_coded.eval.report.PROTOCOLS`); results go to its run directory (features are cached in
+    `cache_dir`, by default its `features/`)."""
+    from ssl_coded.eval.report import PROTOCOLS, evaluate
+
     trained = load_trained(run_or_checkpoint, data_overrides=data_overrides)
     path = Path(run_or_checkpoint)
     out = path if path.is_dir() else path.parent.parent
@@ -81,7 +94,8 @@ def evaluate_run(
         {"train": splits.train, "val": splits.val, "test": splits.test},
         splits.num_classes,
         out,
-        protocols,
+        protocols or PROTOCOLS,
+        cache_dir=cache_dir,
         index_kind=index_kind,
         probe=probe,
         seed=trained.config.seed,
@@ -99,13 +113,15 @@ def run_eval(
     probe: str = "lbfgs",
 ) -> dict[str, Any]:
     """Evaluate each run and print one table with a row per run (and its floors)."""
+    from ssl_coded.eval.report import format_rows
+
     overrides = {}
     for item in dataset:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--dataset {item!r} is not key=value (e.g. root=/data/fashion-mnist)")
         overrides[key] = value
-    protocols = PROTOCOLS if protocol == "all" else (protocol,)
+    protocols = None if protocol == "all" else (protocol,)
     results = {
         run: evaluate_run(run, protocols, data_overrides=overrides, floors=floors, index_kind=index_kind, probe=probe)
         for run in runs
@@ -191,6 +207,8 @@ def rci_model(classify: Any, config: RecipeConfig, reference: torch.Tensor) -> R
 
 def load_targets(runs: list[str | Path]) -> tuple[list[Target], TrainedRun]:
     """Classifiers from run directories (named by their regularizer), each coded one also behind RCI."""
+    from ssl_coded.eval.robustness.harness import Target
+
     targets: list[Target] = []
     first: TrainedRun | None = None
     for run in runs:
@@ -218,6 +236,8 @@ def load_targets(runs: list[str | Path]) -> tuple[list[Target], TrainedRun]:
 
 def attack_runs(runs: list[str | Path], out_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Attack every run (and RCI on the coded ones) on a seeded subset of the test split; write the report."""
+    from ssl_coded.eval.robustness.harness import AttackSettings, run_attack
+
     targets, first = load_targets(runs)
     config, test = first.config, first.splits.test
     cfg = AttackSettings(**dataclasses.asdict(with_overrides(config, overrides or []).attack))

@@ -30,6 +30,7 @@ MAY_IMPORT = {
     "top": {"core", "training", "eval", "recipes", "top"},
 }
 CORE_THIRD_PARTY = {"torch", "numpy"}
+TRAINING_ONLY = {"pytorch_lightning", "lightning", "lightning_fabric", "lightly", "omegaconf"}  # never in eval
 
 
 def layer_of(module: str) -> str | None:
@@ -88,6 +89,8 @@ def violations(module: str, source: str, is_package: bool = False) -> list[str]:
         top_level = name.split(".")[0]
         if layer == "core" and target is None and top_level not in CORE_THIRD_PARTY | set(sys.stdlib_module_names):
             problems.append(f"{module} (core) imports {top_level}: the core needs only torch and numpy")
+        if layer == "eval" and top_level in TRAINING_ONLY:
+            problems.append(f"{module} (eval) imports {top_level}: a training framework; eval takes callables")
     return problems
 
 
@@ -109,6 +112,7 @@ def test_every_import_runs_down_the_layers():
         ("ssl_coded.eval.features", "from ssl_coded import commands"),
         ("ssl_coded.coding", "import pytorch_lightning"),
         ("ssl_coded.training.summary", "from ..eval import report"),
+        ("ssl_coded.eval.robustness.seeds", "from omegaconf import OmegaConf"),
     ],
 )
 def test_an_upward_import_is_caught(module, source):

@@ -6,7 +6,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-import tomllib
 
 import ssl_coded
 
@@ -39,6 +38,7 @@ def test_wheel_maps_recipes_and_eval_into_the_package_and_works_installed(tmp_pa
 
 
 def test_the_core_depends_on_torch_and_numpy_alone():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert sorted(d.split(">")[0] for d in project["dependencies"]) == ["numpy", "torch"]
     extras = project["optional-dependencies"]

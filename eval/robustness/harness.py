@@ -302,9 +302,9 @@ def run_attack(
     sweep = "\n\n".join(f"## {name}\n\n{format_fidelity(rows)}" for name, rows in fidelity.items())
     write_text(out / "fidelity.md", f"# Decoding fidelity of RCI on {len(y)} test images\n\n{sweep}\n")
     full_record = {
+        **(record or {}),  # the caller's facts first: they never replace the harness's own
         "attack": dataclasses.asdict(cfg),
         "num_attacked": len(y),  # num_examples, or fewer where the test split is smaller
-        **(record or {}),
         "results": results,
         "checks": {n: [{"check": c, "passed": p, "detail": d} for c, p, d in items] for n, items in checks.items()},
         "fidelity": {n: [dataclasses.asdict(r) for r in rows] for n, rows in fidelity.items()},

@@ -25,7 +25,7 @@ from torch import Tensor
 from ssl_coded.io import atomic_write
 from ssl_coded.training.config import RecipeConfig, to_yaml
 from ssl_coded.training.datasets import Splits, load_splits
-from ssl_coded.training.methods import SSLMethod, build_method
+from ssl_coded.training.methods import SSLMethod, build_method, build_random_init
 from ssl_coded.training.recipes import config_from_yaml
 
 
@@ -125,6 +125,5 @@ def load_trained(run_or_checkpoint: str | Path, device: str = "cpu", data_overri
 
 def random_init(trained: TrainedRun) -> TrainedRun:
     """The same architecture at the recipe seed's random initialisation (the random-init floor)."""
-    torch.manual_seed(trained.config.seed)
-    method = build_method(trained.config, trained.splits).to(trained.method.device).eval()
+    method = build_random_init(trained.config, trained.splits).to(trained.method.device).eval()
     return TrainedRun(method, trained.config, trained.splits, f"random-{trained.config.seed}-{trained.checkpoint_hash}")

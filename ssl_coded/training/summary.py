@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
@@ -14,7 +13,7 @@ from ssl_coded.knn import knn_metrics
 from ssl_coded.training.checkpoints import load_checkpoint_file
 from ssl_coded.training.config import RecipeConfig
 from ssl_coded.training.datasets import Splits, TensorImageDataset
-from ssl_coded.training.methods import SSLMethod, build_method
+from ssl_coded.training.methods import SSLMethod, build_random_init
 
 ENCODER, RANDOM_INIT, RAW_PIXELS = "encoder", "random init", "raw pixels"  # the row names of results.json too
 
@@ -59,8 +58,7 @@ def summarise(
 
 def floor_rows(config: RecipeConfig, splits: Splits, device: torch.device) -> dict[str, dict[str, float]]:
     """Test kNN of the same architecture at random initialisation and of raw pixels."""
-    pl.seed_everything(config.seed, verbose=False)
-    random_method = build_method(config, splits).to(device)
+    random_method = build_random_init(config, splits).to(device)
     raw = knn_metrics(
         splits.train.images.flatten(1).float(), splits.train.labels,
         splits.test.images.flatten(1).float(), splits.test.labels,

@@ -1,5 +1,7 @@
 """Registry of methods: name -> LightningModule class, and building one for a recipe and its data."""
 
+import torch
+
 from ssl_coded.training.config import RecipeConfig
 from ssl_coded.training.datasets import Splits
 from ssl_coded.training.methods.base import SSLMethod
@@ -29,4 +31,20 @@ def build_method(config: RecipeConfig, splits: Splits) -> SSLMethod:
     )
 
 
-__all__ = ["BYOL", "MAE", "METHODS", "SSLMethod", "SimCLR", "Supervised", "build_method", "get_method"]
+def build_random_init(config: RecipeConfig, splits: Splits) -> SSLMethod:
+    """The recipe's method at the random initialisation its seed gives (the random-init floor)."""
+    torch.manual_seed(config.seed)
+    return build_method(config, splits)
+
+
+__all__ = [
+    "BYOL",
+    "MAE",
+    "METHODS",
+    "SSLMethod",
+    "SimCLR",
+    "Supervised",
+    "build_method",
+    "build_random_init",
+    "get_method",
+]

@@ -30,6 +30,8 @@ def test_coded_loss_at_mu_zero_is_plain_cross_entropy():
 
 
 def test_coded_loss_is_cross_entropy_plus_mu_times_decoded_cross_entropy():
+    # wiring: how the loss is composed (the coded pass itself is held against tests/oracles.py in
+    # tests/core; this network's batch norm makes a pass per coded sample differ by design)
     method, images, labels = method_and_batch("method.regularizer=coded", "coded.weight=0.7")
     loss = step_loss(method, images, labels)
     torch.manual_seed(1)
