@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ class FeatureSource:
 
     Args:
         encode: a batch of the dataset's images -> (n, dim) features.
-        key: identifies the weights; names the feature cache ("" = never cached, e.g. raw pixels).
+        key: identifies the weights; with the data's key it names the feature cache ("" = never
+            cached, e.g. raw pixels).
     """
 
     encode: Callable[[Tensor], Tensor]
@@ -55,16 +57,37 @@ def extract_features(source: FeatureSource, dataset: Dataset, batch_size: int = 
 
 
 @torch.no_grad()
+def cache_stem(source: FeatureSource, split: str, data_key: str) -> str:
+    """The cache entry's name: a hash of everything that changes the features (the weights, the data
+    and its preprocessing, the split), so a changed checkpoint or other data never reuse stale ones."""
+    return f"{split}-" + hashlib.sha256(f"{source.key}|{data_key}|{split}".encode()).hexdigest()[:16]
+
+
 def cached_features(
-    source: FeatureSource, dataset: Dataset, split: str, cache_dir: str | Path, batch_size: int = 512
+    source: FeatureSource,
+    dataset: Dataset,
+    split: str,
+    cache_dir: str | Path,
+    batch_size: int = 512,
+    data_key: str = "",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(features memory map, labels) of a split; extracted on first use, then read from the cache."""
+    """(features memory map, labels) of a split; extracted on first use, then read from the cache.
+
+    Args:
+        source: the encoder.
+        dataset: the split's (image, label) pairs.
+        split: its name.
+        cache_dir: where cache entries live.
+        batch_size: images per encoder call.
+        data_key: identifies the data and its preprocessing (name, root, subset sizes, image size, ...);
+            part of the cache entry's name.
+    """
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError(f"the {split} split is empty; check the dataset and its subset sizes")
     if not source.key:
         return extract_features(source, dataset, batch_size)
     cache_dir = Path(cache_dir)
-    stem = cache_dir / f"{split}-{source.key[:16]}"
+    stem = cache_dir / cache_stem(source, split, data_key)
     features_path, labels_path = stem.with_suffix(".features.npy"), stem.with_suffix(".labels.npy")
     if features_path.is_file() and labels_path.is_file():
         return np.load(features_path, mmap_mode="r"), np.load(labels_path)

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,10 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """{source name: {metric: value}}, also written to `out_dir` (results.json holds `record` too).
 
+    results.json accumulates: the rows of each protocol are merged into those already there, and
+    `protocols` records when each was made. A results.json made for another `record` (other data,
+    another checkpoint) is first moved aside to `results-<time>.json`, never overwritten.
+
     Args:
         sources: the encoders, e.g. {"encoder": ..., "random init": ..., "raw pixels": raw_pixels()};
             the first one is plotted.
@@ -99,14 +104,19 @@ def evaluate(
         index_kind: "exact", "flat" or "ivf" (see `ssl_coded.eval.knn_faiss`).
         probe: "lbfgs" (C on validation) or "sgd".
         seed: seeds the retrieval queries and the plots.
-        record: extra facts for results.json (e.g. the checkpoint hash and the data settings).
+        record: what the results are of (e.g. the checkpoint hash and the data settings); also the
+            feature cache's data key.
     """
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
     out_dir = Path(out_dir)
     cache = Path(cache_dir) if cache_dir else out_dir / "features"
-    features = {name: {s: cached_features(src, splits[s], s, cache) for s in SPLITS} for name, src in sources.items()}
+    data_key = json.dumps(record or {}, sort_keys=True)
+    features = {
+        name: {s: cached_features(src, splits[s], s, cache, data_key=data_key) for s in SPLITS}
+        for name, src in sources.items()
+    }
     rows: dict[str, dict[str, float]] = {}
     confusion = None
     for name, feats in features.items():
@@ -127,11 +137,27 @@ def evaluate(
         rows[name] = row
     if plots:
         write_plots(features[next(iter(features))], splits, out_dir, confusion, seed)
-    existing = json.loads((out_dir / "results.json").read_text()) if (out_dir / "results.json").is_file() else {}
-    existing.update({**(record or {}), "rows": rows})
-    write_json(out_dir / "results.json", existing)
-    write_text(out_dir / "results-eval.md", format_rows({str(out_dir): rows}) + "\n")
+    merged = accumulate(out_dir / "results.json", rows, protocols, record or {}, {"index": index_kind, "probe": probe})
+    write_text(out_dir / "results-eval.md", format_rows({str(out_dir): merged}) + "\n")
     return rows
+
+
+def accumulate(
+    path: Path, rows: dict[str, dict[str, float]], protocols: tuple[str, ...], record: dict, settings: dict
+) -> dict[str, dict[str, float]]:
+    """Merge new rows into results.json (per protocol, with the time each was made); returns all rows."""
+    existing: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    if existing and any(existing.get(k) != v for k, v in record.items()):  # results of something else
+        made = existing.get("made", "earlier").replace(":", "")
+        write_text(path.with_name(f"results-{made}.json"), path.read_text())
+        existing = {}
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    merged: dict[str, dict[str, float]] = existing.get("rows", {})
+    for name, row in rows.items():
+        merged.setdefault(name, {}).update(row)
+    made = existing.get("protocols", {}) | {p: {"made": now, **settings} for p in protocols}
+    write_json(path, {**existing, **record, "rows": merged, "protocols": made, "made": now})
+    return merged
 
 
 def images_at(dataset: Dataset, indices: np.ndarray) -> torch.Tensor:

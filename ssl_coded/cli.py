@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from ssl_coded.extras import MissingExtraError
+from ssl_coded.notices import RunWarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument(
         "--compare", action="store_true", help="also train the same recipe with coded-smoothing off (or on) and compare"
     )
+    pretrain.add_argument("--overwrite", action="store_true", help="replace what an earlier run left under its name")
+    pretrain.add_argument("--verbose", action="store_true", help="show the frameworks' own messages and warnings")
 
     commands.add_parser("recipes", help="list the bundled recipes")
 
@@ -41,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", action="store_true", help="train erm, mixup and coded into <name>/{erm,mixup,coded}"
     )
     train.add_argument("--attack", action="store_true", help="then attack the trained models (and RCI)")
+    train.add_argument("--overwrite", action="store_true", help="replace what earlier runs left under their names")
+    train.add_argument("--verbose", action="store_true", help="show the frameworks' own messages and warnings")
 
     attack = commands.add_parser(
         "attack",
@@ -95,8 +101,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Options anywhere, also after the positional overrides (`train RECIPE --compare seed=0 --attack`):
+    argparse's intermixed parsing, per subcommand (it does not take subparsers itself)."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if not argv or argv[0] not in commands.choices:
+        return parser.parse_args(argv)  # --help, or an unknown command: argparse's own message
+    args = commands.choices[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
+def show_run_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings about the run as one line each; others as Python shows them."""
+    if issubclass(category, RunWarning):
+        print(f"ssl-coded: warning: {message}", file=file or sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = show_run_warning
     try:
         if args.command == "recipes":
             from ssl_coded.training.config import available_recipes, resolve_recipe
@@ -118,7 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             from ssl_coded.commands import run_train
 
-            run_train(args.recipe, args.overrides, resume=args.resume, compare=args.compare, attack=args.attack)
+            run_train(
+                args.recipe,
+                args.overrides,
+                resume=args.resume,
+                compare=args.compare,
+                attack=args.attack,
+                overwrite=args.overwrite,
+                verbose=args.verbose,
+            )
         elif args.command == "attack":
             from ssl_coded.commands import run_attack_command
 
@@ -138,9 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "pretrain":
             from ssl_coded.commands import run_pretrain
 
-            run_pretrain(args.recipe, args.overrides, resume=args.resume, compare=args.compare)
-    except (ValueError, FileNotFoundError, MissingExtraError) as error:
-        print(f"ssl-coded: error: {error}", file=sys.stderr)
+            run_pretrain(
+                args.recipe,
+                args.overrides,
+                resume=args.resume,
+                compare=args.compare,
+                overwrite=args.overwrite,
+                verbose=args.verbose,
+            )
+    except (ValueError, OSError, MissingExtraError) as error:  # OSError: e.g. an unwritable output folder
+        message = str(error)
+        if isinstance(error, OSError) and error.filename and error.strerror:
+            message = f"{error.strerror}: {error.filename}"
+        print(f"ssl-coded: error: {message}", file=sys.stderr)
         return 2
     return 0
 

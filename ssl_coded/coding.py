@@ -215,6 +215,32 @@ def coding_matrices(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder E (n x k) and decoder D (k x n) as tensors, built in float64, cast once, cached
     (least recently used first out, 64 shapes)."""
+    args = (k, n, kind, lambda_enc, lambda_dec, lambda_units, dtype, device)
+    if torch.compiler.is_compiling():
+        # torch.compile must not trace the build: it runs in float64 numpy (Dynamo cannot wrap these
+        # arrays: "Expected np.nditer base") and fills a Python dict. Under compilation it runs eagerly
+        # (a graph break), and the graph gets E and D as inputs. The disabled copy is made on first
+        # need, so that importing the core does not import Dynamo (seconds) for users who never compile.
+        return _eager_coding_matrices()(*args)
+    return _cached_coding_matrices(*args)
+
+
+@functools.cache
+def _eager_coding_matrices() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    disabled: Callable[..., tuple[torch.Tensor, torch.Tensor]] = torch.compiler.disable(_cached_coding_matrices)
+    return disabled
+
+
+def _cached_coding_matrices(
+    k: int,
+    n: int,
+    kind: Kind,
+    lambda_enc: float,
+    lambda_dec: float,
+    lambda_units: LambdaUnits,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     device = torch.device(device) if device is not None else torch.device("cpu")
     if kind == "berrut":  # no smoothing knob: one cache entry whatever the lambdas
         lambda_enc = lambda_dec = 0.0

@@ -19,7 +19,7 @@ from ssl_coded.inference import RandomizedCodedClassifier
 from ssl_coded.io import write_text
 from ssl_coded.training.checkpoints import TrainedRun, load_trained, random_init
 from ssl_coded.training.config import ConfigError, RecipeConfig
-from ssl_coded.training.loop import pretrain, run_dir
+from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
 from ssl_coded.training.methods.supervised import REGULARIZERS
 from ssl_coded.training.recipes import load_config, with_overrides
 from ssl_coded.training.summary import ENCODER, RANDOM_INIT, RAW_PIXELS, format_summary
@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from ssl_coded.eval.robustness.harness import Target
 
 
-def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compare: bool = False) -> dict[str, Any]:
+def run_pretrain(
+    recipe: str,
+    overrides: list[str],
+    resume: bool = False,
+    compare: bool = False,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> dict[str, Any]:
     """Pretrain; with `compare`, also the same recipe with coded-smoothing flipped, in `<name>-coded`
     or `<name>-plain`, and print one table."""
     config = load_config(recipe, overrides)
@@ -37,17 +44,22 @@ def run_pretrain(recipe: str, overrides: list[str], resume: bool = False, compar
         raise ConfigError(f"recipe {recipe!r} trains a classifier: run `ssl-coded train {recipe}`")
     if compare and (config.trainer.num_nodes > 1 or str(config.trainer.devices) not in ("1", "auto")):
         raise ConfigError("--compare trains two runs one after the other in one process; under DDP run them separately")
-    summary = pretrain(config, resume=resume)
+    flipped = dataclasses.replace(
+        config,
+        coded=dataclasses.replace(config.coded, enabled=not config.coded.enabled),
+        name=f"{config.name}-{'plain' if config.coded.enabled else 'coded'}",
+    )
+    runs = {config.name: (config, resume)}
+    if compare:
+        runs[flipped.name] = (flipped, resume and (run_dir(flipped) / "checkpoints" / "last.ckpt").is_file())
+    for run, run_resume in runs.values():  # every output directory checked before any training starts
+        check_run_dir(run, run_resume, overwrite)
+    summary = pretrain(config, resume=resume, overwrite=overwrite, verbose=verbose)
     if not summary:  # not rank 0
         return summary
     other = None
     if compare:
-        flipped = dataclasses.replace(
-            config,
-            coded=dataclasses.replace(config.coded, enabled=not config.coded.enabled),
-            name=f"{config.name}-{'plain' if config.coded.enabled else 'coded'}",
-        )
-        other = pretrain(flipped, resume=resume and (run_dir(flipped) / "checkpoints" / "last.ckpt").is_file())
+        other = pretrain(flipped, resume=runs[flipped.name][1], overwrite=overwrite, verbose=verbose)
     plain, coded = (other, summary) if config.coded.enabled else (summary, other)
     table = format_summary(coded or plain, plain if coded else None)
     write_text(run_dir(config) / "results.md", table + "\n")
@@ -73,7 +85,7 @@ def run_sources(trained: TrainedRun, floors: bool) -> dict[str, FeatureSource]:
 def evaluate_run(
     run_or_checkpoint: str | Path,
     protocols: tuple[str, ...] | None = None,
-    data_overrides: dict[str, Any] | None = None,
+    data_overrides: list[str] | None = None,
     floors: bool = True,
     index_kind: str = "exact",
     probe: str = "lbfgs",
@@ -115,15 +127,9 @@ def run_eval(
     """Evaluate each run and print one table with a row per run (and its floors)."""
     from ssl_coded.eval.report import format_rows
 
-    overrides = {}
-    for item in dataset:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--dataset {item!r} is not key=value (e.g. root=/data/fashion-mnist)")
-        overrides[key] = value
     protocols = None if protocol == "all" else (protocol,)
     results = {
-        run: evaluate_run(run, protocols, data_overrides=overrides, floors=floors, index_kind=index_kind, probe=probe)
+        run: evaluate_run(run, protocols, data_overrides=dataset, floors=floors, index_kind=index_kind, probe=probe)
         for run in runs
     }
     print(format_rows(results))
@@ -131,7 +137,13 @@ def run_eval(
 
 
 def run_train(
-    recipe: str, overrides: list[str], resume: bool = False, compare: bool = False, attack: bool = False
+    recipe: str,
+    overrides: list[str],
+    resume: bool = False,
+    compare: bool = False,
+    attack: bool = False,
+    overwrite: bool = False,
+    verbose: bool = False,
 ) -> dict[str, Any]:
     """Train a classifier from a supervised recipe. With `compare`, train ERM, mixup and coded-smoothing
     (same backbone, data and budget) into `<out_dir>/<name>/{erm,mixup,coded}` and print one table;
@@ -144,21 +156,28 @@ def run_train(
             "--compare trains three runs one after the other in one process; under DDP run them separately"
         )
     parent = run_dir(config)
-    variants = REGULARIZERS if compare else (config.method.regularizer,)
-    summaries = {}
-    for regularizer in variants:
-        variant = dataclasses.replace(
+    variants = {
+        regularizer: dataclasses.replace(
             config,
             method=dataclasses.replace(config.method, regularizer=regularizer),
             out_dir=str(parent) if compare else config.out_dir,
             name=regularizer if compare else config.name,
         )
-        done = (run_dir(variant) / "summary.json").is_file()
-        if resume and done:
+        for regularizer in (REGULARIZERS if compare else (config.method.regularizer,))
+    }
+    finished = {r for r, v in variants.items() if resume and (run_dir(v) / "summary.json").is_file()}
+    resumable = {r for r, v in variants.items() if resume and (run_dir(v) / "checkpoints" / "last.ckpt").is_file()}
+    for regularizer, variant in variants.items():  # every output directory checked before any training starts
+        if regularizer not in finished:
+            check_run_dir(variant, regularizer in resumable, overwrite)
+    summaries = {}
+    for regularizer, variant in variants.items():
+        if regularizer in finished:
             summaries[regularizer] = json.loads((run_dir(variant) / "summary.json").read_text())
             continue
-        last = run_dir(variant) / "checkpoints" / "last.ckpt"
-        summaries[regularizer] = pretrain(variant, resume=resume and last.is_file())
+        summaries[regularizer] = pretrain(
+            variant, resume=regularizer in resumable, overwrite=overwrite, verbose=verbose
+        )
         if not summaries[regularizer]:  # not rank 0
             return {}
     table = format_classifiers(summaries)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssl_coded.notices import warn_once
 from ssl_coded.regularizer import CodedSmoothing, frozen_batchnorm_stats
 
 _state = threading.local()
@@ -77,7 +78,9 @@ class CodedSmoothingHook:
         if max_passes_per_step is not None and max_passes_per_step < 1:
             raise ValueError(f"max_passes_per_step must be >= 1 or None, got {max_passes_per_step}")
         self.regularizer = regularizer
+        self.submodule = submodule or ""
         self.max_passes_per_step = max_passes_per_step
+        self._idle_steps = 0  # pop_penalty calls in training mode that found no coded pass
         self.penalties: list[torch.Tensor] = []
         self.passes = 0  # coded passes run since the hook was attached
         self._handle = self.module.register_forward_hook(self._on_forward, with_kwargs=True)
@@ -92,6 +95,9 @@ class CodedSmoothingHook:
                 f"coded-smoothing needs a submodule that takes a batch tensor as first argument and "
                 f"returns a tensor; {type(module).__name__} does not; hook a submodule that does"
             )
+        if not args[0].requires_grad and not any(p.requires_grad for p in module.parameters()):
+            return  # no gradient can flow (e.g. a momentum copy made with copy.deepcopy): nothing to train
+        self._refuse_batch_aligned_extras(module, args, kwargs)
 
         def coded_fn(coded: torch.Tensor) -> torch.Tensor:
             with _CodedPass():
@@ -109,12 +115,32 @@ class CodedSmoothingHook:
             )
         self.passes += 1
 
+    def _refuse_batch_aligned_extras(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Other tensors with the batch's K rows (a mask, indices) would reach the N coded rows unchanged."""
+        k = args[0].shape[0]
+        extras = {f"argument {i}": a for i, a in enumerate(args[1:], 1)} | kwargs
+        aligned = [name for name, a in extras.items() if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == k]
+        if aligned and k > 1:
+            raise ValueError(
+                f"coded-smoothing: {type(module).__name__} at {self.submodule!r} takes {', '.join(aligned)} with the "
+                f"batch's {k} rows beside the batch; the coded pass has other rows, so hook a submodule whose "
+                "forward takes the batch alone (e.g. the transformer blocks, not the decoder that takes indices)"
+            )
+
     def pop_penalty(self) -> torch.Tensor:
         """Mean of the penalties collected since the last call (0 if none), and clear them.
 
         The mean, not the sum, so that `weight` means the same whether the loop runs the views
         through the model one by one or concatenated.
         """
+        if not self.penalties and self.module.training and self.regularizer.weight != 0 and self.passes == 0:
+            self._idle_steps += 1
+            if self._idle_steps == 3:
+                warn_once(
+                    f"coded-smoothing: the forward of the hooked submodule {self.submodule!r} "
+                    f"({type(self.module).__name__}) has not run in 3 training steps, so the penalty is 0; "
+                    "hook a submodule whose forward runs (lightly's MAE calls backbone.encode(), not backbone())"
+                )
         if not self.penalties:
             parameter = next(self.module.parameters(), None)
             return torch.zeros((), device=parameter.device if parameter is not None else None)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ssl_coded import hardware
 from ssl_coded.exact_search import ExactIndex, SearchStats
+from ssl_coded.notices import warn_once
 
 PRESETS: dict[str, tuple[int, float]] = {"dino": (20, 0.07), "instdisc": (200, 0.1)}
 
@@ -41,6 +42,8 @@ class KnnBank:
 
     def search(self, queries: Tensor, k: int, stats: SearchStats | None = None) -> tuple[Tensor, Tensor]:
         """(similarity float32, bank indices int64), each (num_queries, min(k, bank size)), best first."""
+        if k < 1:
+            raise ValueError(f"kNN needs k >= 1 neighbours, got k={k}")
         check_same_dimension(self.index.bank32, queries)
         return self.index.search(queries.to(self.index.bank32.device), k, stats=stats)
 
@@ -48,6 +51,7 @@ class KnnBank:
         """Classes ranked by weighted votes, (num_queries, num_classes); column 0 is the top-1."""
         if self.labels is None:
             raise ValueError("this KnnBank has no labels; build it with KnnBank(features, labels)")
+        warn_if_k_exceeds_bank(k, len(self))
         similarity, neighbours = self.search(queries, k)
         return rank_classes(similarity, self.labels.to(neighbours.device)[neighbours], num_classes, temperature)
 
@@ -85,6 +89,8 @@ def knn_metrics(
     """
     if neighbours is None:
         neighbours = KnnBank(bank).search(queries, max(k for k, _ in PRESETS.values()))
+    for k, _ in PRESETS.values():
+        warn_if_k_exceeds_bank(k, len(bank))
     similarity, index = neighbours
     labels = bank_labels.to(index.device)[index.clamp(min=0)]  # a missing hit (-1) votes with exp(-inf) = 0
     query_labels = query_labels.to(index.device)
@@ -94,6 +100,13 @@ def knn_metrics(
         out[f"knn_{name}_top1"] = float((ranked[:, 0] == query_labels).float().mean())
         out[f"knn_{name}_top5"] = float((ranked[:, :5] == query_labels[:, None]).any(dim=1).float().mean())
     return out
+
+
+def warn_if_k_exceeds_bank(k: int, bank_size: int) -> None:
+    if k > bank_size:
+        warn_once(
+            f"kNN: k={k} is larger than the bank ({bank_size} rows), so every row votes; use more data or a smaller k"
+        )
 
 
 def check_same_dimension(bank: Tensor, queries: Tensor) -> None:

@@ -141,7 +141,7 @@ def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str],
     resumed = False  # trained in two or more sessions: `seconds` covers only the last
     if not (out / "summary.json").is_file():
         resumed = (out / "checkpoints" / "last.ckpt").is_file()
-        pretrain(config, resume=resumed)
+        pretrain(config, resume=resumed, overwrite=not resumed)  # the cell's own directory: a false start is redone
     start = time.perf_counter()
     rows = evaluate_run(out, tuple(protocols), floors=False, probe=probe, plots=False)
     summary = json.loads((out / "summary.json").read_text())

@@ -26,7 +26,7 @@ from ssl_coded.io import atomic_write
 from ssl_coded.training.config import RecipeConfig, to_yaml
 from ssl_coded.training.datasets import Splits, load_splits
 from ssl_coded.training.methods import SSLMethod, build_method, build_random_init
-from ssl_coded.training.recipes import config_from_yaml
+from ssl_coded.training.recipes import config_from_yaml, with_overrides
 
 
 class CheckpointError(ValueError):
@@ -38,6 +38,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     and loaded with torch.load(weights_only=True) (never unpickling arbitrary objects)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        weights = checkpoint.get("state_dict", {}).items()
+        bad = [name for name, value in weights if value.is_floating_point() and not value.isfinite().all()]
+        if bad:  # a diverged model is never written (nor chosen as best)
+            raise CheckpointError(f"refusing to write {path}: non-finite weights in {', '.join(bad[:3])}")
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
@@ -58,12 +62,33 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
 
 class RecipeCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that stamps the method name (a resume with another recipe is refused) and the
-    resolved recipe (a checkpoint alone is enough to rebuild its model for evaluation)."""
+    resolved recipe (a checkpoint alone is enough to rebuild its model for evaluation), and writes
+    last.ckpt at the end of every epoch (Lightning writes it only when it also saves a best one)."""
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         checkpoint["recipe_method"] = pl_module.config.method.name
         checkpoint["recipe_yaml"] = to_yaml(pl_module.config)
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._save_last_of_epoch(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not _validates_after(trainer):  # no validation this epoch: no on_validation_end to save in
+            self._save_last_of_epoch(trainer)
+
+    def _save_last_of_epoch(self, trainer: pl.Trainer) -> None:
+        if trainer.sanity_checking or self._last_global_step_saved == trainer.global_step:
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def _validates_after(trainer: pl.Trainer) -> bool:
+    """Whether this epoch ends with validation (the recipes always have a non-empty validation split)."""
+    every = trainer.check_val_every_n_epoch
+    return every is not None and (trainer.current_epoch + 1) % every == 0
 
 
 def file_hash(path: Path) -> str:
@@ -103,8 +128,17 @@ class TrainedRun:
         return method.backbone(method.to_input(images.to(method.device))).float()
 
 
-def load_trained(run_or_checkpoint: str | Path, device: str = "cpu", data_overrides: dict | None = None) -> TrainedRun:
-    """The trained method, its recipe and data splits, from a run directory or a checkpoint."""
+def load_trained(
+    run_or_checkpoint: str | Path, device: str = "cpu", data_overrides: list[str] | None = None
+) -> TrainedRun:
+    """The trained method, its recipe and data splits, from a run directory or a checkpoint.
+
+    Args:
+        run_or_checkpoint: a run directory (its best checkpoint, else its last) or a checkpoint file.
+        device: where the model goes.
+        data_overrides: `key=value` settings of the recipe's data section (e.g. `root=/data`), typed
+            and checked like recipe overrides (an unknown key or a wrong type is refused).
+    """
     path = resolve_checkpoint(run_or_checkpoint)
     checkpoint = load_checkpoint_file(path)
     if "recipe_yaml" not in checkpoint or "state_dict" not in checkpoint:
@@ -112,8 +146,10 @@ def load_trained(run_or_checkpoint: str | Path, device: str = "cpu", data_overri
             f"{path} is not an ssl-coded pretraining checkpoint (no stored recipe); use one from a run"
         )
     config = config_from_yaml(checkpoint["recipe_yaml"])
-    for key, value in (data_overrides or {}).items():
-        setattr(config.data, key, value)
+    for item in data_overrides or []:
+        if "=" not in item:
+            raise CheckpointError(f"--dataset {item!r} is not key=value (e.g. root=/data/fashion-mnist)")
+    config = with_overrides(config, [f"data.{item}" for item in data_overrides or []])
     splits = load_splits(config.data)
     method = build_method(config, splits)
     try:

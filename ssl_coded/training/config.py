@@ -39,6 +39,7 @@ class DataConfig:
     max_train: int = 0  # use at most this many train images (0 = all): quick runs and smoke tests
     max_test: int = 0  # and at most this many validation and test images each
     num_workers: int = 0
+    skip_unreadable: bool = False  # imagefolder: skip (and count) images PIL cannot read instead of failing
 
 
 @dataclass
@@ -219,9 +220,14 @@ def parse_recipe(recipe: str, overrides: list[str] | None = None) -> RecipeConfi
     try:
         loaded = OmegaConf.load(path)
     except Exception as error:  # YAML syntax errors come in several types
-        raise ConfigError(f"recipe {path} is not valid YAML: {str(error).splitlines()[0]}") from error
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"recipe {path} is not valid YAML{where}: {reason}") from error
     if not isinstance(loaded, DictConfig):
         raise ConfigError(f"recipe {path} must be a mapping of sections (data, model, method, ...)")
+    if not loaded:  # an empty or comment-only file would train every default without a word
+        raise ConfigError(f"recipe {path} is empty; give at least its data and method sections")
     try:
         merged = OmegaConf.merge(schema, loaded)
     except OmegaConfBaseException as error:

@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import gzip
+import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,19 +102,47 @@ class Splits:
         return self.train.images.shape[-1]
 
 
+# The fix for any damaged IDX file; read_idx is only used for Fashion-MNIST, so name its package.
+_IDX_FIX = "download it again, or apt-get install --reinstall dataset-fashion-mnist"
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (the MNIST format), gzipped or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DatasetError(f"{path} is not an unsigned-byte IDX file; re-install or re-download it")
+    """An IDX file (the MNIST format), gzipped or not.
+
+    Args:
+        path: the file; a `.gz` suffix means gzip-compressed.
+
+    Returns:
+        The uint8 array, shaped as the header says.
+
+    Raises:
+        DatasetError: the file is not gzip (for `.gz`), is cut short, or its header does not match its size.
+    """
+    if path.suffix == ".gz":
+        try:
+            with gzip.open(path, "rb") as handle:
+                data = handle.read()
+        # A cut-short download ends the deflate stream early (EOFError); a file that is not gzip, or one
+        # with a bad CRC, is BadGzipFile; damage inside the deflate stream is zlib.error.
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise DatasetError(f"{path} is truncated or not gzip ({error}); {_IDX_FIX}") from error
+    else:
+        data = path.read_bytes()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or data[3] == 0:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file; {_IDX_FIX}")
     ndim = data[3]
+    offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise DatasetError(
+            f"{path} is truncated: its header needs {offset} bytes, the file has {len(data)}; {_IDX_FIX}"
+        )
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise DatasetError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {body.size}")
-    return body.reshape(shape)
+    expected, found = int(np.prod(shape)), len(data) - offset
+    if found < expected:
+        raise DatasetError(f"{path} is truncated: expected {expected} values, found {found}; {_IDX_FIX}")
+    if found > expected:
+        raise DatasetError(f"{path} has {found} values but its header says {expected}; {_IDX_FIX}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
 def _find(root: Path, stem: str) -> Path:
@@ -134,9 +164,16 @@ def load_fashion_mnist(root: str | Path) -> dict[str, tuple[Tensor, Tensor]]:
         )
     out = {}
     for split, (images_stem, labels_stem) in FASHION_MNIST_FILES.items():
-        images = torch.from_numpy(read_idx(_find(root, images_stem)).copy()).unsqueeze(1)
-        labels = torch.from_numpy(read_idx(_find(root, labels_stem)).astype(np.int64))
-        out[split] = (images, labels)
+        images_path, labels_path = _find(root, images_stem), _find(root, labels_stem)
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        # Each file can be well-formed on its own and still be the wrong file (or a mismatched pair).
+        if images.ndim != 3:
+            raise DatasetError(f"{images_path} holds shape {images.shape}, not (n, height, width) images; {_IDX_FIX}")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DatasetError(
+                f"{labels_path} holds shape {labels.shape}, not {len(images)} labels for {images_path}; {_IDX_FIX}"
+            )
+        out[split] = (torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
     return out
 
 
@@ -177,30 +214,92 @@ def load_torchvision(name: str, root: str, download: bool) -> dict[str, tuple[Te
         ) from error
 
 
-def load_image_folder(root: str, image_size: int) -> dict[str, tuple[Tensor, Tensor]]:
-    """root/train/<class>/*.png and root/test/<class>/*.png (and optionally root/val/...)."""
+def _open_rgb(path: str):
     from PIL import Image
+
+    with Image.open(path) as image:  # closed here: a large folder would otherwise run out of file handles
+        return image.convert("RGB")
+
+
+def _unreadable_reason(error: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):  # its own text only repeats the path
+        return "not an image PIL can read"
+    return " ".join(str(error).split())  # one line, whatever PIL put in it
+
+
+def load_image_folder(root: str, image_size: int, skip_unreadable: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
+    """root/train/<class>/*.png and root/test/<class>/*.png (and optionally root/val/...).
+
+    Args:
+        root: the folder holding train/ and test/ (and optionally val/), each of class subfolders.
+        image_size: resize every image to image_size x image_size (0 = 64).
+        skip_unreadable: skip images PIL cannot read, with one warning line per split on stderr,
+            instead of failing on the first.
+
+    Returns:
+        {"train": (uint8 images, labels), "test": ..., and "val" where root/val exists}.
+
+    Raises:
+        DatasetError: a missing or empty split folder, classes that differ between splits, an unreadable
+            image (unless `skip_unreadable`), or a split where every image is unreadable.
+    """
     from torchvision.datasets import ImageFolder
     from torchvision.transforms.functional import pil_to_tensor, resize
 
     if not root:
         raise DatasetError("data.root is required for imagefolder: a folder with train/ and test/ class folders")
     base = Path(root)
-    if not (base / "train").is_dir() or not (base / "test").is_dir():
-        raise DatasetError(f"{base} must hold train/ and test/ folders of class subfolders (ImageFolder layout)")
+    for required in ("train", "test"):
+        if not (base / required).is_dir():
+            raise DatasetError(
+                f"{base / required} is not a folder: {base} must hold train/ and test/ folders of class subfolders "
+                "(ImageFolder layout); check data.root"
+            )
     size = image_size or 64
     out, classes = {}, None
     for split in ("train", "val", "test"):
-        if not (base / split).is_dir():
+        folder_path = base / split
+        if not folder_path.is_dir():
             continue
-        folder = ImageFolder(base / split, loader=lambda p: Image.open(p).convert("RGB"))
+        try:
+            folder = ImageFolder(folder_path, loader=_open_rgb)
+        except FileNotFoundError as error:  # torchvision: no class subfolders, or no image files in them
+            raise DatasetError(
+                f"{folder_path} has no images in class subfolders ({error}); put <class>/<image> files there"
+            ) from error
         if classes is not None and folder.classes != classes:
-            raise DatasetError(f"{base / split} has classes {folder.classes}, but train has {classes}")
+            raise DatasetError(f"{folder_path} has classes {folder.classes}, but train has {classes}")
         classes = folder.classes
-        images = [
-            resize(pil_to_tensor(folder.loader(path)), [size, size], antialias=True) for path, _ in folder.samples
-        ]
-        out[split] = (torch.stack(images), torch.tensor(folder.targets, dtype=torch.long))
+        images, labels, skipped = [], [], []
+        for path, label in folder.samples:
+            try:
+                image = folder.loader(path)
+            # UnidentifiedImageError (not an image) and cut-short or damaged files are OSError; some PIL
+            # plugins report a malformed file as SyntaxError.
+            except (OSError, SyntaxError) as error:
+                if not skip_unreadable:
+                    raise DatasetError(
+                        f"cannot read image {path}: {_unreadable_reason(error)}; replace or delete it, "
+                        "or set data.skip_unreadable=true to skip unreadable images"
+                    ) from error
+                skipped.append(path)
+                continue
+            images.append(resize(pil_to_tensor(image), [size, size], antialias=True))
+            labels.append(label)
+        if skipped and not images:
+            raise DatasetError(
+                f"all {len(skipped)} images in {folder_path} are unreadable (e.g. {skipped[0]}); "
+                "check that the folder holds image files"
+            )
+        if skipped:
+            noun = "image" if len(skipped) == 1 else "images"
+            print(
+                f"ssl-coded: warning: skipped {len(skipped)} unreadable {noun} in {folder_path} (e.g. {skipped[0]})",
+                file=sys.stderr,
+            )
+        out[split] = (torch.stack(images), torch.tensor(labels, dtype=torch.long))
     return out
 
 
@@ -217,7 +316,7 @@ LOADERS: dict[str, Callable[[DataConfig], dict[str, tuple[Tensor, Tensor]]]] = {
     "digits": lambda c: load_digits_uint8(),
     "fashion-mnist": lambda c: load_fashion_mnist(c.root),
     **{name: (lambda c: load_torchvision(c.name, c.root, c.download)) for name in ("cifar10", "cifar100", "stl10")},
-    "imagefolder": lambda c: load_image_folder(c.root, c.image_size),
+    "imagefolder": lambda c: load_image_folder(c.root, c.image_size, skip_unreadable=c.skip_unreadable),
 }
 DATASETS = tuple(LOADERS)
 

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from ssl_coded.training.datasets import load_splits
 from ssl_coded.training.methods import build_method
 from ssl_coded.training.metrics_log import merge_metrics
 from ssl_coded.training.precision import FALLBACK_WARNING, training_precision
+from ssl_coded.training.quiet import quiet_frameworks
 from ssl_coded.training.summary import summarise
 
 
@@ -42,14 +44,64 @@ def run_dir(config: RecipeConfig) -> Path:
     return Path(config.out_dir) / config.name
 
 
-def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
+def pretrain(
+    config: RecipeConfig,
+    resume: bool = False,
+    callbacks: list[pl.Callback] | None = None,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> dict[str, Any]:
     """Train from a recipe; returns the summary (also written to the run directory).
 
     Args:
         config: the resolved recipe.
         resume: continue from `checkpoints/last.ckpt` of the run directory.
         callbacks: extra Lightning callbacks.
+        overwrite: replace what an earlier run left in the run directory (otherwise refused).
+        verbose: keep the framework's own messages and warnings.
     """
+    out = run_dir(config)
+    check_run_dir(config, resume, overwrite)
+    if overwrite and not resume and out.exists():
+        shutil.rmtree(out)
+    if config.trainer.threads:
+        torch.set_num_threads(config.trainer.threads)
+    asked = config.trainer.precision
+    precision = training_precision(asked, config.trainer.accelerator)
+    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, precision=precision))
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    splits = load_splits(config.data)
+    batches = check_training_batches(config, len(splits.train))
+    method = build_method(config, splits)
+
+    checkpoint = RecipeCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor=method.monitor, mode="max", save_last=True
+    )
+    with quiet_frameworks(verbose):
+        try:
+            trainer = make_trainer(config, out, checkpoint, callbacks, batches, verbose)
+        except MisconfigurationException as error:
+            raise ConfigError(f"trainer settings: {str(error).splitlines()[0]}") from error
+        write_text(out / "config.yaml", to_yaml(config))  # every check passed: the run starts here
+        if precision != asked and trainer.global_rank == 0:  # once the run is sure to start
+            print(FALLBACK_WARNING, file=sys.stderr)
+        last = out / "checkpoints" / "last.ckpt"
+        start = time.perf_counter()
+        trainer.fit(method, datamodule=SplitsDataModule(splits, config), ckpt_path=str(last) if resume else None)
+        seconds = time.perf_counter() - start
+        if trainer.global_rank != 0:
+            return {}
+        merge_metrics(out)
+        summary = summarise(config, splits, method, checkpoint, seconds) | {"precision": precision}
+        if precision != asked:  # config.yaml holds what trained; the recipe asked for this
+            summary["precision_asked"] = asked
+        write_json(out / "summary.json", summary)
+        write_curves(out)
+    return summary
+
+
+def check_run_dir(config: RecipeConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is written, to resume what is not there or to replace what is."""
     out = run_dir(config)
     last = out / "checkpoints" / "last.ckpt"
     if resume:
@@ -61,43 +113,42 @@ def pretrain(config: RecipeConfig, resume: bool = False, callbacks: list[pl.Call
                 f"--resume: {last} was written by method {checked.get('recipe_method')!r}, not "
                 f"{config.method.name!r}; use the recipe it came from or another run name"
             )
-    elif last.exists():
+    elif not overwrite and last.exists():
         raise CheckpointError(f"run directory {out} already has checkpoints; pass --resume, or set name=<new name>")
-    if config.trainer.threads:
-        torch.set_num_threads(config.trainer.threads)
-    asked = config.trainer.precision
-    precision = training_precision(asked, config.trainer.accelerator)
-    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, precision=precision))
-    pl.seed_everything(config.seed, workers=True, verbose=False)
-    splits = load_splits(config.data)
-    method = build_method(config, splits)
-    write_text(out / "config.yaml", to_yaml(config))
+    elif not overwrite and out.is_dir() and any(out.iterdir()):
+        raise CheckpointError(
+            f"run directory {out} already holds an earlier run's files; set name=<new name>, or pass --overwrite"
+        )
 
-    checkpoint = RecipeCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor=method.monitor, mode="max", save_last=True
-    )
-    try:
-        trainer = make_trainer(config, out, checkpoint, callbacks)
-    except MisconfigurationException as error:
-        raise ConfigError(f"trainer settings: {str(error).splitlines()[0]}") from error
-    if precision != asked and trainer.global_rank == 0:  # once the run is sure to start: bad input stays one line
-        print(FALLBACK_WARNING, file=sys.stderr)
-    start = time.perf_counter()
-    trainer.fit(method, datamodule=SplitsDataModule(splits, config), ckpt_path=str(last) if resume else None)
-    seconds = time.perf_counter() - start
-    if trainer.global_rank != 0:
-        return {}
-    merge_metrics(out)
-    summary = summarise(config, splits, method, checkpoint, seconds) | {"precision": precision}
-    if precision != asked:  # config.yaml holds what trained; the recipe asked for this
-        summary["precision_asked"] = asked
-    write_json(out / "summary.json", summary)
-    write_curves(out)
-    return summary
+
+def check_training_batches(config: RecipeConfig, num_train: int) -> int:
+    """The training batches per epoch and device, refusing a run that would train on none."""
+    batch, world = config.trainer.batch_size, _world_size(config)
+    per_device = num_train // world
+    batches = per_device // batch  # the last partial batch is dropped
+    limit = config.trainer.limit_train_batches
+    batches = min(batches, int(limit)) if limit > 1 else int(batches * limit)
+    if batches < 1:
+        raise ConfigError(
+            f"the train split has {num_train} images ({per_device} per device), too few for one batch of "
+            f"trainer.batch_size={batch} at trainer.limit_train_batches={limit}: use a smaller batch or more data"
+        )
+    return batches
+
+
+def _world_size(config: RecipeConfig) -> int:
+    devices = config.trainer.devices
+    count = devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
+    return max(1, count) * config.trainer.num_nodes
 
 
 def make_trainer(
-    config: RecipeConfig, out: Path, checkpoint: ModelCheckpoint, callbacks: list[pl.Callback] | None
+    config: RecipeConfig,
+    out: Path,
+    checkpoint: ModelCheckpoint,
+    callbacks: list[pl.Callback] | None,
+    batches: int,
+    verbose: bool = False,
 ) -> pl.Trainer:
     return pl.Trainer(
         max_epochs=config.trainer.max_epochs,
@@ -107,7 +158,8 @@ def make_trainer(
         strategy=config.trainer.strategy,
         precision=config.trainer.precision,
         limit_train_batches=config.trainer.limit_train_batches,
-        log_every_n_steps=config.trainer.log_every_n_steps,
+        # an epoch shorter than the interval would log no training loss at all
+        log_every_n_steps=max(1, min(config.trainer.log_every_n_steps, batches)),
         check_val_every_n_epoch=config.eval.every_n_epochs,
         num_sanity_val_steps=0,
         logger=CSVLogger(out, name="logs"),  # logs/version_<n>/: one per (resumed) session
@@ -115,4 +167,5 @@ def make_trainer(
         plugins=[AtomicCheckpointIO()],
         deterministic=False,
         enable_model_summary=False,
+        enable_progress_bar=verbose or sys.stderr.isatty(),  # a bar on a terminal, not in CI logs
     )

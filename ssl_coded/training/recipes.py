@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from ssl_coded.coding import KINDS, LAMBDA_UNITS
 from ssl_coded.regularizer import SCORES
 from ssl_coded.training.backbones import BACKBONES
@@ -80,3 +82,58 @@ def validate(config: RecipeConfig) -> None:
         raise ConfigError("supervised recipes turn coded-smoothing on with method.regularizer=coded, not coded.enabled")
     if config.trainer.batch_size < 2:
         raise ConfigError(f"trainer.batch_size={config.trainer.batch_size} is too small; use at least 2")
+    check_numbers(config)
+    if config.method.name != "supervised" and config.coded.score == "cross_entropy":
+        raise ConfigError(
+            "coded.score=cross_entropy scores decoded outputs against class labels, but an SSL recipe's targets "
+            "are embeddings; use coded.score=mse or cosine"
+        )
+
+
+# key -> (lowest allowed, whether the lowest itself is allowed): checked before anything runs, so that
+# a negative size is never read as "all" and an epoch count never overflows inside Lightning
+LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
+    "data.max_train": (0, True),
+    "data.max_test": (0, True),
+    "data.image_size": (0, True),
+    "data.num_workers": (0, True),
+    "trainer.max_epochs": (1, True),
+    "trainer.limit_train_batches": (0, False),
+    "trainer.log_every_n_steps": (1, True),
+    "trainer.threads": (0, True),
+    "eval.knn_k": (1, True),
+    "eval.knn_temperature": (0, False),
+    "eval.bank_size": (0, True),
+    "eval.every_n_epochs": (1, True),
+    "coded.weight": (0, True),
+    "coded.coded_ratio": (0, False),
+    "coded.num_coded": (0, True),
+    "coded.lambda_enc": (0, True),
+    "coded.lambda_dec": (0, True),
+    "coded.max_passes_per_step": (0, True),
+    "coded.coded_batch_size": (0, True),
+    "optim.lr": (0, False),
+    "optim.weight_decay": (0, True),
+    "optim.warmup_epochs": (0, True),
+    "inference.coded_ratio": (0, False),
+    "inference.num_draws": (1, True),
+    "inference.batch_size": (2, True),
+    "attack.steps": (1, True),
+    "attack.eot_samples": (1, True),
+    "attack.square_queries": (0, True),
+    "attack.num_examples": (1, True),
+    "model.width": (1, True),
+    "method.projection_dim": (1, True),
+    "method.hidden_dim": (1, True),
+    "method.temperature": (0, False),
+}
+
+
+def check_numbers(config: RecipeConfig) -> None:
+    """Every numeric key within its range, named in full in the message."""
+    for key, (low, inclusive) in LOWER_BOUNDS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            bound = f">= {low:g}" if inclusive else f"> {low:g}"
+            raise ConfigError(f"{key}={value} must be {bound}")

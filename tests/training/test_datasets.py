@@ -50,6 +50,54 @@ def test_missing_and_truncated_files_name_the_fix(tmp_path):
         load_splits(DataConfig(name="fashion-mnist", root=str(tmp_path)))
 
 
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        pytest.param("cut", r"train-images-idx3-ubyte\.gz is truncated or not gzip .*download it again", id="cut"),
+        pytest.param(
+            "not-gzip",
+            r"train-images-idx3-ubyte\.gz is truncated or not gzip .*reinstall dataset-fashion-mnist",
+            id="not-gzip",
+        ),
+        pytest.param(
+            "short-header",
+            r"train-images-idx3-ubyte\.gz is truncated: its header needs 16 bytes.*download it again",
+            id="short-header",
+        ),
+        pytest.param(
+            "extra",
+            r"train-images-idx3-ubyte\.gz has 39201 values but its header says 39200; download it again",
+            id="extra",
+        ),
+    ],
+)
+def test_damaged_gz_idx_file_is_named_with_the_fix(tmp_path, damage, match):
+    make_fashion_folder(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    if damage == "cut":  # an interrupted download: the deflate stream ends early
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "not-gzip":  # e.g. an HTML error page saved under the file's name
+        path.write_bytes(b"<html>404 Not Found</html>")
+    elif damage == "short-header":  # valid gzip, but the IDX header stops after the magic number
+        path.write_bytes(gzip.compress(bytes([0, 0, 0x08, 3, 0, 0])))
+    else:  # valid gzip and header, one byte more than the header's 50 x 28 x 28
+        path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + b"\0"))
+    with pytest.raises(DatasetError, match=match):
+        load_splits(DataConfig(name="fashion-mnist", root=str(tmp_path)))
+
+
+def test_truncated_plain_idx_file_and_mismatched_pair_name_the_fix(tmp_path):
+    make_fashion_folder(tmp_path, compress=False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte is truncated: expected 15680 values.*download it"):
+        load_splits(DataConfig(name="fashion-mnist", root=str(tmp_path)))
+    write_idx(path, np.zeros((20, 28, 28)), compress=False)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(19), compress=False)  # one label short
+    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte holds shape \(19,\), not 20 labels for"):
+        load_splits(DataConfig(name="fashion-mnist", root=str(tmp_path)))
+
+
 def test_digits_is_embedded():
     splits = load_splits(DataConfig(name="digits", val_fraction=0.1))
     assert len(splits.train) + len(splits.val) + len(splits.test) == 1797
@@ -77,6 +125,63 @@ def test_image_folder_is_resized_and_labelled(tmp_path):
     assert len(sampled.test) == 4 and set(sampled.test.labels.tolist()) == {0, 1}  # not a class-sorted prefix
     with pytest.raises(DatasetError, match="must hold train/ and test/"):
         load_splits(DataConfig(name="imagefolder", root=str(tmp_path / "train")))
+
+
+def corrupt(path, seed=1):
+    """Overwrite an image with random bytes, as a half-copied or mis-named file would be."""
+    path.write_bytes(np.random.default_rng(seed).bytes(300))
+    return path
+
+
+def test_corrupt_image_is_named_with_the_fix(tmp_path):
+    root = make_image_folder(tmp_path)
+    bad = corrupt(root / "train" / "dog" / "1.png")
+    with pytest.raises(DatasetError, match=rf"cannot read image {bad}: .*data\.skip_unreadable=true"):
+        load_splits(DataConfig(name="imagefolder", root=str(root), image_size=8))
+    cut = root / "test" / "cat" / "0.png"
+    bad.unlink()
+    cut.write_bytes(cut.read_bytes()[:100])  # a real PNG cut short: PIL opens it, then fails to decode
+    with pytest.raises(DatasetError, match=rf"cannot read image {cut}: image file is truncated; replace or delete"):
+        load_splits(DataConfig(name="imagefolder", root=str(root), image_size=8))
+
+
+def test_skip_unreadable_counts_and_skips(tmp_path, capsys):
+    root = make_image_folder(tmp_path)
+    first = corrupt(root / "train" / "cat" / "2.png")
+    corrupt(root / "train" / "dog" / "0.png", seed=2)
+    splits = load_splits(
+        DataConfig(name="imagefolder", root=str(root), image_size=8, val_fraction=0.25, skip_unreadable=True)
+    )
+    assert len(splits.train) + len(splits.val) == 4 and len(splits.test) == 6  # 6 - 2 skipped, test untouched
+    assert sorted(torch.cat([splits.train.labels, splits.val.labels]).tolist()) == [0, 0, 1, 1]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"ssl-coded: warning: skipped 2 unreadable images in {root / 'train'} (e.g. {first})"]
+
+
+def test_split_with_only_unreadable_images_is_still_an_error(tmp_path):
+    root = make_image_folder(tmp_path, per_class=1)
+    for path in (root / "test").rglob("*.png"):
+        corrupt(path)
+    with pytest.raises(DatasetError, match=rf"all 2 images in {root / 'test'} are unreadable \(e\.g\. "):
+        load_splits(DataConfig(name="imagefolder", root=str(root), skip_unreadable=True))
+
+
+@pytest.mark.parametrize("missing", ["train", "test"])
+def test_missing_split_folder_is_named(tmp_path, missing):
+    root = make_image_folder(tmp_path)
+    for path in sorted((root / missing).rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    (root / missing).rmdir()
+    with pytest.raises(DatasetError, match=rf"{root / missing} is not a folder: .* must hold train/ and test/"):
+        load_splits(DataConfig(name="imagefolder", root=str(root)))
+
+
+def test_split_folder_without_images_is_a_clear_error(tmp_path):
+    root = make_image_folder(tmp_path)
+    for path in (root / "test").rglob("*.png"):
+        path.unlink()
+    with pytest.raises(DatasetError, match=rf"{root / 'test'} has no images in class subfolders"):
+        load_splits(DataConfig(name="imagefolder", root=str(root)))
 
 
 def test_torchvision_dataset_missing_is_a_clear_error(tmp_path):

@@ -29,6 +29,10 @@ from ssl_coded.training.datasets import TensorImageDataset
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd", "lars")
 
 
+class DivergenceError(ValueError):
+    """The training loss became non-finite; the message names the step, the value and the last good checkpoint."""
+
+
 def coded_regularizer(coded: CodedConfig, score: str) -> CodedSmoothing:
     """The recipe's `coded` section as a regularizer; batches too small to code are skipped."""
     return CodedSmoothing(
@@ -151,7 +155,20 @@ class SSLMethod(pl.LightningModule):
             fidelity = self.coded_hook.regularizer.last_fidelity
             if "relative_error" in fidelity:
                 self.log("train_coded_relative_error", fidelity["relative_error"], batch_size=batch_size)
-        return loss + penalty + cls_loss
+        total = loss + penalty + cls_loss
+        if not torch.isfinite(total):  # stop before the step: the weights and checkpoints stay finite
+            self.stop_on_divergence({"loss": loss, "coded penalty": penalty, "online classifier": cls_loss})
+        return total
+
+    def stop_on_divergence(self, parts: dict[str, Tensor]) -> None:
+        """Raise DivergenceError naming the step, the non-finite values and the last good checkpoint."""
+        values = ", ".join(f"{name} {float(value):g}" for name, value in parts.items())
+        callback = self.trainer.checkpoint_callback if self._trainer is not None else None
+        last = getattr(callback, "last_model_path", "") or "none yet"
+        raise DivergenceError(
+            f"training diverged at step {self.global_step} (epoch {self.current_epoch}): {values}; "
+            f"last good checkpoint: {last}; lower optim.lr (now {self.config.optim.lr:g}) or check the data"
+        )
 
     def on_validation_epoch_start(self) -> None:
         # the kNN bank: features of (a subset of) the train split, with the current weights
