@@ -22,7 +22,7 @@ from ssl_coded.training.config import ConfigError, RecipeConfig
 from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
 from ssl_coded.training.methods.supervised import REGULARIZERS
 from ssl_coded.training.recipes import load_config, with_overrides
-from ssl_coded.training.summary import ENCODER, RANDOM_INIT, RAW_PIXELS, format_summary
+from ssl_coded.training.summary import ENCODER, RANDOM_INIT, RAW_PIXELS, format_summary, read_summary
 
 if TYPE_CHECKING:
     from ssl_coded.eval.features import FeatureSource
@@ -64,6 +64,7 @@ def run_pretrain(
     table = format_summary(coded or plain, plain if coded else None)
     write_text(run_dir(config) / "results.md", table + "\n")
     print(table)
+    print(read_summary(coded or plain, plain if coded else None, str(run_dir(config))))
     print(f"run directory: {run_dir(config)}")
     print(json.dumps({"test": summary["rows"][ENCODER]}))
     return summary

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,19 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
             f"checkpoint {path} does not exist; train first or give the right run directory"
         ) from None
     except Exception as error:  # a truncated zip, a pickle of foreign objects, ...
-        reason = str(error).splitlines()[0][:160]
-        raise CheckpointError(f"checkpoint {path} cannot be read ({reason}); delete it or retrain") from error
+        raise CheckpointError(f"checkpoint {path} cannot be read: {what_it_is_not(error)}") from error
+
+
+def what_it_is_not(error: Exception) -> str:
+    """What torch.load's failure says about the file, in one plain sentence with the fix."""
+    if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
+        return (
+            "it is a torch.save of pickled Python objects (a whole model?), which ssl-coded never unpickles; "
+            "save model.state_dict() instead, or use a checkpoint written by ssl-coded"
+        )
+    if "PytorchStreamReader" in str(error) or "zip archive" in str(error):
+        return "it is not a complete torch checkpoint (truncated, or another format); delete it or retrain"
+    return f"it is not a torch checkpoint ({type(error).__name__}); delete it or retrain"
 
 
 class RecipeCheckpoint(ModelCheckpoint):
@@ -70,25 +82,11 @@ class RecipeCheckpoint(ModelCheckpoint):
         checkpoint["recipe_yaml"] = to_yaml(pl_module.config)
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        self._save_last_of_epoch(trainer)
-
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after this epoch's validation (Lightning validates at the end of the epoch, before this hook)
         super().on_train_epoch_end(trainer, pl_module)
-        if not _validates_after(trainer):  # no validation this epoch: no on_validation_end to save in
-            self._save_last_of_epoch(trainer)
-
-    def _save_last_of_epoch(self, trainer: pl.Trainer) -> None:
-        if trainer.sanity_checking or self._last_global_step_saved == trainer.global_step:
-            return
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-def _validates_after(trainer: pl.Trainer) -> bool:
-    """Whether this epoch ends with validation (the recipes always have a non-empty validation split)."""
-    every = trainer.check_val_every_n_epoch
-    return every is not None and (trainer.current_epoch + 1) % every == 0
+        if not trainer.sanity_checking and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def file_hash(path: Path) -> str:

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sys
 import time
@@ -62,7 +63,7 @@ def pretrain(
     """
     out = run_dir(config)
     check_run_dir(config, resume, overwrite)
-    if overwrite and not resume and out.exists():
+    if overwrite and not resume and out.exists() and not _launched_rank():
         shutil.rmtree(out)
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
@@ -101,7 +102,13 @@ def pretrain(
 
 
 def check_run_dir(config: RecipeConfig, resume: bool, overwrite: bool) -> None:
-    """Refuse, before anything is written, to resume what is not there or to replace what is."""
+    """Refuse, before anything is written, to resume what is not there or to replace what is.
+
+    Only the launching process checks: under DDP, Lightning starts the other ranks as copies of the
+    command once rank 0 runs, and they would find rank 0's files.
+    """
+    if _launched_rank():
+        return
     out = run_dir(config)
     last = out / "checkpoints" / "last.ckpt"
     if resume:
@@ -134,6 +141,11 @@ def check_training_batches(config: RecipeConfig, num_train: int) -> int:
             f"trainer.batch_size={batch} at trainer.limit_train_batches={limit}: use a smaller batch or more data"
         )
     return batches
+
+
+def _launched_rank() -> bool:
+    """Whether this process is a rank other than 0 that Lightning launched (it sets these variables)."""
+    return any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
 def _world_size(config: RecipeConfig) -> int:

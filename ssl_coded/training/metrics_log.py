@@ -31,6 +31,13 @@ def merge_metrics(out: Path) -> None:
     write_text(out / "metrics.csv", buffer.getvalue())
 
 
+def read_step_metrics(path: Path, key: str) -> list[tuple[int, float]]:
+    """[(step, value), ...] of a metric logged per step (rows that carry it), in step order."""
+    with path.open() as handle:
+        rows = [(int(float(r["step"])), float(r[key])) for r in csv.DictReader(handle) if r.get(key) and r.get("step")]
+    return sorted(rows)
+
+
 def read_epoch_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     """{metric: [(epoch, value), ...]} from Lightning's metrics.csv (epoch-level rows)."""
     series: dict[str, dict[int, list[float]]] = {}

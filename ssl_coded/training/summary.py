@@ -52,6 +52,8 @@ def summarise(
         if checkpoint.best_model_score is not None
         else None,
         "rows": rows,
+        "data": config.data.name,
+        "test_images": len(splits.test),
         **method.test_metrics(splits.test),
     }
 
@@ -81,3 +83,30 @@ def format_summary(summary: dict[str, Any], baseline: dict[str, Any] | None = No
             f"| {label} | {row['knn_dino_top1']:.4f} | {row['knn_instdisc_top1']:.4f} | {run['seconds']:.0f} |"
         )
     return "\n".join(lines)
+
+
+def read_summary(summary: dict[str, Any], baseline: dict[str, Any] | None = None, run: str = "runs/<name>") -> str:
+    """One line that reads the table of `format_summary`, and the next commands to try."""
+    runs = [r for r in (baseline, summary) if r]
+    scores = {r["method"] + (" + coded" if r["coded"] else ""): r["rows"][ENCODER]["knn_dino_top1"] for r in runs}
+    top1 = max(scores.values())
+    best = [name for name, score in scores.items() if score == top1]
+    parts = [f"{' and '.join(best)} {'tie' if len(best) > 1 else 'is best'} here (kNN top-1 {top1:.4f}, k=20)"]
+    rows = summary["rows"]
+    floors = {name: rows[name]["knn_dino_top1"] for name in (RANDOM_INIT, RAW_PIXELS) if name in rows}
+    if floors:
+        beaten = [f"{n} ({v:.4f})" for n, v in floors.items() if top1 > v]
+        missed = [f"{n} ({v:.4f})" for n, v in floors.items() if top1 <= v]
+        parts.append("pretraining beats " + " and ".join(beaten) if beaten else "pretraining beats no floor")
+        if missed:
+            parts.append("not " + " and ".join(missed))
+    n = summary.get("test_images")
+    if n:
+        parts.append(f"one test image is {100 / n:.2f} points, so gaps of a few images are noise")
+    if summary.get("data") == "digits":
+        parts.append("digits is a smoke set where raw pixels are near the ceiling")
+    next_steps = (
+        f"Next: `ssl-coded eval all {run}` (kNN, retrieval, linear probe), "
+        "`ssl-coded pretrain simclr-fashion-mnist --compare coded.enabled=true` (a real set), `ssl-coded recipes`"
+    )
+    return "Reading: " + "; ".join(parts) + ".\n" + next_steps

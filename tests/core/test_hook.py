@@ -150,3 +150,53 @@ def test_training_with_the_hook_makes_the_decoding_more_faithful():
             return reg(model.head, model.backbone(x)).item()
 
     assert train(with_hook=True) < 0.5 * train(with_hook=False)
+
+
+def test_a_hook_whose_forward_never_runs_warns_once():
+    from ssl_coded.notices import RunWarning
+
+    class Encodes(nn.Module):  # like lightly's MAE backbone: the loop calls encode(), never forward()
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+        def encode(self, x):
+            return self.linear(x)
+
+    model = nn.Sequential(Encodes())
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="0")
+    with pytest.warns(RunWarning, match=r"'0' \(Encodes\) has not run in 3 training steps") as record:
+        for _ in range(6):
+            model[0].encode(torch.randn(8, 4)).sum().backward()
+            assert hook.pop_penalty() == 0
+    assert len([w for w in record if issubclass(w.category, RunWarning)]) == 1
+
+
+def test_batch_aligned_extra_arguments_are_refused():
+    class TakesIndices(nn.Module):  # like an MAE decoder: the batch and per-row indices
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+        def forward(self, x, idx):
+            return self.linear(x) + idx[:, :1]
+
+    model = nn.Sequential(TakesIndices())
+    CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="0")
+    with pytest.raises(ValueError, match="takes argument 1 with the batch's 8 rows"):
+        model[0](torch.randn(8, 4), torch.ones(8, 3))
+
+
+def test_a_frozen_deepcopy_never_fires():
+    # BYOL / MoCo: the momentum branch is a deepcopy with requires_grad off; the copied hook must not code it
+    model = TwoPart()
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="head")
+    momentum = copy.deepcopy(model)
+    for parameter in momentum.parameters():
+        parameter.requires_grad = False
+    calls = []
+    momentum.head.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    momentum(torch.randn(8, 6))
+    assert calls == [8]  # the real forward only, no coded one
+    model(torch.randn(8, 6))
+    assert hook.passes == 1

@@ -1,5 +1,7 @@
 import csv
 import json
+import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -63,22 +65,28 @@ import pytorch_lightning as pl
 from ssl_coded.training.recipes import load_config
 from ssl_coded.training.loop import pretrain
 
-class KillAtEpoch(pl.Callback):
-    def on_train_epoch_start(self, trainer, module):
-        if trainer.current_epoch == 2:  # after epoch 1's checkpoint: a hard kill, no clean-up
+class KillAtStep(pl.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == int(os.environ["KILL_AT_STEP"]):  # a hard kill, no clean-up
             os.kill(os.getpid(), signal.SIGKILL)
 
-pretrain(load_config("simclr-digits", sys.argv[1:]), callbacks=[KillAtEpoch()])
+pretrain(load_config("simclr-digits", sys.argv[1:]), callbacks=[KillAtStep()])
 """
 
 
 @pytest.mark.slow
 def test_resume_after_a_kill_reaches_the_same_metrics(tmp_path):
+    # digits: 1,293 training images, batch 64: 20 steps per epoch, 80 in all; killed at a seeded random
+    # step after the first epoch, mid-epoch or at an epoch's first step
     overrides = ["trainer.max_epochs=4", "trainer.batch_size=64", "eval.bank_size=300", "coded.enabled=true"]
-    overrides += [f"out_dir={tmp_path}"]
-    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, *overrides, "name=resumed"], cwd=tmp_path)
+    overrides += [f"out_dir={tmp_path}", "eval.every_n_epochs=1"]
+    step = random.Random(14).randint(21, 79)
+    env = {**os.environ, "KILL_AT_STEP": str(step)}
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, *overrides, "name=resumed"], cwd=tmp_path, env=env)
     assert killed.returncode == -9
     assert not (tmp_path / "resumed" / "summary.json").exists()
+    finished = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+    assert finished == step // 20 - 1  # last.ckpt is the last finished epoch, whether or not it was the best
     assert main(["pretrain", "simclr-digits", *overrides, "name=resumed", "--resume"]) == 0
     assert main(["pretrain", "simclr-digits", *overrides, "name=straight"]) == 0
 
@@ -92,6 +100,8 @@ def test_resume_after_a_kill_reaches_the_same_metrics(tmp_path):
     resumed, straight = final("resumed"), final("straight")
     assert len(straight[1]) == 4
     assert resumed == straight
+    for name in ("resumed", "straight"):
+        assert torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 3
 
 
 SSL_CODED = str(Path(sys.executable).parent / "ssl-coded")  # the console script of this environment

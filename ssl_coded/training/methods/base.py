@@ -162,7 +162,7 @@ class SSLMethod(pl.LightningModule):
 
     def stop_on_divergence(self, parts: dict[str, Tensor]) -> None:
         """Raise DivergenceError naming the step, the non-finite values and the last good checkpoint."""
-        values = ", ".join(f"{name} {float(value):g}" for name, value in parts.items())
+        values = ", ".join(f"{name} {float(value.detach()):g}" for name, value in parts.items())
         callback = self.trainer.checkpoint_callback if self._trainer is not None else None
         last = getattr(callback, "last_model_path", "") or "none yet"
         raise DivergenceError(
