@@ -110,6 +110,7 @@ def test_a_full_disk_or_unwritable_place_is_one_clear_error(tmp_path, monkeypatc
     assert (tmp_path / "kept.ckpt").read_text() == "old" and len(list(tmp_path.iterdir())) == 2  # no temp file
 
 
+@pytest.mark.slow
 def test_numeric_errors_come_before_any_output_and_leave_no_run_directory(tmp_path):
     result = run_cli("pretrain", "simclr-digits", "coded.coded_ratio=-1", f"out_dir={tmp_path}/runs", cwd=tmp_path)
     one_line_error(result, "coded.coded_ratio=-1.0 must be > 0")
