@@ -56,13 +56,13 @@ def extract_features(source: FeatureSource, dataset: Dataset, batch_size: int = 
     return np.concatenate(features), np.concatenate(labels).astype(np.int64)
 
 
-@torch.no_grad()
 def cache_stem(source: FeatureSource, split: str, data_key: str) -> str:
     """The cache entry's name: a hash of everything that changes the features (the weights, the data
     and its preprocessing, the split), so a changed checkpoint or other data never reuse stale ones."""
     return f"{split}-" + hashlib.sha256(f"{source.key}|{data_key}|{split}".encode()).hexdigest()[:16]
 
 
+@torch.no_grad()
 def cached_features(
     source: FeatureSource,
     dataset: Dataset,

@@ -147,9 +147,15 @@ def accumulate(
 ) -> dict[str, dict[str, float]]:
     """Merge new rows into results.json (per protocol, with the time each was made); returns all rows."""
     existing: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    record = json.loads(json.dumps(record))  # as it reads back from the file (tuples become lists)
     if existing and any(existing.get(k) != v for k, v in record.items()):  # results of something else
         made = existing.get("made", "earlier").replace(":", "")
-        write_text(path.with_name(f"results-{made}.json"), path.read_text())
+        aside = path.with_name(f"results-{made}.json")
+        for n in range(1, 1000):
+            if not aside.exists():
+                break
+            aside = path.with_name(f"results-{made}-{n}.json")
+        write_text(aside, path.read_text())
         existing = {}
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     merged: dict[str, dict[str, float]] = existing.get("rows", {})

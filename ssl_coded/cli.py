@@ -126,7 +126,7 @@ _show_warning = warnings.showwarning
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    warnings.showwarning = show_run_warning
+    previous, warnings.showwarning = warnings.showwarning, show_run_warning
     try:
         if args.command == "recipes":
             from ssl_coded.training.config import available_recipes, resolve_recipe
@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             message = f"{error.strerror}: {error.filename}"
         print(f"ssl-coded: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = previous
     return 0
 
 

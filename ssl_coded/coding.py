@@ -216,7 +216,7 @@ def coding_matrices(
     """Encoder E (n x k) and decoder D (k x n) as tensors, built in float64, cast once, cached
     (least recently used first out, 64 shapes)."""
     args = (k, n, kind, lambda_enc, lambda_dec, lambda_units, dtype, device)
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():  # called by name: Dynamo recognises this call, not an alias
         # torch.compile must not trace the build: it runs in float64 numpy (Dynamo cannot wrap these
         # arrays: "Expected np.nditer base") and fills a Python dict. Under compilation it runs eagerly
         # (a graph break), and the graph gets E and D as inputs. The disabled copy is made on first

@@ -86,7 +86,7 @@ def run_sources(trained: TrainedRun, floors: bool) -> dict[str, FeatureSource]:
 def evaluate_run(
     run_or_checkpoint: str | Path,
     protocols: tuple[str, ...] | None = None,
-    data_overrides: list[str] | None = None,
+    data_overrides: list[str] | dict[str, Any] | None = None,
     floors: bool = True,
     index_kind: str = "exact",
     probe: str = "lbfgs",
@@ -113,8 +113,14 @@ def evaluate_run(
         probe=probe,
         seed=trained.config.seed,
         plots=plots,
-        record={"checkpoint_hash": trained.checkpoint_hash, "data": dataclasses.asdict(trained.config.data)},
+        record={"checkpoint_hash": trained.checkpoint_hash, "data": data_record(trained.config)},
     )
+
+
+def data_record(config: RecipeConfig) -> dict[str, Any]:
+    """The data settings that change what is evaluated (not how it is loaded: workers, downloads)."""
+    data = dataclasses.asdict(config.data)
+    return {key: value for key, value in data.items() if key not in ("num_workers", "download")}
 
 
 def run_eval(

@@ -81,11 +81,13 @@ class CodedSmoothingHook:
         self.submodule = submodule or ""
         self.max_passes_per_step = max_passes_per_step
         self._idle_steps = 0  # pop_penalty calls in training mode that found no coded pass
+        self._forward_seen = False  # whether the hooked module's forward ran at all
         self.penalties: list[torch.Tensor] = []
         self.passes = 0  # coded passes run since the hook was attached
         self._handle = self.module.register_forward_hook(self._on_forward, with_kwargs=True)
 
     def _on_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        self._forward_seen = True
         if not module.training or not torch.is_grad_enabled() or in_coded_pass() or self.regularizer.weight == 0:
             return
         if self.max_passes_per_step is not None and len(self.penalties) >= self.max_passes_per_step:
@@ -133,7 +135,7 @@ class CodedSmoothingHook:
         The mean, not the sum, so that `weight` means the same whether the loop runs the views
         through the model one by one or concatenated.
         """
-        if not self.penalties and self.module.training and self.regularizer.weight != 0 and self.passes == 0:
+        if not self.penalties and self.module.training and self.regularizer.weight != 0 and not self._forward_seen:
             self._idle_steps += 1
             if self._idle_steps == 3:
                 warn_once(

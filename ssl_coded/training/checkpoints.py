@@ -127,7 +127,7 @@ class TrainedRun:
 
 
 def load_trained(
-    run_or_checkpoint: str | Path, device: str = "cpu", data_overrides: list[str] | None = None
+    run_or_checkpoint: str | Path, device: str = "cpu", data_overrides: list[str] | dict[str, Any] | None = None
 ) -> TrainedRun:
     """The trained method, its recipe and data splits, from a run directory or a checkpoint.
 
@@ -144,6 +144,8 @@ def load_trained(
             f"{path} is not an ssl-coded pretraining checkpoint (no stored recipe); use one from a run"
         )
     config = config_from_yaml(checkpoint["recipe_yaml"])
+    if isinstance(data_overrides, dict):  # the form before 0.2: {key: value}
+        data_overrides = [f"{key}={value}" for key, value in data_overrides.items()]
     for item in data_overrides or []:
         if "=" not in item:
             raise CheckpointError(f"--dataset {item!r} is not key=value (e.g. root=/data/fashion-mnist)")

@@ -64,6 +64,8 @@ def pretrain(
     out = run_dir(config)
     check_run_dir(config, resume, overwrite)
     if overwrite and not resume and out.exists() and not _launched_rank():
+        if not any((out / name).exists() for name in ("config.yaml", "checkpoints", "logs", "summary.json")):
+            raise CheckpointError(f"--overwrite: {out} does not look like a run directory; not deleting it")
         shutil.rmtree(out)
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
@@ -72,7 +74,6 @@ def pretrain(
     config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, precision=precision))
     pl.seed_everything(config.seed, workers=True, verbose=False)
     splits = load_splits(config.data)
-    batches = check_training_batches(config, len(splits.train))
     method = build_method(config, splits)
 
     checkpoint = RecipeCheckpoint(
@@ -80,9 +81,12 @@ def pretrain(
     )
     with quiet_frameworks(verbose):
         try:
-            trainer = make_trainer(config, out, checkpoint, callbacks, batches, verbose)
+            trainer = make_trainer(config, out, checkpoint, callbacks, verbose)
         except MisconfigurationException as error:
             raise ConfigError(f"trainer settings: {str(error).splitlines()[0]}") from error
+        batches = check_training_batches(config, len(splits.train), trainer.world_size)
+        # an epoch shorter than the logging interval would log no training loss at all
+        trainer.log_every_n_steps = max(1, min(config.trainer.log_every_n_steps, batches))
         write_text(out / "config.yaml", to_yaml(config))  # every check passed: the run starts here
         if precision != asked and trainer.global_rank == 0:  # once the run is sure to start
             print(FALLBACK_WARNING, file=sys.stderr)
@@ -128,10 +132,14 @@ def check_run_dir(config: RecipeConfig, resume: bool, overwrite: bool) -> None:
         )
 
 
-def check_training_batches(config: RecipeConfig, num_train: int) -> int:
-    """The training batches per epoch and device, refusing a run that would train on none."""
-    batch, world = config.trainer.batch_size, _world_size(config)
-    per_device = num_train // world
+def check_training_batches(config: RecipeConfig, num_train: int, world_size: int = 1) -> int:
+    """The training batches per epoch and device, refusing a run that would train on none.
+
+    Each of `world_size` processes gets ceil(num_train / world_size) images (the distributed sampler
+    pads), in batches of trainer.batch_size with the last partial batch dropped.
+    """
+    batch = config.trainer.batch_size
+    per_device = -(-num_train // world_size)
     batches = per_device // batch  # the last partial batch is dropped
     limit = config.trainer.limit_train_batches
     batches = min(batches, int(limit)) if limit > 1 else int(batches * limit)
@@ -148,18 +156,11 @@ def _launched_rank() -> bool:
     return any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def _world_size(config: RecipeConfig) -> int:
-    devices = config.trainer.devices
-    count = devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
-    return max(1, count) * config.trainer.num_nodes
-
-
 def make_trainer(
     config: RecipeConfig,
     out: Path,
     checkpoint: ModelCheckpoint,
     callbacks: list[pl.Callback] | None,
-    batches: int,
     verbose: bool = False,
 ) -> pl.Trainer:
     return pl.Trainer(
@@ -170,8 +171,7 @@ def make_trainer(
         strategy=config.trainer.strategy,
         precision=config.trainer.precision,
         limit_train_batches=config.trainer.limit_train_batches,
-        # an epoch shorter than the interval would log no training loss at all
-        log_every_n_steps=max(1, min(config.trainer.log_every_n_steps, batches)),
+        log_every_n_steps=config.trainer.log_every_n_steps,
         check_val_every_n_epoch=config.eval.every_n_epochs,
         num_sanity_val_steps=0,
         logger=CSVLogger(out, name="logs"),  # logs/version_<n>/: one per (resumed) session

@@ -83,6 +83,8 @@ def validate(config: RecipeConfig) -> None:
     if config.trainer.batch_size < 2:
         raise ConfigError(f"trainer.batch_size={config.trainer.batch_size} is too small; use at least 2")
     check_numbers(config)
+    if not config.name or config.name in (".", "..") or "/" in config.name or "\\" in config.name:
+        raise ConfigError(f"name={config.name!r} must be a plain folder name (no '/', not '.' or '..')")
     if config.method.name != "supervised" and config.coded.score == "cross_entropy":
         raise ConfigError(
             "coded.score=cross_entropy scores decoded outputs against class labels, but an SSL recipe's targets "

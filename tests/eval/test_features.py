@@ -33,6 +33,16 @@ def test_features_match_the_backbone_and_are_cached(run_dir, tmp_path, monkeypat
     assert isinstance(again, np.memmap) and np.array_equal(again, features)
 
 
+def test_a_plain_module_with_trainable_weights_is_an_encoder(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(12, 3)  # requires grad: extraction must run without autograd
+    dataset = torch.utils.data.TensorDataset(torch.randn(10, 12), torch.arange(10))
+    features, labels = cached_features(FeatureSource(model, key="linear"), dataset, "train", tmp_path, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(features, model(dataset.tensors[0]).numpy(), rtol=1e-6)
+    assert labels.tolist() == list(range(10))
+
+
 def test_any_dataset_of_image_label_pairs_works_uncached(tmp_path):
     images = torch.arange(5 * 3 * 2 * 2, dtype=torch.float32).view(5, 3, 2, 2)
     dataset = torch.utils.data.TensorDataset(images, torch.tensor([0, 1, 0, 1, 2]))

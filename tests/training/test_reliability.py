@@ -221,7 +221,41 @@ def test_k_larger_than_the_bank_is_said_once():
     from ssl_coded.knn import knn_metrics
     from ssl_coded.notices import RunWarning
 
-    bank, labels = torch.randn(50, 4), torch.randint(0, 3, (50,))
-    with pytest.warns(RunWarning, match=r"k=200 is larger than the bank \(50 rows\)"):
+    bank, labels = torch.randn(47, 4), torch.randint(0, 3, (47,))  # a size no other test uses
+    with pytest.warns(RunWarning, match=r"k=200 is larger than the bank \(47 rows\)") as record:
         scores = knn_metrics(bank, labels, bank[:5], labels[:5], 3)
+        knn_metrics(bank, labels, bank[5:9], labels[5:9], 3)
+    assert len([w for w in record if issubclass(w.category, RunWarning)]) == 1
     assert np.isfinite(list(scores.values())).all()
+
+
+def test_training_batches_count_every_device_and_the_dropped_last_batch():
+    from ssl_coded.training.loop import check_training_batches
+
+    config = load_config("simclr-digits", ["trainer.batch_size=64"])
+    assert check_training_batches(config, 1293) == 20
+    assert check_training_batches(config, 1293, world_size=2) == 10  # 647 images per rank (padded)
+    assert check_training_batches(config, 128, world_size=2) == 1
+    with pytest.raises(ConfigError, match=r"125 images \(63 per device\), too few for one batch"):
+        check_training_batches(config, 125, world_size=2)
+    limited = load_config("simclr-digits", ["trainer.batch_size=64", "trainer.limit_train_batches=0.01"])
+    with pytest.raises(ConfigError, match=r"limit_train_batches=0\.01"):
+        check_training_batches(limited, 1293)
+
+
+def test_run_names_stay_inside_out_dir():
+    for name in (".", "..", "a/b"):
+        with pytest.raises(ConfigError, match="must be a plain folder name"):
+            load_config("simclr-digits", [f"name={name}"])
+
+
+def test_every_method_stops_on_a_non_finite_loss():
+    from ssl_coded.training.datasets import load_splits
+    from ssl_coded.training.methods import build_method
+    from ssl_coded.training.methods.base import DivergenceError
+
+    for recipe in ("simclr-digits", "supervised-digits"):  # supervised overrides training_step
+        config = load_config(recipe, ["data.max_train=64", "data.max_test=32"])
+        method = build_method(config, load_splits(config.data))
+        with pytest.raises(DivergenceError, match=r"training diverged at step 0 .*: loss nan"):
+            method.on_before_backward(torch.tensor(float("nan")))

@@ -155,10 +155,13 @@ class SSLMethod(pl.LightningModule):
             fidelity = self.coded_hook.regularizer.last_fidelity
             if "relative_error" in fidelity:
                 self.log("train_coded_relative_error", fidelity["relative_error"], batch_size=batch_size)
-        total = loss + penalty + cls_loss
-        if not torch.isfinite(total):  # stop before the step: the weights and checkpoints stay finite
-            self.stop_on_divergence({"loss": loss, "coded penalty": penalty, "online classifier": cls_loss})
-        return total
+        return loss + penalty + cls_loss
+
+    def on_before_backward(self, loss: Tensor) -> None:
+        # every method's loss passes here (the supervised one too): stop before the step, so the
+        # weights and every checkpoint stay finite
+        if not torch.isfinite(loss):
+            self.stop_on_divergence({"loss": loss})
 
     def stop_on_divergence(self, parts: dict[str, Tensor]) -> None:
         """Raise DivergenceError naming the step, the non-finite values and the last good checkpoint."""
