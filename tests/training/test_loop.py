@@ -4,7 +4,6 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from ssl_coded.cli import main
 from ssl_coded.training.config import available_recipes
 from ssl_coded.training.loop import pretrain
 from ssl_coded.training.recipes import load_config
+from tests.console import one_line_error, run_cli
 from tests.training.test_datasets import make_image_folder
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=256"]
@@ -103,21 +103,6 @@ def test_resume_after_a_kill_reaches_the_same_metrics(tmp_path):
     assert resumed == straight
     for name in ("resumed", "straight"):
         assert torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 3
-
-
-SSL_CODED = str(Path(sys.executable).parent / "ssl-coded")  # the console script of this environment
-
-
-def run_cli(*args, cwd):
-    return subprocess.run([SSL_CODED, *args], cwd=cwd, capture_output=True, text=True)
-
-
-def one_line_error(result, *needles):
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ssl-coded: error:"), result.stderr[-2000:]
-    for needle in needles:
-        assert needle in lines[0]
 
 
 @pytest.mark.slow

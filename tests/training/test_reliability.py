@@ -3,9 +3,6 @@
 import json
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,21 +14,9 @@ from ssl_coded.io import OutputError, atomic_write
 from ssl_coded.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint_file
 from ssl_coded.training.config import ConfigError
 from ssl_coded.training.recipes import load_config
+from tests.console import one_line_error, run_cli
 
-SSL_CODED = str(Path(sys.executable).parent / "ssl-coded")
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
-
-
-def run_cli(*args, cwd):
-    return subprocess.run([SSL_CODED, *args], cwd=cwd, capture_output=True, text=True)
-
-
-def one_line_error(result, *needles):
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ssl-coded: error:"), result.stderr[-2000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 # --- checked before anything runs (fast) -------------------------------------------------------------
