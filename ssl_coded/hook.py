@@ -1,6 +1,8 @@
 """Attach coded-smoothing to any submodule of an existing model, without editing the model.
 
 Example:
+    >>> CodedSmoothingHook.suggest(model, x0)[:2]  # which submodules take and return a batch
+    [SubmoduleCandidate(name='', ...), SubmoduleCandidate(name='backbone', ...)]
     >>> hook = CodedSmoothingHook(model, CodedSmoothing(weight=0.1), submodule="projection_head")
     >>> z0, z1 = model(x0), model(x1)  # each training forward also runs the coded branch
     >>> loss = criterion(z0, z1) + hook.pop_penalty()
@@ -9,10 +11,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import difflib
+import sys
 import threading
 import warnings
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -34,6 +38,59 @@ class _CodedPass:
 
     def __exit__(self, *exc: object) -> None:
         _state.depth -= 1
+
+
+class SubmoduleCandidate(NamedTuple):
+    """A submodule that coded-smoothing can hook: in the example forward it took a batch tensor as its
+    first argument (and no other tensor with the batch's rows) and returned a tensor with the batch's rows.
+
+    Example:
+        >>> print(CodedSmoothingHook.suggest(model, torch.rand(6, 3, 32, 32))[-1])
+        projection_head  SimCLRProjectionHead  (6, 512) -> (6, 128)
+    """
+
+    name: str
+    """Dotted name to pass as `submodule` ("" is the model itself)."""
+    type: str
+    """Class name of the submodule."""
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return f"{self.name or '(the model)'}  {self.type}  {self.input_shape} -> {self.output_shape}"
+
+
+def _batch_aligned_extras(args: tuple[Any, ...], kwargs: dict[str, Any], k: int) -> list[str]:
+    """Names of the arguments beside the first that carry the batch's k rows (a mask, indices)."""
+    extras = {f"argument {i}": a for i, a in enumerate(args[1:], 1)} | kwargs
+    return [name for name, a in extras.items() if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == k]
+
+
+def _takes_and_returns_batch(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any, k: int) -> bool:
+    if not args or not isinstance(args[0], torch.Tensor) or not args[0].dim() or args[0].shape[0] != k:
+        return False
+    if not isinstance(output, torch.Tensor) or not output.dim() or output.shape[0] != k:
+        return False
+    return k < 2 or not _batch_aligned_extras(args, kwargs, k)
+
+
+def _nearest_names(model: nn.Module, wanted: str, limit: int = 10) -> tuple[list[str], int]:
+    """Up to `limit` existing submodule names near `wanted`, and how many names exist in all.
+
+    First the names that end like `wanted` ("blocks" finds "backbone.vit.blocks"), then the closest
+    spellings, then the children of the longest prefix of `wanted` that exists (where the path went wrong),
+    then the shallowest names.
+    """
+    names = [name for name, _ in model.named_modules() if name]
+    last = wanted.rsplit(".", 1)[-1]
+    # a name's end is telling ("blocks"), an index ("7") is not
+    same_end = [] if last.isdigit() else [name for name in names if name == last or name.endswith("." + last)]
+    close = difflib.get_close_matches(wanted, names, n=limit, cutoff=0.6)
+    parts, existing = wanted.split("."), set(names)
+    parent = next((".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1) if ".".join(parts[:i]) in existing), "")
+    children = [f"{parent}.{child}" if parent else child for child, _ in model.get_submodule(parent).named_children()]
+    shallow = sorted(names, key=lambda name: name.count("."))  # then the top-level names, to fill the list
+    return list(dict.fromkeys(same_end + close[:3] + children + close[3:] + shallow))[:limit], len(names)
 
 
 class CodedSmoothingHook:
@@ -58,6 +115,10 @@ class CodedSmoothingHook:
     inside reentrant activation checkpointing (its forward runs under no_grad and is replayed in
     backward); non-reentrant checkpointing and torch.compile are fine.
 
+    Attach the hook before compiling: a model compiled and run before the hook was attached keeps
+    running its graph without it (Dynamo does not guard on hooks); `pop_penalty` then warns.
+    `CodedSmoothingHook.suggest(model, batch)` lists the submodules the hook can take.
+
     Example:
         >>> with CodedSmoothingHook(model, CodedSmoothing(weight=0.1), submodule="head") as hook:
         ...     loss = criterion(model(x0), model(x1)) + hook.pop_penalty()
@@ -72,9 +133,14 @@ class CodedSmoothingHook:
     ) -> None:
         try:
             self.module = model.get_submodule(submodule or "")
-        except AttributeError as error:
-            names = [name for name, _ in model.named_modules() if name]
-            raise ValueError(f"no submodule {submodule!r} in the model; valid names: {names}") from error
+        except AttributeError:
+            near, total = _nearest_names(model, submodule or "")
+            more = f" (of {total})" if total > len(near) else ""
+            raise ValueError(
+                f"no submodule {submodule!r} in {type(model).__name__}; nearest names{more}: "
+                f"{', '.join(map(repr, near)) or 'none'}; CodedSmoothingHook.suggest(model, batch) lists "
+                "the ones that take a batch"
+            ) from None
         if max_passes_per_step is not None and max_passes_per_step < 1:
             raise ValueError(f"max_passes_per_step must be >= 1 or None, got {max_passes_per_step}")
         self.regularizer = regularizer
@@ -120,8 +186,7 @@ class CodedSmoothingHook:
     def _refuse_batch_aligned_extras(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Other tensors with the batch's K rows (a mask, indices) would reach the N coded rows unchanged."""
         k = args[0].shape[0]
-        extras = {f"argument {i}": a for i, a in enumerate(args[1:], 1)} | kwargs
-        aligned = [name for name, a in extras.items() if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == k]
+        aligned = _batch_aligned_extras(args, kwargs, k)
         if aligned and k > 1:
             raise ValueError(
                 f"coded-smoothing: {type(module).__name__} at {self.submodule!r} takes {', '.join(aligned)} with the "
@@ -138,10 +203,13 @@ class CodedSmoothingHook:
         if not self.penalties and self.module.training and self.regularizer.weight != 0 and not self._forward_seen:
             self._idle_steps += 1
             if self._idle_steps == 3:
+                # a compiled graph traced before the hook existed skips it as if the forward never ran
+                compiled = " or compile the model after attaching the hook" if "torch._dynamo" in sys.modules else ""
                 warn_once(
                     f"coded-smoothing: the forward of the hooked submodule {self.submodule!r} "
                     f"({type(self.module).__name__}) has not run in 3 training steps, so the penalty is 0; "
                     "hook a submodule whose forward runs (lightly's MAE calls backbone.encode(), not backbone())"
+                    f"{compiled}"
                 )
         if not self.penalties:
             parameter = next(self.module.parameters(), None)
@@ -149,6 +217,65 @@ class CodedSmoothingHook:
         penalty = torch.stack(self.penalties).mean()
         self.penalties.clear()
         return penalty
+
+    @staticmethod
+    def suggest(model: nn.Module, example_input: Any) -> list[SubmoduleCandidate]:
+        """The submodules coded-smoothing can hook, in the order their forwards start.
+
+        Runs one forward of `example_input` under no_grad, in the model's current mode, with a
+        temporary hook on every submodule, and keeps those whose first argument was a tensor with the
+        batch's rows (dim 0), with no other such tensor beside it, and whose output was one too:
+        the coded pass replaces the batch by coded samples, so it needs a submodule that maps a
+        batch to a batch. Batch-norm running statistics are left unchanged. A module called several
+        times is listed at its first call; one that never ran (lightly's MAE calls `backbone.encode()`,
+        so `backbone` itself is not listed, its blocks are) is not listed.
+
+        Args:
+            model: the model, as the training loop calls it.
+            example_input: a batch (a tensor), or a tuple of the model's positional arguments
+                whose first tensor is the batch. Use a batch size that no other dimension has.
+
+        Returns:
+            One `SubmoduleCandidate` (name, type, input and output shape) per hookable submodule;
+            the model itself is named "".
+
+        Example:
+            >>> for candidate in CodedSmoothingHook.suggest(model, torch.rand(6, 3, 32, 32)):
+            ...     print(candidate)
+            (the model)  SimCLR  (6, 3, 32, 32) -> (6, 128)
+            backbone  Sequential  (6, 3, 32, 32) -> (6, 512, 1, 1)
+        """
+        args = example_input if isinstance(example_input, tuple) else (example_input,)
+        batch = next((a for a in args if isinstance(a, torch.Tensor) and a.dim()), None)
+        if batch is None:
+            raise TypeError(
+                "suggest needs an example batch: a tensor, or a tuple of the model's arguments with one, "
+                f"got {type(example_input).__name__}"
+            )
+        k = batch.shape[0]
+        names = {id(module): name for name, module in model.named_modules()}
+        started: dict[int, int] = {}  # id of a module -> rank of its first forward
+        found: dict[int, SubmoduleCandidate] = {}
+
+        def on_start(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            started.setdefault(id(module), len(started))
+
+        def on_end(module: nn.Module, inputs: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+            if id(module) not in found and _takes_and_returns_batch(inputs, kwargs, output, k):
+                shape_in, shape_out = tuple(inputs[0].shape), tuple(output.shape)
+                found[id(module)] = SubmoduleCandidate(names[id(module)], type(module).__name__, shape_in, shape_out)
+
+        handles = []
+        try:
+            for module in model.modules():
+                handles.append(module.register_forward_pre_hook(on_start))
+                handles.append(module.register_forward_hook(on_end, with_kwargs=True))
+            with torch.no_grad(), frozen_batchnorm_stats(model):
+                model(*args)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [found[key] for key in sorted(found, key=started.__getitem__)]
 
     def remove(self) -> None:
         """Detach the branch: the model is exactly as before the hook was attached."""
@@ -162,3 +289,41 @@ class CodedSmoothingHook:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.remove()
+
+
+def attach_coded_smoothing(
+    module: nn.Module,
+    submodule: str = "",
+    weight: float = 1.0,
+    max_passes_per_step: int | None = None,
+    **regularizer_kwargs: Any,
+) -> CodedSmoothingHook:
+    """Build a `CodedSmoothing(weight, **regularizer_kwargs)` and hook it on `module`'s `submodule`.
+
+    One call for a LightningModule's `__init__` (or `configure_model`), after any momentum copy is
+    made; `training_step` then adds `hook.pop_penalty()` to its loss. Validation runs in eval mode
+    under no_grad, so it never fires there.
+
+    Args:
+        module: the model (a LightningModule, a solo-learn method, any nn.Module).
+        submodule: dotted name of the submodule to smooth ("": the whole module).
+        weight: the penalty's factor, mu.
+        max_passes_per_step: see `CodedSmoothingHook`.
+        **regularizer_kwargs: the other arguments of `CodedSmoothing` (kind, coded_ratio, score, ...).
+
+    Returns:
+        The attached hook.
+
+    Example:
+        >>> class SimCLR(pl.LightningModule):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.backbone, self.projection_head = backbone, SimCLRProjectionHead(512, 512, 128)
+        ...         self.coded = attach_coded_smoothing(self, "projection_head", weight=0.5)
+        ...
+        ...     def training_step(self, batch, batch_idx):
+        ...         (x0, x1), _ = batch
+        ...         return self.criterion(self(x0), self(x1)) + self.coded.pop_penalty()
+    """
+    regularizer = CodedSmoothing(weight=weight, **regularizer_kwargs)
+    return CodedSmoothingHook(module, regularizer, submodule=submodule, max_passes_per_step=max_passes_per_step)

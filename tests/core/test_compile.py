@@ -13,15 +13,6 @@ from torch import nn
 from ssl_coded import CodedSmoothing, CodedSmoothingHook, coding
 
 
-@pytest.fixture
-def cold_cache():
-    coding._TORCH_CACHE.clear()
-    coding.coding_matrices_float64.cache_clear()
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
-
-
 def _has_cxx_compiler() -> bool:
     return bool(shutil.which("g++") or shutil.which("cc"))
 

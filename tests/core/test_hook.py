@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_coded import CodedSmoothing, CodedSmoothingHook, CodingScheme
+from ssl_coded import CodedSmoothing, CodedSmoothingHook, CodingScheme, attach_coded_smoothing
 from tests.oracles import coded_pass_by_hand
 
 
@@ -131,6 +131,79 @@ def test_unknown_submodule_lists_valid_names():
         CodedSmoothingHook(TwoPart(), CodedSmoothing(), submodule="neck")
 
 
+def test_unknown_submodule_error_is_one_line_with_the_nearest_names_first():
+    model = nn.Sequential(TwoPart())  # lightly-style nesting: the blocks sit two levels down
+    model[0].backbone.add_module("blocks", nn.Sequential(*[nn.Identity() for _ in range(20)]))
+    with pytest.raises(ValueError) as error:
+        CodedSmoothingHook(model, CodedSmoothing(), submodule="blocks")  # the user's guess: the bare name
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("no submodule 'blocks' in Sequential; nearest names (of 31): ")
+    listed = message.split("nearest names (of 31): ")[1].split("; ")[0].split(", ")
+    assert listed[:4] == ["'0.backbone.blocks'", "'0'", "'0.backbone'", "'0.head'"] and len(listed) == 10
+    with pytest.raises(ValueError) as error:
+        CodedSmoothingHook(model, CodedSmoothing(), submodule="0.head.7")
+    listed = str(error.value).split("nearest names (of 31): ")[1].split("; ")[0].split(", ")
+    assert set(listed[:4]) == {"'0.head.0'", "'0.head.1'", "'0.head.2'", "'0.head.3'"}  # where the path went wrong
+
+
+def test_suggest_lists_the_submodules_that_map_a_batch_to_a_batch_in_forward_order():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = TwoPart().backbone
+            self.attention = nn.MultiheadAttention(12, 2)  # (N, B, D) without batch_first: dim 0 is not the batch
+            self.masked = MaskedLinear()
+            self.head = nn.Linear(12, 4)
+            self.unused = nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.backbone(x)
+            h = h + self.attention(h[None], h[None], h[None])[0][0]
+            return self.head(self.masked(h, torch.ones(len(h), 12)))
+
+    class MaskedLinear(nn.Linear):  # takes a per-row mask beside the batch: the hook would refuse it
+        def __init__(self):
+            super().__init__(12, 12)
+
+        def forward(self, x, mask):
+            return super().forward(x * mask)
+
+    model = Model()
+    running_mean = model.backbone[1].running_mean.clone()
+    candidates = CodedSmoothingHook.suggest(model, torch.randn(5, 6))
+    assert [c.name for c in candidates] == ["", "backbone", "backbone.0", "backbone.1", "backbone.2", "head"]
+    assert candidates[0].type == "Model" and candidates[-1].type == "Linear"
+    assert candidates[1].input_shape == (5, 6) and candidates[1].output_shape == (5, 12)
+    assert str(candidates[-1]) == "head  Linear  (5, 12) -> (5, 4)" and str(candidates[0]).startswith("(the model)")
+    assert torch.equal(model.backbone[1].running_mean, running_mean)  # the example forward left no trace
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    for candidate in candidates[1:]:  # each one is accepted by the hook and yields a penalty
+        with CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule=candidate.name) as hook:
+            model(torch.randn(5, 6))
+            assert hook.pop_penalty() > 0
+
+
+def test_suggest_refuses_an_input_without_a_batch():
+    with pytest.raises(TypeError, match="suggest needs an example batch"):
+        CodedSmoothingHook.suggest(TwoPart(), [1.0, 2.0])
+
+
+def test_attach_coded_smoothing_builds_the_regularizer_and_the_hook():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 4)))
+    x = torch.randn(10, 6)
+    hook = attach_coded_smoothing(model, "2", weight=0.5, kind="berrut", coded_ratio=3.0, max_passes_per_step=1)
+    assert isinstance(hook, CodedSmoothingHook) and hook.max_passes_per_step == 1
+    assert hook.regularizer.weight == 0.5 and hook.regularizer.scheme.kind == "berrut"
+    out = model(x)
+    model(x)  # a second view: not coded (max_passes_per_step=1)
+    penalty = hook.pop_penalty()
+    hook.remove()
+    decoded = coded_pass_by_hand(model[2], model[:2](x), "berrut", coded_ratio=3.0).float()
+    torch.testing.assert_close(penalty, 0.5 * nn.functional.mse_loss(decoded, out))
+
+
+@pytest.mark.slow  # it trains
 def test_training_with_the_hook_makes_the_decoding_more_faithful():
     # fit noisy targets with and without the penalty; the regularised net decodes better
     generator = torch.Generator().manual_seed(1)
