@@ -1,85 +1,103 @@
 """Evaluate encoders by the field's protocols, beside the raw-pixel and random-init floors.
 
-`evaluate(sources, splits, ...)` extracts (and caches) frozen features of the train, validation and
-test splits for each source (the encoder and its floors), then runs weighted kNN (presets dino k=20
-T=0.07 and instdisc k=200 T=0.1, top-1 and top-5 from one search, `ssl_coded.knn`), retrieval (test
-queries against the train gallery: recall@1/5/10, mAP@R on a seeded subset of queries) and the
-linear probe. It writes `results.json`, `results-eval.md` and the plots (`embedding.png`,
-`retrieval.png`, `confusion.png`) into the output directory.
+`evaluate(encoder, train, test)` takes any encoder (an `nn.Module`, or any callable from a batch of
+images to features) and any datasets of (image, label); `evaluate_sources(sources, splits, ...)` is
+the same over several named encoders (an encoder and its floors) at once. Both extract (and, with a
+key, cache) frozen features of each split, then run weighted kNN (presets dino k=20 T=0.07 and
+instdisc k=200 T=0.1, top-1 and top-5 from one search, `ssl_coded.knn`), retrieval (test queries
+against the train gallery: recall@1/5/10, mAP@R on a seeded subset of queries) and the linear probe
+(C chosen on validation; without a validation split, on 10% of train carved with the seed). With an
+output directory they write `results.json`, `results-eval.md` and the plots (`embedding.png`,
+`retrieval.png`, `confusion.png`).
 
 Example:
-    >>> splits = {"train": train_set, "val": val_set, "test": test_set}
-    >>> rows = evaluate({"encoder": FeatureSource(model, key)}, splits, num_classes=10, out_dir="out")
+    >>> rows = evaluate(model, train_set, test_set, floors={"raw pixels": raw_pixels()}, out_dir="out")
+    >>> rows["encoder"]["knn_dino_top1"], rows["encoder"]["linear_top1"]
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from ssl_coded.eval.features import FeatureSource, cached_features
-from ssl_coded.eval.knn_faiss import make_index, neighbour_recall
+from ssl_coded.eval.features import FeatureSource, cached_features, encoder_source, resolve_device
 from ssl_coded.eval.linear_probe import linear_probe, sgd_probe
 from ssl_coded.eval.plots import confusion_plot, embedding_map, retrieval_grid
-from ssl_coded.eval.retrieval import map_at_r, recall_at_k
+from ssl_coded.eval.protocols import knn_report
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from ssl_coded.io import write_json, write_text
-from ssl_coded.knn import PRESETS, KnnBank, knn_metrics, rank_classes
+from ssl_coded.knn import KnnBank
 
 PROTOCOLS = ("knn", "linear")
-SPLITS = ("train", "val", "test")
-
-
-def knn_report(
-    bank: np.ndarray,
-    bank_labels: np.ndarray,
-    queries: np.ndarray,
-    query_labels: np.ndarray,
-    num_classes: int,
-    index_kind: str = "exact",
-    map_queries: int = 1000,
-    seed: int = 0,
-) -> dict[str, float]:
-    """kNN top-1/top-5 for both presets and retrieval metrics, from one search of the bank."""
-    # copies: cached features are read-only memory maps
-    bank_t, queries_t = torch.from_numpy(np.array(bank)), torch.from_numpy(np.array(queries))
-    bank_y, query_y = torch.from_numpy(np.asarray(bank_labels)), torch.from_numpy(np.asarray(query_labels))
-    index = make_index(bank_t, index_kind)
-    max_k = max(max(k for k, _ in PRESETS.values()), 10)
-    similarity, neighbours = index.search(queries_t, max_k)
-    out = knn_metrics(bank_t, bank_y, queries_t, query_y, num_classes, neighbours=(similarity, neighbours))
-    labels = bank_y[neighbours.clamp(min=0)]
-    out |= {f"recall@{k}": v for k, v in recall_at_k(labels, query_y, (1, 5, 10)).items()}
-    if index_kind == "ivf":  # what the approximate index costs in neighbours and in answers
-        k, temperature = PRESETS["dino"]
-        exact_similarity, exact = KnnBank(bank_t).search(queries_t, k)
-        out[f"ann_neighbour_recall@{k}"] = neighbour_recall(neighbours[:, :k].numpy(), exact.numpy())
-        exact_top1 = rank_classes(exact_similarity, bank_y[exact], num_classes, temperature)[:, 0]
-        ivf_top1 = rank_classes(similarity[:, :k], labels[:, :k], num_classes, temperature)[:, 0]
-        out["ann_top1_agreement"] = float((exact_top1 == ivf_top1).float().mean())
-
-    subset = torch.randperm(len(query_y), generator=torch.Generator().manual_seed(seed))[:map_queries]
-    r = int(torch.bincount(bank_y).max())
-    _, deep = index.search(queries_t[subset], r)
-    out["map@r"] = map_at_r(bank_y[deep.clamp(min=0)], query_y[subset], bank_y)
-    return out
 
 
 def raw_pixels() -> FeatureSource:
-    """The raw-pixel floor: uint8 images flattened to [0, 1] vectors (not cached)."""
-    return FeatureSource(lambda images: images.flatten(1).float() / 255)
+    """The raw-pixel floor: images flattened to vectors, uint8 ones scaled to [0, 1] (not cached)."""
+    return FeatureSource(_flattened)
+
+
+def _flattened(images: Tensor) -> Tensor:
+    return images.flatten(1).float() / 255 if images.dtype == torch.uint8 else images.flatten(1).float()
 
 
 def evaluate(
+    encoder: Callable[[Tensor], Tensor],
+    train: Dataset,
+    test: Dataset,
+    val: Dataset | None = None,
+    protocols: tuple[str, ...] = PROTOCOLS,
+    floors: dict[str, Callable[[Tensor], Tensor] | FeatureSource] | None = None,
+    num_classes: int | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    num_workers: int = 0,
+    autocast: bool = False,
+    out_dir: str | Path | None = None,
+    key: str = "",
+    **options: Any,
+) -> dict[str, dict[str, float]]:
+    """Evaluate an encoder on (image, label) datasets: {"encoder": {metric: value}, floor name: ...}.
+
+    Features are extracted in batches (DataLoader workers), in eval mode, under no_grad, on `device`.
+
+    Args:
+        encoder: an `nn.Module` or any callable from a batch of the datasets' images to (n, dim) features.
+        train, test: datasets of (image tensor, label); the project's datasets too.
+        val: the split that chooses the probe's C (default: 10% of train, carved with the seed).
+        protocols: "knn" (kNN and retrieval) and/or "linear" (the probe).
+        floors: more encoders to evaluate beside it, e.g. {"random init": untrained_model,
+            "raw pixels": raw_pixels()}; a callable is run like `encoder`.
+        num_classes: default: the largest label + 1.
+        device: "auto" (a GPU where there is one), "cpu", "cuda" or "cuda:N".
+        batch_size, num_workers: of the feature extraction.
+        autocast: extract under bf16 autocast.
+        out_dir: where results.json, results-eval.md, the plots and the feature cache go (None: nowhere).
+        key: identifies the encoder's weights, to cache its features in `out_dir` ("" = not cached).
+        options: `evaluate_sources`'s index_kind, probe, seed, plots, record, cache_dir.
+    """
+    where = resolve_device(device)
+    sources = {"encoder": encoder_source(encoder, key, where, autocast)}
+    for name, floor in (floors or {}).items():
+        sources[name] = floor if isinstance(floor, FeatureSource) else encoder_source(floor, "", where, autocast)
+    splits = {"train": train, "test": test} | ({"val": val} if val is not None else {})
+    return evaluate_sources(
+        sources, splits, num_classes, out_dir, protocols, batch_size=batch_size, num_workers=num_workers, device=where,
+        **options,
+    )  # fmt: skip
+
+
+def evaluate_sources(
     sources: dict[str, FeatureSource],
     splits: dict[str, Dataset],
-    num_classes: int,
-    out_dir: str | Path,
+    num_classes: int | None,
+    out_dir: str | Path | None,
     protocols: tuple[str, ...] = PROTOCOLS,
     cache_dir: str | Path | None = None,
     index_kind: str = "exact",
@@ -87,6 +105,9 @@ def evaluate(
     seed: int = 0,
     plots: bool = True,
     record: dict[str, Any] | None = None,
+    batch_size: int = 512,
+    num_workers: int = 0,
+    device: str | torch.device | None = None,
 ) -> dict[str, dict[str, float]]:
     """{source name: {metric: value}}, also written to `out_dir` (results.json holds `record` too).
 
@@ -97,49 +118,75 @@ def evaluate(
     Args:
         sources: the encoders, e.g. {"encoder": ..., "random init": ..., "raw pixels": raw_pixels()};
             the first one is plotted.
-        splits: "train", "val" and "test" datasets of (image, label).
-        num_classes: number of classes.
-        out_dir: where results, plots and (by default) the feature cache go.
+        splits: "train" and "test" datasets of (image, label), and optionally "val" (else 10% of the
+            train features, carved with `seed`, choose the probe's C).
+        num_classes: number of classes (None: the largest label + 1).
+        out_dir: where results, plots and (by default) the feature cache go (None: nothing is written).
         protocols: "knn" (kNN and retrieval) and/or "linear" (the probe).
+        cache_dir: where features are cached (default: `out_dir`/features).
         index_kind: "exact", "flat" or "ivf" (see `ssl_coded.eval.knn_faiss`).
         probe: "lbfgs" (C on validation) or "sgd".
-        seed: seeds the retrieval queries and the plots.
+        seed: seeds the carved validation split, the retrieval queries and the plots.
         record: what the results are of (e.g. the checkpoint hash and the data settings); also the
             feature cache's data key.
+        batch_size, num_workers: of the feature extraction.
+        device: where the exact kNN search and the probe run (default: the CPU).
     """
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
-    out_dir = Path(out_dir)
-    cache = Path(cache_dir) if cache_dir else out_dir / "features"
+    out = Path(out_dir) if out_dir is not None else None
+    cache = Path(cache_dir) if cache_dir else (out / "features" if out is not None else None)
     data_key = json.dumps(record or {}, sort_keys=True)
-    features = {
-        name: {s: cached_features(src, splits[s], s, cache, data_key=data_key) for s in SPLITS}
-        for name, src in sources.items()
-    }
+    features = {}
+    for name, src in sources.items():
+        source = src if cache is not None else FeatureSource(src.encode)  # no folder: nothing cached
+        features[name] = {
+            split: cached_features(source, dataset, split, cache or "", batch_size, data_key, num_workers)
+            for split, dataset in splits.items()
+        }
+    labels = [y for _, y in next(iter(features.values())).values()]
+    num_classes = num_classes or int(max(int(np.max(y)) for y in labels)) + 1
     rows: dict[str, dict[str, float]] = {}
     confusion = None
     for name, feats in features.items():
-        (train_x, train_y), (val_x, val_y), (test_x, test_y) = (feats[s] for s in SPLITS)
+        (train_x, train_y), (test_x, test_y) = feats["train"], feats["test"]
         row: dict[str, float] = {}
         if "knn" in protocols:
-            row |= knn_report(train_x, train_y, test_x, test_y, num_classes, index_kind, seed=seed)
+            row |= knn_report(train_x, train_y, test_x, test_y, num_classes, index_kind, seed=seed, device=device)
         if "linear" in protocols:
+            (fit_x, fit_y), (val_x, val_y) = probe_splits(feats, seed)
             if probe == "sgd":  # no C to choose: train on train + validation
-                joint_x, joint_y = np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y])
-                row["linear_sgd_top1"] = sgd_probe(joint_x, joint_y, np.asarray(test_x), test_y)
+                joint_x, joint_y = np.concatenate([fit_x, val_x]), np.concatenate([fit_y, val_y])
+                row["linear_sgd_top1"] = sgd_probe(joint_x, joint_y, np.asarray(test_x), test_y, device=device)
             else:
                 result = linear_probe(
-                    np.asarray(train_x), train_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y
+                    np.asarray(fit_x), fit_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y, device=device
                 )
                 row |= {"linear_top1": result.test_top1, "linear_top5": result.test_top5, "linear_c": result.best_c}
                 confusion = result.confusion if not rows else confusion
         rows[name] = row
+    if out is None:
+        return rows
     if plots:
-        write_plots(features[next(iter(features))], splits, out_dir, confusion, seed)
-    merged = accumulate(out_dir / "results.json", rows, protocols, record or {}, {"index": index_kind, "probe": probe})
-    write_text(out_dir / "results-eval.md", format_rows({str(out_dir): merged}) + "\n")
+        write_plots(features[next(iter(features))], splits, out, confusion, seed)
+    merged = accumulate(out / "results.json", rows, protocols, record or {}, {"index": index_kind, "probe": probe})
+    write_text(out / "results-eval.md", format_rows({str(out): merged}) + "\n")
     return rows
+
+
+VAL_FRACTION = 0.1  # of train, carved for the probe's C where no validation split is given
+
+
+def probe_splits(features: dict[str, tuple[np.ndarray, np.ndarray]], seed: int) -> tuple[tuple, tuple]:
+    """(train, validation) features of the probe: the given ones, or a seeded 10% of train carved off."""
+    if "val" in features:
+        return features["train"], features["val"]
+    x, y = features["train"]
+    order = np.random.default_rng(seed).permutation(len(y))
+    cut = max(1, round(VAL_FRACTION * len(y)))
+    fit, val = np.sort(order[cut:]), np.sort(order[:cut])
+    return (np.asarray(x)[fit], y[fit]), (np.asarray(x)[val], y[val])
 
 
 def accumulate(

@@ -17,7 +17,7 @@ import torch
 from ssl_coded.coding import CodingScheme
 from ssl_coded.inference import RandomizedCodedClassifier
 from ssl_coded.io import write_text
-from ssl_coded.training.checkpoints import TrainedRun, load_trained, random_init
+from ssl_coded.training.checkpoints import TrainedRun, file_hash, load_trained, random_init
 from ssl_coded.training.config import ConfigError, RecipeConfig
 from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
 from ssl_coded.training.methods.supervised import REGULARIZERS
@@ -83,6 +83,18 @@ def run_sources(trained: TrainedRun, floors: bool) -> dict[str, FeatureSource]:
     return sources
 
 
+def default_out(encoder: str | Path, weights: str | Path | None = None) -> Path:
+    """Where `ssl-coded eval` writes without --out: a run's own directory (for a checkpoint, the run
+    holding its checkpoints/ folder), else ./eval-runs/<name>."""
+    path = Path(encoder)
+    if path.is_dir():
+        return path
+    if path.is_file() and path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file():
+        return path.parent.parent
+    name = path.stem if path.is_file() else str(encoder).replace(":", "-").replace("/", "-").replace(".", "-")
+    return Path("eval-runs") / (f"{name}-{Path(weights).stem}" if weights else name)
+
+
 def evaluate_run(
     run_or_checkpoint: str | Path,
     protocols: tuple[str, ...] | None = None,
@@ -92,53 +104,177 @@ def evaluate_run(
     probe: str = "lbfgs",
     plots: bool = True,
     cache_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 512,
+    num_workers: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Evaluate an ssl-coded run (or checkpoint) beside its floors by `protocols` (default: all of
-    `ssl_coded.eval.report.PROTOCOLS`); results go to its run directory (features are cached in
-    `cache_dir`, by default its `features/`)."""
-    from ssl_coded.eval.report import PROTOCOLS, evaluate
+    `ssl_coded.eval.report.PROTOCOLS`); results go to `out_dir` (default: its run directory; features
+    are cached in `cache_dir`, by default `features/` there). `device`: "cpu", "auto", "cuda[:N]"."""
+    from ssl_coded.eval.features import resolve_device
+    from ssl_coded.eval.report import PROTOCOLS, evaluate_sources
 
-    trained = load_trained(run_or_checkpoint, data_overrides=data_overrides)
-    path = Path(run_or_checkpoint)
-    out = path if path.is_dir() else path.parent.parent
+    where = resolve_device(device)
+    trained = load_trained(run_or_checkpoint, device=str(where), data_overrides=data_overrides)
     splits = trained.splits
-    return evaluate(
+    method = trained.method
+    preprocess = {"mean": method.mean.flatten().tolist(), "std": method.std.flatten().tolist(), "stored": True}
+    return evaluate_sources(
         run_sources(trained, floors),
         {"train": splits.train, "val": splits.val, "test": splits.test},
         splits.num_classes,
-        out,
+        out_dir or default_out(run_or_checkpoint),
         protocols or PROTOCOLS,
         cache_dir=cache_dir,
         index_kind=index_kind,
         probe=probe,
         seed=trained.config.seed,
         plots=plots,
-        record={"checkpoint_hash": trained.checkpoint_hash, "data": data_record(trained.config)},
+        record={
+            "checkpoint_hash": trained.checkpoint_hash,
+            "data": data_record(trained.config),
+            "preprocess": preprocess,
+        },
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=where,
     )
+
+
+def evaluate_foreign(
+    spec: str,
+    protocols: tuple[str, ...] | None = None,
+    data_overrides: list[str] | None = None,
+    weights: str | None = None,
+    prefix: str | None = None,
+    normalize: str = "imagenet",
+    floors: bool = True,
+    index_kind: str = "exact",
+    probe: str = "lbfgs",
+    plots: bool = True,
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Evaluate an encoder trained elsewhere (`torchvision:NAME`, `timm:NAME`, `module.path:callable`,
+    with `weights`) on the data `data_overrides` describe (`name=imagefolder root=DIR image_size=32`),
+    beside its random initialisation and raw pixels; results go to `out_dir` (default ./eval-runs/<name>)."""
+    from ssl_coded.eval.encoders import KINDS, build_encoder, input_channels, load_weights
+    from ssl_coded.eval.features import encoder_source, module_key, resolve_device
+    from ssl_coded.eval.preprocess import Preprocess, normalisation
+    from ssl_coded.eval.report import PROTOCOLS, evaluate_sources, raw_pixels
+    from ssl_coded.training.datasets import load_splits
+
+    if prefix is not None and not weights:
+        raise ConfigError("--prefix needs --weights: the file whose keys carry it")
+    config = eval_data_config(data_overrides or [], seed)
+    where = resolve_device(device)
+    encoder = build_encoder(spec, seed)
+    loaded = load_weights(encoder, weights, prefix) if weights else {}
+    splits = load_splits(config.data)
+    channels = input_channels(encoder) or splits.channels
+    stats = normalisation(normalize, channels, _dataset_stats(splits.mean, splits.std, channels))
+    preprocess = Preprocess(channels, *(stats or (None, None)))
+
+    def source(model: torch.nn.Module, name: str) -> FeatureSource:
+        model = torch.nn.Sequential(preprocess, model)
+        return encoder_source(model, module_key(model, spec, name), where)
+
+    sources = {ENCODER: source(encoder, "trained")}
+    if floors and spec.split(":")[0] in KINDS:  # user code may load its own weights: no random init to trust
+        sources[RANDOM_INIT] = source(build_encoder(spec, seed), "random init")
+    if floors:
+        sources[RAW_PIXELS] = raw_pixels()
+    record = {
+        "encoder": spec,
+        "weights": str(weights) if weights else None,
+        "weights_sha256": file_hash(Path(weights)) if weights else None,
+        **loaded,
+        "preprocess": {"normalize": normalize, "image_size": splits.image_size, **preprocess.describe()},
+        "data": data_record(config),
+    }
+    return evaluate_sources(
+        sources,
+        {"train": splits.train, "val": splits.val, "test": splits.test},
+        splits.num_classes,
+        out_dir or default_out(spec, weights),
+        protocols or PROTOCOLS,
+        index_kind=index_kind,
+        probe=probe,
+        seed=seed,
+        plots=plots,
+        record=record,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=where,
+    )
+
+
+def _dataset_stats(mean: tuple[float, ...], std: tuple[float, ...], channels: int) -> tuple[tuple, tuple]:
+    """The train split's statistics as the encoder sees them (grayscale repeated to its channels)."""
+    if len(mean) == 1 and channels != 1:
+        return mean * channels, std * channels
+    return mean, std
+
+
+def eval_data_config(data_overrides: list[str], seed: int = 0) -> RecipeConfig:
+    """The data of a foreign encoder's evaluation: `key=value` settings of a recipe's data section
+    (typed and checked like recipe overrides), on the defaults' digits otherwise."""
+    for item in data_overrides:
+        if "=" not in item:
+            raise ConfigError(f"--dataset {item!r} is not key=value (e.g. name=imagefolder root=/data image_size=32)")
+    return with_overrides(RecipeConfig(name="eval", seed=seed), [f"data.{item}" for item in data_overrides])
 
 
 def data_record(config: RecipeConfig) -> dict[str, Any]:
     """The data settings that change what is evaluated (not how it is loaded: workers, downloads)."""
     data = dataclasses.asdict(config.data)
-    return {key: value for key, value in data.items() if key not in ("num_workers", "download")}
+    how = ("num_workers", "download", "stream", "memory_budget_mb")
+    return {key: value for key, value in data.items() if key not in how}
 
 
 def run_eval(
     protocol: str,
-    runs: list[str],
+    encoders: list[str],
     dataset: list[str],
     floors: bool = True,
     index_kind: str = "exact",
     probe: str = "lbfgs",
+    weights: str | None = None,
+    prefix: str | None = None,
+    normalize: str | None = None,
+    out: str | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    num_workers: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate each run and print one table with a row per run (and its floors)."""
+    """Evaluate each encoder (an ssl-coded run or checkpoint, or a spec) and print one table with a
+    row per encoder (and its floors). With `out` and several encoders, each goes to `out/<name>`."""
+    from ssl_coded.encoders import is_run
     from ssl_coded.eval.report import format_rows
 
     protocols = None if protocol == "all" else (protocol,)
-    results = {
-        run: evaluate_run(run, protocols, data_overrides=dataset, floors=floors, index_kind=index_kind, probe=probe)
-        for run in runs
-    }
+    foreign = [e for e in encoders if not is_run(e)]
+    if weights and len(foreign) != 1:
+        raise ConfigError(f"--weights belongs to one foreign encoder; got {len(foreign)} ({', '.join(foreign)})")
+    if (weights or prefix) and not foreign:
+        raise ConfigError("--weights/--prefix are for torchvision:/timm:/module:callable encoders; a run holds its own")
+    if normalize and len(foreign) != len(encoders):
+        raise ConfigError("--normalize is for foreign encoders: an ssl-coded run normalises with its stored mean/std")
+    results = {}
+    for encoder in encoders:
+        where = Path(out) / default_out(encoder, weights).name if out and len(encoders) > 1 else out
+        common = {"floors": floors, "index_kind": index_kind, "probe": probe, "out_dir": where, "device": device}
+        common |= {"batch_size": batch_size, "num_workers": num_workers}
+        if is_run(encoder):
+            results[encoder] = evaluate_run(encoder, protocols, data_overrides=dataset, **common)
+        else:
+            results[encoder] = evaluate_foreign(
+                encoder, protocols, dataset, weights, prefix, normalize or "imagenet", **common
+            )
     print(format_rows(results))
     return results
 
@@ -204,7 +340,9 @@ def format_classifiers(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_attack_command(runs: list[str], out_dir: str | None, overrides: list[str]) -> dict[str, Any]:
+def run_attack_command(
+    runs: list[str], out_dir: str | None, overrides: list[str], device: str = "auto"
+) -> dict[str, Any]:
     """`ssl-coded attack RUN...`: a directory holding erm/mixup/coded runs stands for all of them."""
     expanded = []
     for run in map(Path, runs):
@@ -214,7 +352,7 @@ def run_attack_command(runs: list[str], out_dir: str | None, overrides: list[str
         if "=" not in item or not item.startswith("attack."):
             raise ConfigError(f"override {item!r} is not attack.<key>=<value> (e.g. attack.num_examples=100)")
     with_overrides(RecipeConfig(name="check"), overrides)  # bad keys and values fail before any attack
-    return attack_runs(expanded, out_dir or (runs[0] if len(runs) == 1 else expanded[0].parent), overrides)
+    return attack_runs(expanded, out_dir or (runs[0] if len(runs) == 1 else expanded[0].parent), overrides, device)
 
 
 def rci_model(classify: Any, config: RecipeConfig, reference: torch.Tensor) -> RandomizedCodedClassifier:
@@ -231,14 +369,14 @@ def rci_model(classify: Any, config: RecipeConfig, reference: torch.Tensor) -> R
     )
 
 
-def load_targets(runs: list[str | Path]) -> tuple[list[Target], TrainedRun]:
+def load_targets(runs: list[str | Path], device: str | torch.device = "cpu") -> tuple[list[Target], TrainedRun]:
     """Classifiers from run directories (named by their regularizer), each coded one also behind RCI."""
     from ssl_coded.eval.robustness.harness import Target
 
     targets: list[Target] = []
     first: TrainedRun | None = None
     for run in runs:
-        trained = load_trained(run)
+        trained = load_trained(run, device=str(device))
         config = trained.config
         if config.method.name != "supervised":
             raise ValueError(f"{run} is a {config.method.name} run; attacks need a classifier from `ssl-coded train`")
@@ -253,18 +391,24 @@ def load_targets(runs: list[str | Path]) -> tuple[list[Target], TrainedRun]:
         if name == "coded":
             generator = torch.Generator().manual_seed(config.seed)
             pick = torch.randperm(len(trained.splits.train), generator=generator)[: config.inference.batch_size]
-            reference = trained.splits.train.images[pick].float() / 255  # documented, seeded padding rows
+            reference = trained.splits.train.take(pick)[0].to(device).float() / 255  # documented, seeded padding rows
             targets.append(Target(f"{name} + RCI", rci_model(classify, config, reference), classify))
     if first is None:
         raise ValueError("no runs to attack; give classifier run directories")
     return targets, first
 
 
-def attack_runs(runs: list[str | Path], out_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Attack every run (and RCI on the coded ones) on a seeded subset of the test split; write the report."""
+def attack_runs(
+    runs: list[str | Path], out_dir: str | Path, overrides: list[str] | None = None, device: str = "auto"
+) -> dict[str, Any]:
+    """Attack every run (and RCI on the coded ones) on a seeded subset of the test split; write the report.
+    `device`: "auto" (a GPU where there is one), "cpu", "cuda[:N]"; the attacks' random draws come
+    from CPU generators, so a seed gives the same images and starts everywhere."""
+    from ssl_coded.eval.features import resolve_device
     from ssl_coded.eval.robustness.harness import AttackSettings, run_attack
 
-    targets, first = load_targets(runs)
+    where = resolve_device(device)
+    targets, first = load_targets(runs, where)
     config, test = first.config, first.splits.test
     cfg = AttackSettings(**dataclasses.asdict(with_overrides(config, overrides or []).attack))
     pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))[: cfg.num_examples]
@@ -274,8 +418,8 @@ def attack_runs(runs: list[str | Path], out_dir: str | Path, overrides: list[str
     )
     return run_attack(
         targets,
-        test.images[pick].float() / 255,
-        test.labels[pick],
+        test.take(pick)[0].to(where).float() / 255,
+        test.labels[pick].to(where),
         cfg,
         out_dir,
         batch_size=inference.batch_size,

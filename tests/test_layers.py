@@ -3,7 +3,7 @@
     core      ssl_coded/*.py but cli, commands, study   torch, numpy and the standard library only
     training  ssl_coded/training/                        core
     eval      eval/ (ssl_coded.eval)                     core
-    top       ssl_coded/{cli,commands,study}.py          everything below
+    top       ssl_coded/{cli,commands,encoders,study}.py everything below
 
 Every import in every module is read from its source (lazy ones inside functions too), so an upward
 import fails here before any code runs; a subprocess then imports the core with every third-party
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP = {"ssl_coded.cli", "ssl_coded.commands", "ssl_coded.study"}
+TOP = {"ssl_coded.cli", "ssl_coded.commands", "ssl_coded.encoders", "ssl_coded.study"}
 MAY_IMPORT = {
     "core": {"core"},
     "training": {"core", "training", "recipes"},

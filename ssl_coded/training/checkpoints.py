@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
-from torch import Tensor
+from torch import Tensor, nn
 
 from ssl_coded.io import atomic_write
 from ssl_coded.training.config import RecipeConfig, to_yaml
@@ -125,6 +125,23 @@ class TrainedRun:
         method = self.method
         return method.backbone(method.to_input(images.to(method.device))).float()
 
+    @property
+    def encoder(self) -> RunEncoder:
+        """The encoder as an `nn.Module` of uint8 images (what `ssl_coded.eval.evaluate` takes)."""
+        return RunEncoder(self.method)
+
+
+class RunEncoder(nn.Module):
+    """A trained method's encoder as a plain module: uint8 images (n, C, H, W) -> backbone features,
+    normalised as in training (with the mean/std its checkpoint stores)."""
+
+    def __init__(self, method: SSLMethod) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.method.backbone(self.method.to_input(images)).float()
+
 
 def load_trained(
     run_or_checkpoint: str | Path, device: str = "cpu", data_overrides: list[str] | dict[str, Any] | None = None
@@ -153,6 +170,7 @@ def load_trained(
     splits = load_splits(config.data)
     method = build_method(config, splits)
     try:
+        method.fill_normalisation(checkpoint["state_dict"])
         method.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not fit its recipe's model ({str(error).splitlines()[0]})") from error

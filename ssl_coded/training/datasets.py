@@ -1,9 +1,12 @@
-"""Datasets as in-memory uint8 tensors with explicit train / validation / test splits.
+"""Datasets as uint8 batches with explicit train / validation / test splits, in memory or streamed.
 
 Small-image datasets fit in memory as uint8 (Fashion-MNIST: 47 MB, CIFAR-10: 180 MB), so a batch
 is one indexing operation instead of thousands of per-image calls; augmentation then runs batched
-on the training device (`ssl_coded.training.augment`). The validation split is carved from train with a
-fixed seed; the test split is the dataset's own (digits: a fixed 20% of the 1797 images).
+on the training device (`ssl_coded.training.augment`). An ImageFolder whose decoded size exceeds
+`data.memory_budget_mb` streams instead (`StreamingImageFolder`): its files are listed once and
+decoded in DataLoader workers into the same uint8 batches, so training and evaluation see no
+difference. The validation split is carved from train with a fixed seed; the test split is the
+dataset's own (digits: a fixed 20% of the 1797 images).
 
 Example:
     >>> splits = load_splits(DataConfig(name="fashion-mnist"))
@@ -13,9 +16,10 @@ Example:
 from __future__ import annotations
 
 import gzip
+import os
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,18 +36,56 @@ FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+IMAGE_FOLDER_SIZE = 64  # an ImageFolder's side length when data.image_size is 0
+STREAM_MODES = ("auto", "true", "false")
+_UNREADABLE_FIX = "replace or delete it, or set data.skip_unreadable=true to skip unreadable images"
+# a streamed folder checks files at listing time only under skip_unreadable (see `check_readable`)
+_UNDECODABLE_FIX = "it passed the check when the folder was listed but does not decode; replace or delete it"
 
 
 class DatasetError(ValueError):
     """Missing or malformed data; the message names the fix."""
+
+    def __init__(self, message: str = "") -> None:
+        # A DataLoader worker's error comes back re-raised as DatasetError("Caught DatasetError in DataLoader
+        # worker process 0.\nOriginal Traceback ...\n...DatasetError: <message>"): keep the message alone, so
+        # that an unreadable file met in a worker is still the one line that names it and the fix.
+        marker = "DatasetError: "
+        if message.startswith("Caught DatasetError") and marker in message:
+            message = message.rsplit(marker, 1)[1].strip()
+        super().__init__(message)
 
 
 def _batch_as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     return batch
 
 
+def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool, num_workers: int) -> DataLoader:
+    """A DataLoader over a dataset whose `__getitems__` returns a whole (images, labels) batch."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        collate_fn=_batch_as_is,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def _index(indices: Sequence[int] | Tensor) -> Tensor:
+    return torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+
+
 class TensorImageDataset(Dataset):
-    """uint8 images (n, C, H, W) and int64 labels; a batch of indices is fetched in one call."""
+    """uint8 images (n, C, H, W) and int64 labels in memory; a batch of indices is fetched in one call.
+
+    Example:
+        >>> dataset = TensorImageDataset(torch.zeros(10, 3, 8, 8, dtype=torch.uint8), torch.arange(10))
+        >>> images, labels = next(iter(dataset.loader(batch_size=4)))
+        >>> dataset.take([0, 9])[0].shape
+        torch.Size([2, 3, 8, 8])
+    """
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
@@ -53,6 +95,14 @@ class TensorImageDataset(Dataset):
         if len(images) == 0:
             raise DatasetError("the split is empty; check the dataset folder or the split fractions")
         self.images, self.labels = images, labels.long()
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
 
     def __len__(self) -> int:
         return len(self.images)
@@ -64,42 +114,123 @@ class TensorImageDataset(Dataset):
         index = torch.as_tensor(indices)
         return self.images[index], self.labels[index]
 
+    def take(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        """(uint8 images, labels) at `indices`, in their order."""
+        index = _index(indices)
+        return self.images[index], self.labels[index]
+
     def loader(
         self, batch_size: int, shuffle: bool = False, drop_last: bool = False, num_workers: int = 0
     ) -> DataLoader:
-        return DataLoader(
-            self,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            num_workers=num_workers,
-            collate_fn=_batch_as_is,
-            persistent_workers=num_workers > 0,
-        )
+        return batch_loader(self, batch_size, shuffle, drop_last, num_workers)
+
+    def select(self, index: Tensor) -> TensorImageDataset:
+        """The rows at `index` (a copy), as a dataset."""
+        return TensorImageDataset(self.images[index], self.labels[index])
 
     def subset(self, size: int, seed: int = 0) -> TensorImageDataset:
         if size <= 0 or size >= len(self):
             return self
-        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]
-        return TensorImageDataset(self.images[index], self.labels[index])
+        return self.select(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size])
+
+
+class StreamingImageFolder(Dataset):
+    """Image files decoded when read: the same uint8 (n, 3, S, S) batches and int64 labels as
+    `TensorImageDataset`, for a folder larger than memory.
+
+    Only the paths (one fixed-width bytes array, which forked workers share without copying) and the
+    labels stay in memory. Each batch of indices is decoded by one DataLoader worker
+    (`read_square_image`: short side resized to `image_size`, centre crop).
+
+    Args:
+        paths: the image files.
+        labels: their int64 labels.
+        image_size: the side S of every image.
+        num_workers: the workers of a `loader` call that names none (e.g. evaluation's).
+        fix: what the error for an unreadable file tells the user to do.
+
+    Example:
+        >>> dataset = StreamingImageFolder(["a/0.png", "b/0.png"], torch.tensor([0, 1]), image_size=64)
+        >>> images, labels = next(iter(dataset.loader(batch_size=2, num_workers=2)))
+        >>> images.shape, images.dtype
+        (torch.Size([2, 3, 64, 64]), torch.uint8)
+    """
+
+    channels = 3  # every file is converted to RGB, as in memory
+
+    def __init__(
+        self,
+        paths: Sequence[str] | np.ndarray,
+        labels: Tensor,
+        image_size: int,
+        num_workers: int = 0,
+        fix: str = _UNREADABLE_FIX,
+    ) -> None:
+        if len(paths) != len(labels):
+            raise DatasetError(f"{len(paths)} image files but {len(labels)} labels")
+        if len(paths) == 0:
+            raise DatasetError("the split is empty; check the dataset folder or the split fractions")
+        self.paths = paths if isinstance(paths, np.ndarray) else np.array([os.fsencode(p) for p in paths])
+        self.labels, self.image_size, self.num_workers, self.fix = labels.long(), image_size, num_workers, fix
+
+    def path(self, index: int) -> str:
+        return os.fsdecode(self.paths[index])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return read_square_image(self.path(index), self.image_size, self.fix), self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        return self.take(indices)
+
+    def take(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        """(uint8 images, labels) at `indices`, in their order, decoded here."""
+        index = _index(indices)
+        images = torch.empty(len(index), 3, self.image_size, self.image_size, dtype=torch.uint8)
+        for row, i in enumerate(index.tolist()):
+            images[row] = read_square_image(self.path(i), self.image_size, self.fix)
+        return images, self.labels[index]
+
+    def loader(
+        self, batch_size: int, shuffle: bool = False, drop_last: bool = False, num_workers: int | None = None
+    ) -> DataLoader:
+        """Batches decoded in `num_workers` processes (None: the dataset's `num_workers`; 0: this one)."""
+        workers = self.num_workers if num_workers is None else num_workers
+        return batch_loader(self, batch_size, shuffle, drop_last, workers)
+
+    def select(self, index: Tensor) -> StreamingImageFolder:
+        """The files at `index`, as a dataset."""
+        paths = self.paths[index.numpy()]
+        return StreamingImageFolder(paths, self.labels[index], self.image_size, self.num_workers, self.fix)
+
+    def subset(self, size: int, seed: int = 0) -> StreamingImageFolder:
+        if size <= 0 or size >= len(self):
+            return self
+        return self.select(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size])
+
+
+# A split as training and evaluation see it: either kind gives the same batches.
+ImageDataset = TensorImageDataset | StreamingImageFolder
 
 
 @dataclass
 class Splits:
-    train: TensorImageDataset
-    val: TensorImageDataset
-    test: TensorImageDataset
+    train: ImageDataset
+    val: ImageDataset
+    test: ImageDataset
     num_classes: int
     mean: tuple[float, ...]  # per channel, of the train split, in [0, 1]
     std: tuple[float, ...]
 
     @property
     def channels(self) -> int:
-        return self.train.images.shape[1]
+        return self.train.channels
 
     @property
     def image_size(self) -> int:
-        return self.train.images.shape[-1]
+        return self.train.image_size
 
 
 # The fix for any damaged IDX file; read_idx is only used for Fashion-MNIST, so name its package.
@@ -214,13 +345,6 @@ def load_torchvision(name: str, root: str, download: bool) -> dict[str, tuple[Te
         ) from error
 
 
-def _open_rgb(path: str):
-    from PIL import Image
-
-    with Image.open(path) as image:  # closed here: a large folder would otherwise run out of file handles
-        return image.convert("RGB")
-
-
 def _unreadable_reason(error: Exception) -> str:
     from PIL import UnidentifiedImageError
 
@@ -229,24 +353,90 @@ def _unreadable_reason(error: Exception) -> str:
     return " ".join(str(error).split())  # one line, whatever PIL put in it
 
 
-def load_image_folder(root: str, image_size: int, skip_unreadable: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
-    """root/train/<class>/*.png and root/test/<class>/*.png (and optionally root/val/...).
+def square_crop(pixels: Tensor, size: int) -> Tensor:
+    """uint8 (C, H, W) -> (C, size, size): the short side resized to `size` (antialiased bilinear),
+    then the centre crop, its offsets rounded down; the aspect ratio is kept, nothing is distorted.
+
+    Example:
+        >>> square_crop(torch.zeros(3, 48, 96, dtype=torch.uint8), 32).shape  # resized to 32 x 64, cropped
+        torch.Size([3, 32, 32])
+    """
+    from torchvision.transforms.functional import resize
+
+    height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
+    scale = size / min(height, width)
+    new_height, new_width = max(size, round(height * scale)), max(size, round(width * scale))
+    if (new_height, new_width) != (height, width):
+        pixels = resize(pixels, [new_height, new_width], antialias=True)
+    top, left = (new_height - size) // 2, (new_width - size) // 2
+    return pixels[:, top : top + size, left : left + size].contiguous()
+
+
+def read_square_image(path: str, size: int, fix: str = _UNREADABLE_FIX) -> Tensor:
+    """One image file as uint8 (3, size, size): converted to RGB, then `square_crop`.
+
+    A JPEG is decoded at the smallest of its DCT scales (1/2, 1/4, 1/8) that still covers `size` on both
+    sides (PIL's `draft`), which skips most of the decoding work for a photo much larger than `size`.
+
+    Args:
+        path: the image file.
+        size: the side of the result.
+        fix: what the error message tells the user to do about an unreadable file.
+
+    Raises:
+        DatasetError: the file is not an image PIL can read, or is cut short or damaged; one line
+            naming the file and `fix`.
+
+    Example:
+        >>> read_square_image("train/cat/0.jpg", 64).shape
+        torch.Size([3, 64, 64])
+    """
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
+
+    try:
+        with Image.open(path) as image:  # closed here: a large folder would otherwise run out of file handles
+            image.draft("RGB", (size, size))
+            rgb = image.convert("RGB")
+    # UnidentifiedImageError (not an image) and cut-short or damaged files are OSError; some PIL plugins
+    # report a malformed file as SyntaxError.
+    except (OSError, SyntaxError) as error:
+        raise DatasetError(f"cannot read image {path}: {_unreadable_reason(error)}; {fix}") from error
+    return square_crop(pil_to_tensor(rgb), size)
+
+
+@dataclass
+class ImageFiles:
+    """The image files of one split folder, in torchvision ImageFolder's order (class, then path)."""
+
+    folder: Path
+    paths: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def keep(self, kept: list[int]) -> ImageFiles:
+        return ImageFiles(self.folder, [self.paths[i] for i in kept], [self.labels[i] for i in kept])
+
+
+def list_image_folder(root: str) -> dict[str, ImageFiles]:
+    """The files of root/train/<class>/*, root/test/<class>/* (and optionally root/val/...), none opened.
 
     Args:
         root: the folder holding train/ and test/ (and optionally val/), each of class subfolders.
-        image_size: resize every image to image_size x image_size (0 = 64).
-        skip_unreadable: skip images PIL cannot read, with one warning line per split on stderr,
-            instead of failing on the first.
 
     Returns:
-        {"train": (uint8 images, labels), "test": ..., and "val" where root/val exists}.
+        {"train": files, "test": ..., and "val" where root/val exists}; labels index the sorted class names.
 
     Raises:
-        DatasetError: a missing or empty split folder, classes that differ between splits, an unreadable
-            image (unless `skip_unreadable`), or a split where every image is unreadable.
+        DatasetError: a missing split folder, one without images, or classes that differ between splits.
+
+    Example:
+        >>> files = list_image_folder("data/imagenet100")
+        >>> len(files["train"]), files["train"].paths[0]
     """
     from torchvision.datasets import ImageFolder
-    from torchvision.transforms.functional import pil_to_tensor, resize
 
     if not root:
         raise DatasetError("data.root is required for imagefolder: a folder with train/ and test/ class folders")
@@ -257,14 +447,13 @@ def load_image_folder(root: str, image_size: int, skip_unreadable: bool = False)
                 f"{base / required} is not a folder: {base} must hold train/ and test/ folders of class subfolders "
                 "(ImageFolder layout); check data.root"
             )
-    size = image_size or 64
     out, classes = {}, None
     for split in ("train", "val", "test"):
         folder_path = base / split
         if not folder_path.is_dir():
             continue
         try:
-            folder = ImageFolder(folder_path, loader=_open_rgb)
+            folder = ImageFolder(folder_path)  # lists the files (by extension); opens none
         except FileNotFoundError as error:  # torchvision: no class subfolders, or no image files in them
             raise DatasetError(
                 f"{folder_path} has no images in class subfolders ({error}); put <class>/<image> files there"
@@ -272,84 +461,217 @@ def load_image_folder(root: str, image_size: int, skip_unreadable: bool = False)
         if classes is not None and folder.classes != classes:
             raise DatasetError(f"{folder_path} has classes {folder.classes}, but train has {classes}")
         classes = folder.classes
-        images, labels, skipped = [], [], []
-        for path, label in folder.samples:
-            try:
-                image = folder.loader(path)
-            # UnidentifiedImageError (not an image) and cut-short or damaged files are OSError; some PIL
-            # plugins report a malformed file as SyntaxError.
-            except (OSError, SyntaxError) as error:
-                if not skip_unreadable:
-                    raise DatasetError(
-                        f"cannot read image {path}: {_unreadable_reason(error)}; replace or delete it, "
-                        "or set data.skip_unreadable=true to skip unreadable images"
-                    ) from error
-                skipped.append(path)
-                continue
-            images.append(resize(pil_to_tensor(image), [size, size], antialias=True))
-            labels.append(label)
-        if skipped and not images:
-            raise DatasetError(
-                f"all {len(skipped)} images in {folder_path} are unreadable (e.g. {skipped[0]}); "
-                "check that the folder holds image files"
-            )
-        if skipped:
-            noun = "image" if len(skipped) == 1 else "images"
-            print(
-                f"ssl-coded: warning: skipped {len(skipped)} unreadable {noun} in {folder_path} (e.g. {skipped[0]})",
-                file=sys.stderr,
-            )
-        out[split] = (torch.stack(images), torch.tensor(labels, dtype=torch.long))
+        out[split] = ImageFiles(folder_path, [path for path, _ in folder.samples], list(folder.targets))
     return out
 
 
-def _carve_validation(train: tuple[Tensor, Tensor], fraction: float, seed: int) -> tuple[tuple, tuple]:
-    images, labels = train
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    num_val = round(fraction * len(labels))
-    return (images[order[num_val:]], labels[order[num_val:]]), (images[order[:num_val]], labels[order[:num_val]])
+def _report_skipped(files: ImageFiles, skipped: list[str]) -> None:
+    if not skipped:
+        return
+    if len(skipped) == len(files):
+        raise DatasetError(
+            f"all {len(skipped)} images in {files.folder} are unreadable (e.g. {skipped[0]}); "
+            "check that the folder holds image files"
+        )
+    noun = "image" if len(skipped) == 1 else "images"
+    print(
+        f"ssl-coded: warning: skipped {len(skipped)} unreadable {noun} in {files.folder} (e.g. {skipped[0]})",
+        file=sys.stderr,
+    )
+
+
+def decode_files(files: ImageFiles, size: int, skip_unreadable: bool = False) -> tuple[Tensor, Tensor]:
+    """Every file of a split decoded into one uint8 (n, 3, size, size) tensor (`read_square_image`), and its labels.
+
+    Raises:
+        DatasetError: an unreadable image (unless `skip_unreadable`: skipped, with one warning line on
+            stderr), or a split where every image is unreadable.
+
+    Example:
+        >>> images, labels = decode_files(list_image_folder("data/pets")["test"], 64)
+    """
+    images = torch.empty(len(files), 3, size, size, dtype=torch.uint8)  # filled in place: no second copy
+    kept, skipped = [], []
+    for i, path in enumerate(files.paths):
+        try:
+            images[len(kept)] = read_square_image(path, size)
+        except DatasetError:
+            if not skip_unreadable:
+                raise
+            skipped.append(path)
+            continue
+        kept.append(i)
+    _report_skipped(files, skipped)
+    if skipped:
+        images = images[: len(kept)].clone()
+    return images, torch.tensor(files.labels, dtype=torch.long)[kept]
+
+
+def check_readable(files: ImageFiles) -> ImageFiles:
+    """The files PIL can open and verify (its header, and for PNG every chunk's checksum), with one warning
+    line on stderr for those it cannot: what `data.skip_unreadable` does for a streamed folder, which
+    would otherwise meet a bad file only when a batch holding it is read.
+
+    A file can pass and still fail to decode (a cut-short JPEG): reading it then raises a DatasetError
+    that names it.
+
+    Raises:
+        DatasetError: every file of the split is unreadable.
+    """
+    from PIL import Image
+
+    kept, skipped = [], []
+    for i, path in enumerate(files.paths):
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (OSError, SyntaxError, ValueError):  # ValueError: a malformed header some plugins reject so
+            skipped.append(path)
+            continue
+        kept.append(i)
+    _report_skipped(files, skipped)
+    return files.keep(kept) if skipped else files
+
+
+def load_image_folder(root: str, image_size: int, skip_unreadable: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
+    """root/train/<class>/*.png and root/test/<class>/*.png (and optionally root/val/...), decoded in memory.
+
+    Args:
+        root: the folder holding train/ and test/ (and optionally val/), each of class subfolders.
+        image_size: the side of every image (0 = 64): the short side is resized to it, then centre-cropped.
+        skip_unreadable: skip images PIL cannot read, with one warning line per split on stderr,
+            instead of failing on the first.
+
+    Returns:
+        {"train": (uint8 images, labels), "test": ..., and "val" where root/val exists}.
+
+    Raises:
+        DatasetError: a missing or empty split folder, classes that differ between splits, an unreadable
+            image (unless `skip_unreadable`), or a split where every image is unreadable.
+
+    Example:
+        >>> images, labels = load_image_folder("data/pets", 64)["train"]
+    """
+    size = image_size or IMAGE_FOLDER_SIZE
+    return {split: decode_files(files, size, skip_unreadable) for split, files in list_image_folder(root).items()}
+
+
+def decoded_bytes(files: dict[str, ImageFiles], image_size: int) -> int:
+    """The bytes an ImageFolder's splits take decoded as uint8 in memory (3 x size x size per file)."""
+    size = image_size or IMAGE_FOLDER_SIZE
+    return sum(len(split) for split in files.values()) * 3 * size * size
+
+
+def streams(config: DataConfig, files: dict[str, ImageFiles]) -> bool:
+    """Whether an ImageFolder streams: `data.stream`, or under `auto`, whether its decoded size exceeds
+    `data.memory_budget_mb` (below it the in-memory path is faster: a batch is one indexing call).
+
+    Example:
+        >>> streams(DataConfig(name="imagefolder", memory_budget_mb=1), {"train": files})
+        True
+    """
+    if config.stream != "auto":
+        return config.stream == "true"
+    return decoded_bytes(files, config.image_size) > config.memory_budget_mb * 2**20
+
+
+def image_folder_datasets(config: DataConfig) -> dict[str, ImageDataset]:
+    """An ImageFolder's splits, streamed or in memory as `streams` decides."""
+    files = list_image_folder(config.root)
+    size = config.image_size or IMAGE_FOLDER_SIZE
+    if not streams(config, files):
+        return {split: TensorImageDataset(*decode_files(f, size, config.skip_unreadable)) for split, f in files.items()}
+    if config.skip_unreadable:
+        files = {split: check_readable(f) for split, f in files.items()}
+    fix = _UNDECODABLE_FIX if config.skip_unreadable else _UNREADABLE_FIX
+    return {
+        split: StreamingImageFolder(f.paths, torch.tensor(f.labels), size, config.num_workers, fix)
+        for split, f in files.items()
+    }
+
+
+def channel_stats(dataset: ImageDataset, batch_size: int = 512) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation (unbiased, as `torch.std`) of a dataset's pixels in [0, 1].
+
+    Counted batch by batch (how often each of the 256 values occurs per channel), so a streamed split is
+    never held whole and the sums are exact integers.
+
+    Example:
+        >>> mean, std = channel_stats(splits.train)
+    """
+    counts = torch.zeros(dataset.channels, 256, dtype=torch.int64)
+    for images, _ in dataset.loader(batch_size):
+        for channel in range(images.shape[1]):
+            counts[channel] += torch.bincount(images[:, channel].reshape(-1), minlength=256)
+    values = torch.arange(256, dtype=torch.int64)
+    mean, std = [], []
+    for row in counts:
+        n, total, squares = int(row.sum()), int((row * values).sum()), int((row * values * values).sum())
+        mean.append(total / n / 255)
+        variance = (n * squares - total * total) / (n * (n - 1)) if n > 1 else float("nan")
+        std.append(variance**0.5 / 255)
+    return tuple(mean), tuple(std)
+
+
+def _carve_validation(train: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    num_val = round(fraction * len(train))
+    return train.select(order[num_val:]), train.select(order[:num_val])
 
 
 # The registry: a dataset name -> its loader, {"train": (uint8 images, labels), "test": ..., and
-# optionally "val"}; a recipe's data.name must be one of these.
-LOADERS: dict[str, Callable[[DataConfig], dict[str, tuple[Tensor, Tensor]]]] = {
+# optionally "val"} (or datasets, as imagefolder's may stream); a recipe's data.name must be one of these.
+LOADERS: dict[str, Callable[[DataConfig], dict[str, tuple[Tensor, Tensor]] | dict[str, ImageDataset]]] = {
     "digits": lambda c: load_digits_uint8(),
     "fashion-mnist": lambda c: load_fashion_mnist(c.root),
     **{name: (lambda c: load_torchvision(c.name, c.root, c.download)) for name in ("cifar10", "cifar100", "stl10")},
-    "imagefolder": lambda c: load_image_folder(c.root, c.image_size, skip_unreadable=c.skip_unreadable),
+    "imagefolder": image_folder_datasets,
 }
 DATASETS = tuple(LOADERS)
 
 
+def _as_dataset(split: tuple[Tensor, Tensor] | ImageDataset) -> ImageDataset:
+    return TensorImageDataset(*split) if isinstance(split, tuple) else split
+
+
 def load_splits(config: DataConfig) -> Splits:
-    """Train / validation / test splits for a data config."""
+    """Train / validation / test splits for a data config.
+
+    Example:
+        >>> splits = load_splits(DataConfig(name="imagefolder", root="data/pets", image_size=96))
+        >>> type(splits.train).__name__, splits.image_size
+    """
     if config.name not in LOADERS:
         raise DatasetError(f"unknown dataset {config.name!r}; choose one of {', '.join(DATASETS)}")
-    raw = LOADERS[config.name](config)
+    if config.stream == "true" and config.name != "imagefolder":
+        raise DatasetError(
+            f"data.stream=true streams an imagefolder only; {config.name} is loaded in memory: set data.stream=auto"
+        )
+    raw = {split: _as_dataset(value) for split, value in LOADERS[config.name](config).items()}
 
     if "val" in raw:
         train, val = raw["train"], raw["val"]
     else:
         train, val = _carve_validation(raw["train"], config.val_fraction, config.split_seed)
-    splits = {"train": train, "val": val, "test": raw["test"]}
-    limits = {"train": config.max_train, "val": config.max_test, "test": config.max_test}
-    splits = {name: _sample(pair, limits[name], config.split_seed) for name, pair in splits.items()}
-    if config.image_size and config.name != "imagefolder":
-        splits = {name: (_resize(images, config.image_size), labels) for name, (images, labels) in splits.items()}
-    images = splits["train"][0].float() / 255
-    mean = tuple(images.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(images.std(dim=(0, 2, 3)).tolist())
-    num_classes = int(max(labels.max() for _, labels in splits.values() if len(labels))) + 1
-    datasets = {name: TensorImageDataset(*pair) for name, pair in splits.items()}
-    return Splits(datasets["train"], datasets["val"], datasets["test"], num_classes, mean, std)
+    # at most max_train / max_test images each, drawn at random (a prefix of a class-sorted folder would
+    # drop classes)
+    splits = {
+        "train": train.subset(config.max_train, config.split_seed),
+        "val": val.subset(config.max_test, config.split_seed),
+        "test": raw["test"].subset(config.max_test, config.split_seed),
+    }
+    del raw, train, val  # an in-memory train split is now held by its parts only
+    if config.image_size and config.name != "imagefolder":  # an ImageFolder is decoded at its size
+        splits = {name: _resized(ds, config.image_size) for name, ds in splits.items()}
+    mean, std = channel_stats(splits["train"])
+    num_classes = int(max(ds.labels.max() for ds in splits.values())) + 1
+    return Splits(splits["train"], splits["val"], splits["test"], num_classes, mean, std)
 
 
-def _sample(pair: tuple[Tensor, Tensor], limit: int, seed: int) -> tuple[Tensor, Tensor]:
-    """At most `limit` pairs, drawn at random (a prefix of a class-sorted folder would drop classes)."""
-    if limit <= 0 or limit >= len(pair[1]):
-        return pair
-    index = torch.randperm(len(pair[1]), generator=torch.Generator().manual_seed(seed))[:limit]
-    return pair[0][index], pair[1][index]
+def _resized(dataset: ImageDataset, size: int) -> ImageDataset:
+    if not isinstance(dataset, TensorImageDataset):
+        return dataset
+    return TensorImageDataset(_resize(dataset.images, size), dataset.labels)
 
 
 def _resize(images: Tensor, size: int) -> Tensor:

@@ -99,6 +99,7 @@ LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "data.max_test": (0, True),
     "data.image_size": (0, True),
     "data.num_workers": (0, True),
+    "data.memory_budget_mb": (1, True),
     "trainer.max_epochs": (1, True),
     "trainer.limit_train_batches": (0, False),
     "trainer.log_every_n_steps": (1, True),

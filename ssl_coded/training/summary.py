@@ -9,17 +9,17 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 
-from ssl_coded.knn import knn_metrics
+from ssl_coded.knn import PRESETS, KnnBank, knn_metrics
 from ssl_coded.training.checkpoints import load_checkpoint_file
 from ssl_coded.training.config import RecipeConfig
-from ssl_coded.training.datasets import Splits, TensorImageDataset
+from ssl_coded.training.datasets import ImageDataset, Splits, TensorImageDataset
 from ssl_coded.training.methods import SSLMethod, build_random_init
 
 ENCODER, RANDOM_INIT, RAW_PIXELS = "encoder", "random init", "raw pixels"  # the row names of results.json too
 
 
 @torch.no_grad()
-def extract(method: SSLMethod, dataset: TensorImageDataset) -> Tensor:
+def extract(method: SSLMethod, dataset: ImageDataset) -> Tensor:
     method.eval()
     return torch.cat([method.backbone(method.to_input(x.to(method.device))).float() for x, _ in dataset.loader(512)])
 
@@ -37,7 +37,9 @@ def summarise(
     """Test kNN (`rows`: encoder and floors, as in results.json) of the best checkpoint, and the run's facts."""
     best = checkpoint.best_model_path or checkpoint.last_model_path
     if best:
-        method.load_state_dict(load_checkpoint_file(best)["state_dict"])
+        state = load_checkpoint_file(best)["state_dict"]
+        method.fill_normalisation(state)
+        method.load_state_dict(state)
     rows = {ENCODER: knn_row(method, splits)}
     if config.eval.floors:
         rows |= floor_rows(config, splits, method.device)
@@ -61,12 +63,58 @@ def summarise(
 def floor_rows(config: RecipeConfig, splits: Splits, device: torch.device) -> dict[str, dict[str, float]]:
     """Test kNN of the same architecture at random initialisation and of raw pixels."""
     random_method = build_random_init(config, splits).to(device)
-    raw = knn_metrics(
-        splits.train.images.flatten(1).float(), splits.train.labels,
-        splits.test.images.flatten(1).float(), splits.test.labels,
-        splits.num_classes,
-    )  # fmt: skip
-    return {RANDOM_INIT: knn_row(random_method, splits), RAW_PIXELS: raw}
+    return {RANDOM_INIT: knn_row(random_method, splits), RAW_PIXELS: raw_pixel_row(splits)}
+
+
+def raw_pixel_row(splits: Splits) -> dict[str, float]:
+    """Test kNN of raw pixels: an in-memory train split is one bank; a streamed one is searched batch by
+    batch (`streamed_neighbours`), so that its pixels are never held whole."""
+    queries = torch.cat([images.flatten(1) for images, _ in splits.test.loader(512)])  # uint8 until searched
+    train, labels = splits.train, splits.train.labels
+    if isinstance(train, TensorImageDataset):
+        bank = train.take(torch.arange(len(train)))[0].flatten(1).float()
+        return knn_metrics(bank, labels, queries.float(), splits.test.labels, splits.num_classes)
+    neighbours = streamed_neighbours(train, queries, max(k for k, _ in PRESETS.values()))
+    # given the neighbours, knn_metrics counts the bank's rows only: a (n, 0) stand-in holds no pixels
+    return knn_metrics(torch.empty(len(train), 0), labels, queries, splits.test.labels, splits.num_classes, neighbours)
+
+
+@torch.no_grad()
+def streamed_neighbours(
+    bank: ImageDataset, queries: Tensor, k: int, batch_size: int = 512, query_chunk: int = 1024
+) -> tuple[Tensor, Tensor]:
+    """The k nearest rows (cosine similarity, best first) of a dataset's flattened pixels to each query,
+    read one batch at a time: each batch is searched exactly and merged into the running top k.
+
+    Args:
+        bank: the dataset searched (read once).
+        queries: (num_queries, C*H*W) pixels, any dtype; converted to float a chunk at a time.
+        k: neighbours per query.
+        batch_size: bank rows per search; query_chunk: queries per search.
+
+    Returns:
+        (similarity, bank index), each (num_queries, min(k, len(bank))).
+
+    Example:
+        >>> similarity, index = streamed_neighbours(splits.train, test_pixels, k=200)
+    """
+    chunks = queries.split(query_chunk)
+    best: list[tuple[Tensor, Tensor] | None] = [None] * len(chunks)
+    start = 0
+    for images, _ in bank.loader(batch_size):
+        index = KnnBank(images.flatten(1).float())
+        for c, chunk in enumerate(chunks):
+            similarity, rows = index.search(chunk.float(), k)
+            rows = rows + start
+            previous = best[c]
+            if previous is not None:
+                similarity, rows = torch.cat([previous[0], similarity], 1), torch.cat([previous[1], rows], 1)
+                similarity, order = similarity.topk(min(k, similarity.shape[1]), dim=1)
+                rows = rows.gather(1, order)
+            best[c] = (similarity, rows)
+        start += len(images)
+    found = [pair for pair in best if pair is not None]
+    return torch.cat([s for s, _ in found]), torch.cat([r for _, r in found])
 
 
 def format_summary(summary: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from ssl_coded.training.config import DataConfig
-from ssl_coded.training.datasets import DatasetError, load_splits, read_idx
+from ssl_coded.training.datasets import DatasetError, TensorImageDataset, load_splits, read_idx
 
 
 def write_idx(path, array, compress):
@@ -125,6 +125,39 @@ def test_image_folder_is_resized_and_labelled(tmp_path):
     assert len(sampled.test) == 4 and set(sampled.test.labels.tolist()) == {0, 1}  # not a class-sorted prefix
     with pytest.raises(DatasetError, match="must hold train/ and test/"):
         load_splits(DataConfig(name="imagefolder", root=str(tmp_path / "train")))
+
+
+def test_image_folder_keeps_the_aspect_ratio_by_a_centre_crop(tmp_path):
+    root = make_image_folder(tmp_path, per_class=1, size=10)
+    # a 24 x 12 image, black but for columns 6-17: resized to 16 x 8, the centre 8 x 8 is that band alone
+    # (squashed to 8 x 8 instead, the band would cover columns 2-5 only)
+    bands = np.zeros((12, 24, 3), dtype=np.uint8)
+    bands[:, 6:18] = 200
+    Image.fromarray(bands).save(root / "test" / "cat" / "0.png")
+    splits = load_splits(DataConfig(name="imagefolder", root=str(root), image_size=8, val_fraction=0.5))
+    image = splits.test[0][0]
+    assert image.shape == (3, 8, 8) and int(image[:, :, 1:7].min()) == 200  # the band, far from the cuts
+    default = load_splits(DataConfig(name="imagefolder", root=str(root), val_fraction=0.5))
+    assert default.image_size == 64 and default.test.take([0])[0].shape == (1, 3, 64, 64)  # 0 = 64
+
+
+def test_take_fetches_images_by_index():
+    images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 2, 3, 3).contiguous()
+    dataset = TensorImageDataset(images, torch.arange(5) * 10)
+    picked, labels = dataset.take(torch.tensor([3, 0]))
+    assert picked[:, 0, 0, 0].tolist() == [3, 0] and labels.tolist() == [30, 0]
+    assert (dataset.channels, dataset.image_size) == (2, 3)
+
+
+def test_dataset_error_from_a_worker_keeps_its_one_line():
+    # what torch's DataLoader builds from an error in a worker process (torch._utils.ExceptionWrapper)
+    wrapped = (
+        "Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n    raise DatasetError(...)\n'
+        "ssl_coded.training.datasets.DatasetError: cannot read image a/b.png: image file is truncated; replace it\n"
+    )
+    assert str(DatasetError(wrapped)) == "cannot read image a/b.png: image file is truncated; replace it"
+    assert str(DatasetError("plain message")) == "plain message"
 
 
 def corrupt(path, seed=1):

@@ -92,8 +92,9 @@ class SSLMethod(pl.LightningModule):
         self.augment = BatchAugment(
             tuple(a.crop_scale), (3 / 4, 4 / 3), a.horizontal_flip, a.brightness, a.contrast, a.noise
         )
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        # saved in checkpoints, so that a checkpoint alone says how its inputs were normalised
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
         self.online_classifier = OnlineLinearClassifier(self.feature_dim, num_classes, topk=(1,))
         self.num_classes = num_classes
         self.coded_hook: CodedSmoothingHook | None = None
@@ -212,12 +213,19 @@ class SSLMethod(pl.LightningModule):
             checkpoint["rng_cuda"] = torch.cuda.get_rng_state(self.device)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.fill_normalisation(checkpoint.get("state_dict", {}))
         if "rng_torch" in checkpoint:
             torch.set_rng_state(checkpoint["rng_torch"].cpu())
         if "rng_cuda" in checkpoint and self.device.type == "cuda":
             torch.cuda.set_rng_state(checkpoint["rng_cuda"].cpu(), self.device)
         if self.global_rank:
             torch.manual_seed(int(torch.randint(2**31, (1,))) + self.global_rank)
+
+    def fill_normalisation(self, state_dict: dict[str, Tensor]) -> None:
+        """Give an older checkpoint (written before mean/std were stored) the ones this model computed
+        from its recipe's data, so that it still loads strictly."""
+        for name in ("mean", "std"):
+            state_dict.setdefault(name, getattr(self, name).clone())
 
     # --- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
