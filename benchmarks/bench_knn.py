@@ -1,13 +1,13 @@
 """kNN search and linear probe benchmark: this harness against lightly, FAISS and scikit-learn, side by side.
 
 Part 1, random unit features (raw speed; random features have no clusters): a gallery of 50,000 x 512
-and 10,000 queries, k=200, T=0.1 (instdisc). Rows: this harness's exact search (bf16 product, fp32
-re-rank, certificate), FAISS IndexFlatIP, lightly's `knn_predict` (1,024 queries per call, as in
-its benchmark module), scikit-learn's KNeighborsClassifier (brute, cosine, the same exp(sim/T)
-weights) and the fp32 torch brute force that all are checked against. Each time covers the whole
-job from raw features to predicted classes, index building included; the fp32 and bf16 matrix
-products of the same shape alone are timed beside them, and GFLOP/s counts 2 x queries x gallery x
-dim per search.
+and 10,000 queries, k=200, T=0.1 (instdisc). Rows: this harness's exact search (the calibration's
+backend: bf16 product, fp32 re-rank, certificate; or the fp32 product), FAISS IndexFlatIP, lightly's
+`knn_predict` (1,024 queries per call, as in its benchmark module), scikit-learn's KNeighborsClassifier
+(brute, cosine, the same exp(sim/T) weights) and the fp32 torch brute force that all are checked
+against. Each time covers the whole job from raw features to predicted classes, index building
+included; the fp32 and bf16 matrix products of the same shape alone are timed beside them, and
+GFLOP/s counts 2 x queries x gallery x dim per search.
 
 Part 2, a trained encoder's Fashion-MNIST features (`--run`): gallery = train + validation (60,000),
 queries = test (10,000); exact search against FAISS flat, FAISS IVF at nprobe 8, 16, 32 (what IVF is
@@ -16,10 +16,16 @@ same features: the linear probe
 (L-BFGS, C chosen on validation, refit on train + validation) against one scikit-learn
 LogisticRegression at its default C=1 on train + validation.
 
-Times are medians over --repeats runs (scikit-learn's kNN runs once: it takes the longest).
+Times are medians over --repeats runs (scikit-learn's kNN runs once: it takes the longest); in part 1
+the rows take turns, one run each per round, and the speed against lightly is the median of the
+per-round ratios (robust to a machine whose load changes during the benchmark).
 Writes bench-knn.json, bench-knn.md and bench-knn.png into --out-dir.
 
-Run: python -m benchmarks.bench_knn [--run runs/fmnist-simclr] [--repeats 3]
+The exact search runs as `KnnBank` does by default: its backend (certified bf16 or the fp32
+product) is the one `ssl_coded.calibration` chose on this machine, printed in the header with the
+measured bf16/fp32 ratio; the table's "speed vs lightly" is lightly's median time over each row's.
+
+Run: python -m benchmarks.bench_knn [--run runs/fmnist-simclr] [--repeats 3] [--no-sklearn]
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from sklearn.preprocessing import StandardScaler
 from ssl_coded.eval.knn_faiss import make_index, neighbour_recall
 from ssl_coded.eval.linear_probe import linear_probe
 
+from ssl_coded import calibration
 from ssl_coded.exact_search import SearchStats
 from ssl_coded.hardware import native_bf16
 from ssl_coded.io import write_json, write_text
@@ -57,6 +64,7 @@ class Row:
     agreement: float | None = None  # top-1 predictions equal to the reference's, fraction
     gflops: float | None = None
     note: str = ""
+    speed_vs_lightly: float | None = None  # median per-round ratio lightly / this (interleaved rounds)
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -112,40 +120,57 @@ def knn_rows(
     repeats: int,
     include: tuple[str, ...],
 ) -> list[Row]:
-    """Time each kNN classifier on the same job; agreement is against the fp32 torch brute force."""
+    """Time each kNN classifier on the same job, the rows taking turns each round; agreement is against
+    the fp32 torch brute force."""
     classes = int(labels.max()) + 1
     flops = 2.0 * len(queries) * len(bank) * bank.shape[1]
-    reference_time, reference = median_time(
-        lambda: brute_force_predict(bank, labels, queries, classes, k, temperature), repeats
-    )
-    candidates: dict[str, tuple[Callable[[], torch.Tensor], int, str]] = {
+    candidates: dict[str, tuple[Callable[[], torch.Tensor], str]] = {
+        "torch fp32 brute force (reference)": (
+            lambda: brute_force_predict(bank, labels, queries, classes, k, temperature),
+            "",
+        ),
         "ssl-coded exact": (
             lambda: KnnBank(bank, labels).predict(queries, classes, k, temperature)[:, 0],
-            repeats,
-            "bf16 product, fp32 re-rank, certified" if native_bf16() else "no native bf16 here: fp32 product",
+            "bf16 product, fp32 re-rank, certified (calibration's choice)"
+            if calibration.knn_backend() == "bf16"
+            else "fp32 product, block-max top-k (calibration's choice)",
         ),
-        "FAISS IndexFlatIP": (
-            lambda: index_predict("flat", bank, labels, queries, classes, k, temperature),
-            repeats,
-            "fp32",
-        ),
+        "FAISS IndexFlatIP": (lambda: index_predict("flat", bank, labels, queries, classes, k, temperature), "fp32"),
         "lightly knn_predict": (
             lambda: lightly_predict(bank, labels, queries, classes, k, temperature),
-            repeats,
             "fp32, 1,024 queries per call",
         ),
-        "scikit-learn KNeighborsClassifier": (
-            lambda: sklearn_predict(bank, labels, queries, k, temperature),
-            1,
-            "brute, cosine, one run",
-        ),
     }
-    rows = [Row(part, "torch fp32 brute force (reference)", reference_time, 1.0, flops / reference_time / 1e9)]
-    for name in include:
-        fn, runs, note = candidates[name]
-        seconds, predicted = median_time(fn, runs)
+    timed = ["torch fp32 brute force (reference)", *(n for n in include if n in candidates)]
+    times: dict[str, list[float]] = {name: [] for name in timed}
+    predictions: dict[str, torch.Tensor] = {}
+    for i in range(repeats):
+        for name in timed[:: 1 if i % 2 == 0 else -1]:  # alternate who goes first
+            start = time.perf_counter()
+            predictions[name] = candidates[name][0]()
+            times[name].append(time.perf_counter() - start)
+    reference = predictions["torch fp32 brute force (reference)"]
+    rows = []
+    for name in timed:
+        seconds = statistics.median(times[name])
+        agreement = float((predictions[name] == reference).float().mean())
+        ratio = None
+        if "lightly knn_predict" in times:
+            ratio = statistics.median(b / t for b, t in zip(times["lightly knn_predict"], times[name], strict=True))
+        rows.append(Row(part, name, seconds, agreement, flops / seconds / 1e9, candidates[name][1], ratio))
+    if "scikit-learn KNeighborsClassifier" in include:
+        seconds, predicted = median_time(lambda: sklearn_predict(bank, labels, queries, k, temperature), 1)
         agreement = float((predicted == reference).float().mean())
-        rows.append(Row(part, name, seconds, agreement, flops / seconds / 1e9, note))
+        rows.append(
+            Row(
+                part,
+                "scikit-learn KNeighborsClassifier",
+                seconds,
+                agreement,
+                flops / seconds / 1e9,
+                "brute, cosine, one run",
+            )
+        )
     return rows
 
 
@@ -282,7 +307,10 @@ def format_table(rows: list[Row], baseline: str = "lightly knn_predict") -> str:
     lines.append("|---|---|---|---|---|---|---|")
     base = {r.part: r.seconds for r in rows if r.method == baseline}
     for r in rows:
-        ratio = f"{base[r.part] / r.seconds:.2f}x" if r.part in base else ""
+        if r.speed_vs_lightly is not None:
+            ratio = f"{r.speed_vs_lightly:.2f}x"
+        else:
+            ratio = f"{base[r.part] / r.seconds:.2f}x" if r.part in base else ""
         agreement = "" if r.agreement is None else f"{r.agreement:.4f}"
         gflops = "" if r.gflops is None else f"{r.gflops:.0f}"
         lines.append(f"| {r.part} | {r.method} | {r.seconds:.3f} | {ratio} | {agreement} | {gflops} | {r.note} |")
@@ -346,13 +374,20 @@ def run_knn_benchmark(
 
     table = format_table(rows)
     threads = torch.get_num_threads()
-    header = f"kNN benchmark, {threads} threads, native bf16: {native_bf16()}, repeats {repeats}"
+    header = (
+        f"kNN benchmark, {threads} threads, native bf16 flag: {native_bf16()}, repeats {repeats}\n"
+        f"calibration: {calibration.describe()}"
+    )
     print(f"\n{header}\n{table}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(
-        out / "bench-knn.json", {"threads": threads, "native_bf16": native_bf16(), "rows": [asdict(r) for r in rows]}
-    )
+    measured = calibration.calibrate()
+    facts = {
+        "threads": threads,
+        "native_bf16": native_bf16(),
+        "calibration": {**asdict(measured), "knn_backend": calibration.knn_backend()},
+    }
+    write_json(out / "bench-knn.json", {**facts, "rows": [asdict(r) for r in rows]})
     write_text(out / "bench-knn.md", f"{header}\n\n{table}\n")
     plot(rows, out / "bench-knn.png")
     return rows

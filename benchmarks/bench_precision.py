@@ -1,8 +1,9 @@
 """bf16 autocast against fp32 on this CPU: the step time of a recipe's backbone in both precisions.
 
-Where the CPU multiplies bf16 natively (AVX512-BF16, AMX) bf16 autocast is the faster one; where it
-does not, bf16 is emulated, and `ssl_coded.hardware.training_precision` trains a `bf16-mixed` recipe
-in fp32 instead. This measures the gap that choice rests on: one training step (forward, backward,
+Where the CPU multiplies bf16 quickly bf16 autocast is the faster one; where it does not (emulated,
+or native but slow), `ssl_coded.training.precision.training_precision` trains a `bf16-mixed` recipe
+in fp32 instead, as `ssl_coded.calibration` decides from a few timed products. This measures the
+whole step that choice stands for: one training step (forward, backward,
 SGD update) of the recipe's backbone on a batch of its training images, fp32 and bf16 autocast
 taking turns (one step each per round, alternating which goes first); the ratio is taken per round
 and the median printed.
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ssl_coded import calibration
 from ssl_coded.hardware import native_bf16
 from ssl_coded.training.datasets import load_splits
 from ssl_coded.training.methods import build_method
@@ -67,8 +69,9 @@ def run_precision_benchmark(recipe: str, batch_size: int, rounds: int) -> dict[s
     result |= {"ratio": ratio, "rounds": times}
     print(
         f"{recipe} backbone, batch {batch_size}, {torch.get_num_threads()} threads, {rounds} interleaved rounds; "
-        f"native bf16: {native_bf16()}"
+        f"native bf16 flag: {native_bf16()}"
     )
+    print(f"calibration: {calibration.describe()}")
     print(f"fp32 {result['fp32']:.3f} s/step, bf16 autocast {result['bf16 autocast']:.3f} s/step (median)")
     print(f"bf16 / fp32 = {ratio:.2f} (median of per-round ratios)")
     print(f"bf16-mixed on this CPU trains as: {training_precision('bf16-mixed', 'cpu')}")

@@ -28,6 +28,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_coded import calibration
 from ssl_coded.knn import knn_predict
 from ssl_coded.training.backbones import build_backbone
 from ssl_coded.training.config import RecipeConfig
@@ -163,10 +164,11 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| plain lightly loop (fp32, per-image PIL augmentations, NCHW) | {plain:.0f} | {plain_accuracy:.4f} |")
     print(
-        f"| ssl-coded recipe ({config.trainer.precision}, batched augmentations"
+        f"| ssl-coded recipe ({summary.get('precision', config.trainer.precision)}, batched augmentations"
         f"{', channels_last' if config.trainer.channels_last else ''}) | {ours:.0f} | {ours_accuracy:.4f} |"
     )
     print(f"throughput ratio: {ours / plain:.2f}x")
+    print(f"calibration: {calibration.describe()}")
 
 
 if __name__ == "__main__":

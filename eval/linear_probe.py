@@ -237,7 +237,10 @@ def _backtrack(
 def _as_tensor(x: ArrayLike, device: torch.device, dtype: torch.dtype) -> Tensor:
     if isinstance(x, Tensor):
         return x.detach().to(device=device, dtype=dtype)
-    return torch.as_tensor(np.asarray(x), device=device, dtype=dtype)
+    array = np.asarray(x)
+    if not array.flags.writeable:  # a cached memory map: torch wants memory it may write
+        array = np.array(array)
+    return torch.as_tensor(array, device=device, dtype=dtype)
 
 
 def _labels(y: ArrayLike) -> np.ndarray:

@@ -184,7 +184,8 @@ def evaluate_foreign(
         return encoder_source(model, module_key(model, spec, name), where)
 
     sources = {ENCODER: source(encoder, "trained")}
-    if floors and spec.split(":")[0] in KINDS:  # user code may load its own weights: no random init to trust
+    # without weights the encoder is its random initialisation; user code may load its own weights
+    if floors and weights and spec.split(":")[0] in KINDS:
         sources[RANDOM_INIT] = source(build_encoder(spec, seed), "random init")
     if floors:
         sources[RAW_PIXELS] = raw_pixels()

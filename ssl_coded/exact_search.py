@@ -9,6 +9,13 @@ fp32 score, with `delta` bounded from the measured rounding of the query and the
 of the bf16 output and fp32 accumulation. Queries whose certificate fails are searched again in
 fp32, so every answer equals the fp32 brute-force search (up to fp32 rounding of the re-rank).
 
+Where bf16 products are not faster (no native bf16; `ssl_coded.calibration` measures it once per
+machine), the search is the fp32 product itself, made cheaper than a plain product + top-k in two
+ways: the scores go into one buffer reused for every chunk (a fresh chunk-sized tensor per product
+costs page faults comparable to a good share of the product), and the top-k of each row runs on
+the few blocks of columns whose maxima are the row's largest, not on the whole bank (the same
+block-max selection as the bf16 candidates). The answer is the plain fp32 product's top-k.
+
 Example:
     >>> similarity, neighbours = exact_search(bank, queries, k=200)
 """
@@ -34,6 +41,8 @@ class SearchStats:
 
 
 BLOCK = 16  # columns per block of the block-max candidate selection
+FP32_PAD = 64  # the fp32 bank is padded to a multiple of this: every power-of-two block width up to it divides it
+FP32_CHUNK_SCORES = 1 << 25  # fp32 scores per chunk (128 MiB): bounds the query chunk for large banks
 RERANK = 16  # queries re-ranked together: their gathered fp32 rows (16 x c x dim) stay in cache
 SCORE_BUDGET = 1 << 26  # bf16 scores held at once (128 MiB): bounds the query chunk for large banks
 
@@ -74,14 +83,22 @@ class ExactIndex:
         bank: (num_bank, dim) features, on any device; normalised here.
         chunk_size: queries per product.
         bf16: use the certified bf16 product on a CPU; False searches in fp32 throughout (the same
-            answer; faster where the CPU has no native bf16). Off the CPU the search is always fp32.
+            answer; faster where bf16 products are not clearly faster than fp32 ones, as
+            `ssl_coded.calibration` measures). Off the CPU the search is always fp32.
     """
 
     def __init__(self, bank: Tensor, chunk_size: int = 512, bf16: bool = True) -> None:
-        self.bank32 = F.normalize(bank.detach().float(), dim=1)
+        normalized = F.normalize(bank.detach().float(), dim=1)
+        num_bank = len(normalized)
+        # the rows live in a zero-padded buffer (bank32 is its prefix, no copy): the fp32 product then
+        # writes whole blocks of scores, the padding columns set to -inf
+        self.padded32 = normalized.new_zeros(-(-num_bank // FP32_PAD) * FP32_PAD, normalized.shape[1])
+        self.padded32[:num_bank] = normalized
+        self.bank32 = self.padded32[:num_bank]
         self.requested_chunk = chunk_size
-        self.bf16 = bf16  # False: the plain fp32 product (where bf16 products are not faster)
+        self.bf16 = bf16  # False: the fp32 product (where bf16 products are not faster)
         self.bank16: Tensor | None = None
+        self.scores32: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.bank32)
@@ -107,11 +124,14 @@ class ExactIndex:
             if certified:
                 self._prepare()
                 gathered = torch.empty(RERANK * num_candidates, bank32.shape[1], device=bank32.device)
-            for chunk in queries.split(self.chunk_size):
+            chunk_size = self.chunk_size if certified else self.fp32_chunk_size
+            for chunk in queries.split(chunk_size):
                 query32 = F.normalize(chunk.float(), dim=1)
                 if certified:
                     similarity, index = self._certified(query32, k, num_candidates, gathered, stats)
-                else:
+                elif bank32.device.type == "cpu":
+                    similarity, index = self._fp32_blocked(query32, k)
+                else:  # a GPU's top-k is cheap beside its product: no buffer games
                     similarity, index = _fp32_search(bank32, query32, k)
                 stats.queries += len(chunk)
                 similarities.append(similarity)
@@ -122,6 +142,25 @@ class ExactIndex:
     def chunk_size(self) -> int:
         padded = -(-len(self.bank32) // BLOCK) * BLOCK
         return max(1, min(self.requested_chunk, SCORE_BUDGET // padded))
+
+    @property
+    def fp32_chunk_size(self) -> int:
+        return max(1, min(self.requested_chunk, FP32_CHUNK_SCORES // len(self.padded32)))
+
+    def _fp32_blocked(self, query32: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The fp32 product into the reused buffer, then the exact top-k by block maxima."""
+        m, num_bank, padded = len(query32), len(self.bank32), len(self.padded32)
+        if self.scores32 is None or len(self.scores32) < m:
+            self.scores32 = torch.empty(self.fp32_chunk_size, padded, device=query32.device)
+        scores = self.scores32[:m]
+        torch.mm(query32, self.padded32.T, out=scores)
+        scores[:, num_bank:] = float("-inf")  # padding rows never win
+        block = fp32_block_width(padded, k)
+        if block == 1:
+            return scores.topk(k, dim=1)
+        values, best_blocks = block_max_candidates(scores, k, block)
+        similarity, position = values.topk(k, dim=1)
+        return similarity, candidate_columns(position, best_blocks, padded // block)
 
     def _prepare(self) -> None:
         if self.bank16 is not None:
@@ -179,20 +218,62 @@ class ExactIndex:
         return torch.einsum("qd,qcd->qc", query32, rows.view(*candidates.shape, -1))
 
     def _top_candidates(self, scores: Tensor, c: int) -> tuple[Tensor, Tensor]:
-        """The c best bf16 scores per row (unordered) and their columns, from the best blocks.
-
-        Block j holds the columns j, j + B, j + 2B, ... (B = number of blocks), so the block maxima are
-        an elementwise max over BLOCK contiguous slices. The top-c entries of a row lie in the c blocks
-        with the largest maxima (each block whose maximum beats the c-th best entry holds one of the c
-        best), so the row's top-k runs on c x BLOCK scores, not on the whole bank.
-        """
-        m, num_blocks = len(scores), self.num_blocks
-        blocks = scores.view(m, BLOCK, num_blocks)
-        best_blocks = blocks.amax(dim=1).topk(min(c, num_blocks), dim=1, sorted=False).indices
-        values = blocks.gather(2, best_blocks[:, None, :].expand(-1, BLOCK, -1)).view(m, -1)
+        """The c best bf16 scores per row (unordered) and their columns, from the best blocks."""
+        values, best_blocks = block_max_candidates(scores, c, BLOCK)
         approximate, position = values.topk(c, dim=1, sorted=False)
-        width = best_blocks.shape[1]
-        return approximate, (position // width) * num_blocks + best_blocks.gather(1, position % width)
+        return approximate, candidate_columns(position, best_blocks, self.num_blocks)
+
+
+def block_max_candidates(scores: Tensor, c: int, block: int) -> tuple[Tensor, Tensor]:
+    """The scores of the c blocks with the largest maxima in each row (a superset of each row's
+    top-c), and those blocks; `candidate_columns` maps positions among the scores to columns.
+
+    Block j holds the columns j, j + B, j + 2B, ... (B = number of blocks), so the block maxima are
+    an elementwise max over `block` contiguous slices. The top-c entries of a row lie in the c blocks
+    with the largest maxima (each block whose maximum beats the c-th best entry holds one of the c
+    best), so the row's top-c runs on c x block scores, not on the whole row.
+
+    Args:
+        scores: (m, n) scores, n a multiple of `block`.
+        c: entries wanted per row.
+        block: columns per block.
+
+    Returns:
+        (values (m, w * block), best blocks (m, w)), w = min(c, n // block).
+
+    Example:
+        >>> values, blocks = block_max_candidates(scores, 200, 16)
+        >>> top, position = values.topk(200, dim=1)  # equals scores.topk(200, dim=1) up to ties
+        >>> columns = candidate_columns(position, blocks, scores.shape[1] // 16)
+    """
+    m, num_blocks = len(scores), scores.shape[1] // block
+    blocks = scores.view(m, block, num_blocks)
+    best_blocks = blocks.amax(dim=1).topk(min(c, num_blocks), dim=1, sorted=False).indices
+    values = blocks.gather(2, best_blocks[:, None, :].expand(-1, block, -1)).reshape(m, -1)
+    return values, best_blocks
+
+
+def candidate_columns(position: Tensor, best_blocks: Tensor, num_blocks: int) -> Tensor:
+    """Columns of the scores at `position` in the values of `block_max_candidates`."""
+    width = best_blocks.shape[1]
+    return (position // width) * num_blocks + best_blocks.gather(1, position % width)
+
+
+def fp32_block_width(num_columns: int, k: int) -> int:
+    """Columns per block for an exact top-k by block maxima; 1 means a plain top-k is cheaper.
+
+    The selection reads k x width candidates after ranking num_columns / width block maxima; the
+    two balance near width = sqrt(num_columns / k). Widths are powers of two dividing FP32_PAD.
+
+    Example:
+        >>> fp32_block_width(50_048, 200)
+        16
+    """
+    width = 1
+    while width < FP32_PAD and (2 * width) ** 2 * k <= num_columns * 2:
+        width *= 2
+    # below a width of 4 the pruning saves less than its own passes over the scores
+    return width if width >= 4 and k * width * 2 <= num_columns else 1
 
 
 def _fp32_search(bank32: Tensor, query32: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,9 @@
-"""What this machine's CPU does natively.
+"""What this machine's CPU reports about bf16: a flag, not a speed.
+
+`native_bf16()` says whether oneDNN finds bf16 instructions (AVX512-BF16, AMX); it does not say
+whether bf16 products are faster than fp32 ones, which is what the kNN search and the training
+precision need: `ssl_coded.calibration` measures that. The flag is printed by the benchmarks beside
+the measurement.
 
 Example:
     >>> native_bf16()  # False on a CPU without AVX512-BF16 or AMX: bf16 products are emulated there
@@ -10,5 +15,5 @@ import torch
 
 
 def native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively; where it does not, bf16 is emulated and slower than fp32."""
+    """Whether this CPU has bf16 instructions (it may still multiply bf16 slower than fp32: see calibration)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

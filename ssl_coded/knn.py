@@ -3,9 +3,10 @@
 The pretraining run's online monitor (validation kNN each epoch), its summary (test kNN of the best
 checkpoint) and `ssl-coded eval` all search with `KnnBank` and vote with `rank_classes`, so the same
 features give the same numbers everywhere. The search is exact: `ExactIndex` (a certified bf16
-product re-ranked in fp32 on CPUs that multiply bf16 natively, the fp32 product elsewhere and on
-GPUs). Votes of the k nearest bank rows (cosine similarity) are weighted by exp(sim / T), as in
-InstDisc and lightly's `knn_predict`. Presets: dino (k=20, T=0.07), instdisc (k=200, T=0.1).
+product re-ranked in fp32 on CPUs where bf16 products are measured to be clearly faster than fp32
+ones, `ssl_coded.calibration`; the fp32 product elsewhere and on GPUs). Votes of the k nearest
+bank rows (cosine similarity) are weighted by exp(sim / T), as in InstDisc and lightly's
+`knn_predict`. Presets: dino (k=20, T=0.07), instdisc (k=200, T=0.1).
 
 Example:
     >>> scores = knn_metrics(train_x, train_y, test_x, test_y, num_classes=10)
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ssl_coded import hardware
+from ssl_coded import calibration
 from ssl_coded.exact_search import ExactIndex, SearchStats
 from ssl_coded.notices import warn_once
 
@@ -30,11 +31,14 @@ class KnnBank:
     Args:
         features: (num_bank, dim) float features, on any device.
         labels: (num_bank,) int64 class labels (needed by `predict`).
-        bf16: the certified bf16 product on a CPU (default: where the CPU multiplies bf16 natively).
+        bf16: the certified bf16 product on a CPU (default: where this machine's calibration chose
+            it, `ssl_coded.calibration.knn_backend()`; never measured for a bank off the CPU).
     """
 
     def __init__(self, features: Tensor, labels: Tensor | None = None, bf16: bool | None = None) -> None:
-        self.index = ExactIndex(features, bf16=hardware.native_bf16() if bf16 is None else bf16)
+        if bf16 is None:
+            bf16 = features.device.type == "cpu" and calibration.knn_backend() == "bf16"
+        self.index = ExactIndex(features, bf16=bf16)
         self.labels = labels
 
     def __len__(self) -> int:

@@ -6,6 +6,19 @@ import pytest
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def calibration_cache(tmp_path_factory):
+    """The bf16 calibration (ssl_coded.calibration) is cached in a folder of this test session, never in
+    the user's ~/.cache; subprocesses inherit it."""
+    previous = os.environ.get("SSL_CODED_CACHE_DIR")
+    os.environ["SSL_CODED_CACHE_DIR"] = str(tmp_path_factory.mktemp("calibration"))
+    yield
+    if previous is None:
+        os.environ.pop("SSL_CODED_CACHE_DIR", None)
+    else:
+        os.environ["SSL_CODED_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def fashion_mnist_root() -> Path:
     """The Debian Fashion-MNIST folder: skipped on a laptop without it, a failure under CI."""

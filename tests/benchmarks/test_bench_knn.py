@@ -25,3 +25,19 @@ def test_benchmark_rows_agree_with_the_reference_and_are_written(tmp_path, capsy
     assert len(saved["rows"]) == len(rows)
     assert (tmp_path / "bench" / "bench-knn.png").read_bytes()[:4] == b"\x89PNG"
     assert "speed vs lightly" in capsys.readouterr().out
+
+
+def test_random_part_prints_the_calibrations_choice_and_interleaved_ratios(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SSL_CODED_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SSL_CODED_KNN_BACKEND", "fp32")  # what the calibration chose, without timing it here
+    rows = run_knn_benchmark(900, 60, 16, k=20, repeats=2, out_dir=tmp_path / "bench", sklearn=False)
+    random = {r.method: r for r in rows if r.part.startswith("random")}
+    for exact in ("torch fp32 brute force (reference)", "ssl-coded exact", "FAISS IndexFlatIP", "lightly knn_predict"):
+        assert random[exact].agreement == 1.0, exact
+        assert random[exact].speed_vs_lightly > 0, exact
+    assert random["lightly knn_predict"].speed_vs_lightly == 1.0  # a row against itself, round by round
+    assert "calibration's choice" in random["ssl-coded exact"].note and "fp32 product" in random["ssl-coded exact"].note
+    out = capsys.readouterr().out
+    assert "calibration: " in out and "kNN backend fp32" in out and "SSL_CODED_KNN_BACKEND=fp32" in out
+    saved = json.loads((tmp_path / "bench" / "bench-knn.json").read_text())
+    assert saved["calibration"]["knn_backend"] == "fp32" and saved["calibration"]["fp32_gflops"] > 0

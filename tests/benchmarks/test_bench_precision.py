@@ -3,11 +3,11 @@ import statistics
 import pytest
 
 from benchmarks.bench_precision import run_precision_benchmark
-from ssl_coded import hardware
+from ssl_coded import calibration
 
 
 def test_precision_benchmark_reports_medians_of_interleaved_rounds(monkeypatch, capsys):
-    monkeypatch.setattr(hardware, "native_bf16", lambda: False)
+    monkeypatch.setattr(calibration, "bf16_training", lambda: False)
     result = run_precision_benchmark("simclr-digits", batch_size=8, rounds=3)
     rounds = result["rounds"]
     assert len(rounds["fp32"]) == len(rounds["bf16 autocast"]) == 3 and min(rounds["fp32"]) > 0

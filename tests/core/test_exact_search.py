@@ -1,8 +1,16 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_coded.exact_search import SearchStats, exact_search
+from ssl_coded.exact_search import (
+    ExactIndex,
+    SearchStats,
+    block_max_candidates,
+    candidate_columns,
+    exact_search,
+    fp32_block_width,
+)
 
 
 def fp32_brute_force(bank, queries, k):
@@ -65,3 +73,38 @@ def test_no_queries_and_too_few_candidates_are_handled():
     assert similarity.shape == index.shape == (0, 5)
     queries = torch.randn(20, 16, generator=generator)
     assert_same_answer(exact_search(bank, queries, k=30, num_candidates=3), fp32_brute_force(bank, queries, 30))
+
+
+@pytest.mark.parametrize(("num_bank", "k"), [(5000, 200), (5003, 20), (4097, 1), (700, 150), (129, 128)])
+def test_the_fp32_search_equals_the_plain_product_and_topk(num_bank, k):
+    # the block-max selection of the fp32 path: bank sizes off the padding, k from 1 to nearly the bank
+    generator = torch.Generator().manual_seed(num_bank)
+    bank, queries = torch.randn(num_bank, 48, generator=generator), torch.randn(70, 48, generator=generator)
+    index = ExactIndex(bank, chunk_size=32, bf16=False)
+    similarity, neighbours = index.search(queries, k)
+    reference = fp32_brute_force(bank, queries, k)
+    assert_same_answer((similarity, neighbours), reference)
+    assert torch.equal(similarity, similarity.sort(dim=1, descending=True).values)  # best first
+    assert int(neighbours.max()) < num_bank  # no padding row
+    assert index.search(queries[:5], k)[1].shape == (5, k)  # a smaller chunk reuses the buffer
+
+
+def test_block_widths_balance_the_two_top_k_passes():
+    assert fp32_block_width(50_048, 200) == 16  # sqrt(50,048 / 200) is about 16
+    assert fp32_block_width(50_048, 20) == 64  # capped at the padding
+    assert fp32_block_width(256, 200) == 1  # k near the bank: a plain top-k
+    for columns, k in ((50_048, 200), (3008, 20), (640, 5)):
+        width = fp32_block_width(columns, k)
+        assert width == 1 or (64 % width == 0 and k * width * 2 <= columns)
+
+
+def test_block_max_candidates_hold_each_rows_top_c():
+    generator = torch.Generator().manual_seed(4)
+    scores = torch.randn(30, 1024, generator=generator)
+    values, best_blocks = block_max_candidates(scores, 25, 8)
+    assert values.shape == (30, 25 * 8)
+    top, position = values.topk(25, dim=1)
+    columns = candidate_columns(position, best_blocks, 1024 // 8)
+    expected = torch.from_numpy(np.sort(scores.numpy(), axis=1)[:, ::-1][:, :25].copy())
+    assert torch.equal(top, expected)
+    assert torch.equal(scores.gather(1, columns), top)  # the columns point at those scores

@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 import torch
 
+from ssl_coded import calibration
 from ssl_coded.knn import PRESETS, KnnBank, knn_metrics, knn_predict
 from tests.oracles import brute_force_knn
+
+
+@pytest.fixture(autouse=True)
+def calibration_cache(monkeypatch, tmp_path_factory):
+    """The default backend is measured here at most once, into a temporary cache, never the home one."""
+    monkeypatch.setenv("SSL_CODED_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ssl-coded-cache"))
 
 
 def random_features(n_bank=600, n_query=80, dim=12, classes=5, seed=0):
@@ -72,3 +79,20 @@ def test_mismatched_dimensions_are_refused():
     bank, labels, queries = random_features(n_bank=50, n_query=5, dim=32)
     with pytest.raises(ValueError, match="dimension 32 but queries 8; extract both with the same encoder"):
         knn_predict(bank, labels, queries[:, :8], 5)
+
+
+@pytest.mark.parametrize("backend", ["bf16", "fp32"])
+def test_the_default_search_is_the_calibrations_choice(monkeypatch, backend):
+    monkeypatch.setattr(calibration, "knn_backend", lambda: backend)
+    bank, labels, _ = random_features(n_bank=40)
+    assert KnnBank(bank, labels).index.bf16 == (backend == "bf16")
+    assert KnnBank(bank, labels, bf16=backend != "bf16").index.bf16 == (backend != "bf16")  # explicit wins
+
+
+def test_the_override_reaches_the_default_search(monkeypatch, tmp_path):
+    monkeypatch.setenv("SSL_CODED_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SSL_CODED_KNN_BACKEND", "bf16")
+    bank, labels, _ = random_features(n_bank=40)
+    assert KnnBank(bank, labels).index.bf16
+    monkeypatch.setenv("SSL_CODED_KNN_BACKEND", "fp32")
+    assert not KnnBank(bank, labels).index.bf16

@@ -4,7 +4,7 @@ import pytest
 import pytorch_lightning as pl
 import yaml
 
-from ssl_coded import hardware
+from ssl_coded import calibration, hardware
 from ssl_coded.cli import main
 from ssl_coded.training.loop import pretrain
 from ssl_coded.training.precision import FALLBACK_WARNING, training_precision, trains_on_cpu
@@ -13,7 +13,7 @@ from ssl_coded.training.recipes import load_config
 
 @pytest.fixture
 def without_native_bf16(monkeypatch):
-    monkeypatch.setattr(hardware, "native_bf16", lambda: False)
+    monkeypatch.setattr(calibration, "bf16_training", lambda: False)
 
 
 def test_bf16_autocast_becomes_fp32_on_a_cpu_without_native_bf16(without_native_bf16):
@@ -27,8 +27,33 @@ def test_bf16_autocast_becomes_fp32_on_a_cpu_without_native_bf16(without_native_
 
 
 def test_native_bf16_keeps_the_recipe(monkeypatch):
-    monkeypatch.setattr(hardware, "native_bf16", lambda: True)
+    monkeypatch.setattr(calibration, "bf16_training", lambda: True)
     assert training_precision("bf16-mixed", "cpu") == "bf16-mixed"
+
+
+@pytest.mark.parametrize(("flag", "measured_fast", "kept"), [(True, False, False), (False, True, True)])
+def test_the_measurement_decides_not_the_cpu_flag(monkeypatch, tmp_path, flag, measured_fast, kept):
+    # a CPU that reports bf16 instructions yet multiplies bf16 slower than fp32, and the reverse
+    monkeypatch.setenv("SSL_CODED_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("SSL_CODED_BF16", raising=False)
+    monkeypatch.setattr(hardware, "native_bf16", lambda: flag)
+    speed = 300.0 if measured_fast else 30.0
+    monkeypatch.setattr(calibration, "measure", lambda rounds=4: calibration.Calibration(100.0, speed, 100.0, speed))
+    calibration.forget()
+    try:
+        assert training_precision("bf16-mixed", "cpu") == ("bf16-mixed" if kept else "32-true")
+    finally:
+        calibration.forget()
+
+
+def test_the_override_decides_without_measuring(monkeypatch, tmp_path):
+    monkeypatch.setenv("SSL_CODED_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(calibration, "measure", lambda rounds=4: pytest.fail("measured despite the override"))
+    monkeypatch.setenv("SSL_CODED_BF16", "1")
+    assert training_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    monkeypatch.setenv("SSL_CODED_BF16", "0")
+    assert training_precision("bf16-mixed", "cpu") == "32-true"
+    assert "SSL_CODED_BF16=1" in FALLBACK_WARNING  # the warning names the way out
 
 
 def test_auto_means_the_cpu_only_without_an_accelerator(monkeypatch):
