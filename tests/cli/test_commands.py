@@ -14,18 +14,26 @@ def test_the_recipe_attack_section_and_the_harness_settings_agree():
     assert recipe == harness
 
 
+QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from ssl_coded.cli import main
+
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={out}", "name=run"]) == 0
+    return out / "run"
+
+
 @pytest.mark.slow
-def test_a_run_evaluated_through_the_library_gives_the_commands_numbers(tmp_path):
+def test_a_run_evaluated_through_the_library_gives_the_commands_numbers(run):
     from ssl_coded.eval import evaluate
 
-    from ssl_coded.cli import main
     from ssl_coded.commands import evaluate_run
     from ssl_coded.encoders import load_encoder
     from ssl_coded.training.checkpoints import load_trained
 
-    quick = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
-    assert main(["pretrain", "simclr-digits", *quick, f"out_dir={tmp_path}", "name=run"]) == 0
-    run = tmp_path / "run"
     by_command = evaluate_run(run, floors=False, plots=False)["encoder"]
     splits = load_trained(run).splits
     by_library = evaluate(load_encoder(run), splits.train, splits.test, val=splits.val, device="cpu")["encoder"]
@@ -37,20 +45,21 @@ def test_a_run_evaluated_through_the_library_gives_the_commands_numbers(tmp_path
 
 
 @pytest.mark.slow
-def test_checkpoints_without_stored_normalisation_still_load(tmp_path):
+def test_checkpoints_without_stored_normalisation_still_load(run, tmp_path):
+    import shutil
+
     from ssl_coded.cli import main
     from ssl_coded.training.checkpoints import load_trained
 
-    quick = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
-    assert main(["pretrain", "simclr-digits", *quick, f"out_dir={tmp_path}", "name=run"]) == 0
-    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    copy = shutil.copytree(run, tmp_path / "run")
+    path = copy / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(path, weights_only=True)
     stored = checkpoint["state_dict"].pop("mean").clone(), checkpoint["state_dict"].pop("std").clone()
     torch.save(checkpoint, tmp_path / "old.ckpt")  # as written before mean/std were stored
     method = load_trained(tmp_path / "old.ckpt").method
     assert torch.allclose(method.mean, stored[0]) and torch.allclose(method.std, stored[1])  # recomputed from the data
-    args = ["pretrain", "simclr-digits", *quick, "trainer.max_epochs=2", f"out_dir={tmp_path}", "name=run", "--resume"]
     torch.save(checkpoint, path)
+    args = ["pretrain", "simclr-digits", *QUICK, "trainer.max_epochs=2", f"out_dir={tmp_path}", "name=run", "--resume"]
     assert main(args) == 0  # a resume from it loads strictly too
 
 
