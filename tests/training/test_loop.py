@@ -12,7 +12,7 @@ from ssl_coded.cli import main
 from ssl_coded.training.config import available_recipes
 from ssl_coded.training.loop import pretrain
 from ssl_coded.training.recipes import load_config
-from tests.console import one_line_error, run_cli
+from tests.console import one_line_error, run_cli, run_cli_together
 from tests.training.test_datasets import make_image_folder
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=256"]
@@ -107,20 +107,25 @@ def test_resume_after_a_kill_reaches_the_same_metrics(tmp_path):
 
 @pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path):
-    one_line_error(run_cli("pretrain", "simclr-imagenet", cwd=tmp_path), "unknown recipe", "simclr-digits")
-    one_line_error(run_cli("pretrain", "simclr-digits", "coded.wieght=1", cwd=tmp_path), "coded.weight")
-    missing_root = f"data.root={tmp_path}/none"
-    missing = run_cli("pretrain", "simclr-fashion-mnist", missing_root, f"out_dir={tmp_path}", cwd=tmp_path)
-    one_line_error(missing, "does not exist", "dataset-fashion-mnist")
-
     checkpoints = tmp_path / "runs" / "broken" / "checkpoints"
     checkpoints.mkdir(parents=True)
     garbage = b"this is not a checkpoint"
     (checkpoints / "last.ckpt").write_bytes(garbage)
-    broken = run_cli("pretrain", "simclr-digits", f"out_dir={tmp_path}/runs", "name=broken", "--resume", cwd=tmp_path)
-    one_line_error(broken, "cannot be read")
+    broken = ["pretrain", "simclr-digits", f"out_dir={tmp_path}/runs", "name=broken"]
+    results = run_cli_together(  # none of them writes anything, so they may run side by side
+        ["pretrain", "simclr-imagenet"],
+        ["pretrain", "simclr-digits", "coded.wieght=1"],
+        ["pretrain", "simclr-fashion-mnist", f"data.root={tmp_path}/none", f"out_dir={tmp_path}"],
+        [*broken, "--resume"],
+        broken,
+        cwd=tmp_path,
+    )
+    unknown, misspelt, missing, unreadable, again = results
+    one_line_error(unknown, "unknown recipe", "simclr-digits")
+    one_line_error(misspelt, "coded.weight")
+    one_line_error(missing, "does not exist", "dataset-fashion-mnist")
+    one_line_error(unreadable, "cannot be read")
     assert (checkpoints / "last.ckpt").read_bytes() == garbage  # nothing written is lost
-    again = run_cli("pretrain", "simclr-digits", f"out_dir={tmp_path}/runs", "name=broken", cwd=tmp_path)
     one_line_error(again, "already has checkpoints", "--resume")
 
 
