@@ -76,7 +76,7 @@ def _torchvision(name: str) -> nn.Module:
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
         raise EncoderError(f"torchvision has no classification model {name!r}{hint}")
-    with contextlib.redirect_stderr(None), _quiet_warnings():  # e.g. inception's init-weights notice
+    with _quiet_warnings():  # e.g. inception's init-weights notice
         model = models.get_model(name, weights=None)
     head = classifier_name(model)
     if head is None:

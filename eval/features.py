@@ -45,6 +45,17 @@ class FeatureSource:
     key: str = ""
 
 
+def as_tensor(array: Any, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
+    """A numpy array, a memory map or a tensor as a tensor on `device` (default: where it is); a read-only
+    array (a cached memory map) is copied, since torch wants memory it may write."""
+    if isinstance(array, Tensor):
+        return array.detach().to(device=device if device is not None else array.device, dtype=dtype)
+    array = np.asarray(array)
+    if not array.flags.writeable:
+        array = np.array(array)
+    return torch.as_tensor(array, device=device, dtype=dtype)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """The device a `--device` value names: `auto` (a CUDA GPU when there is one, else the CPU),
     `cpu`, `cuda` or `cuda:N`."""

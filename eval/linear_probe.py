@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ssl_coded.eval.features import as_tensor
 from torch import Tensor
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -234,15 +235,6 @@ def _backtrack(
     return None
 
 
-def _as_tensor(x: ArrayLike, device: torch.device, dtype: torch.dtype) -> Tensor:
-    if isinstance(x, Tensor):
-        return x.detach().to(device=device, dtype=dtype)
-    array = np.asarray(x)
-    if not array.flags.writeable:  # a cached memory map: torch wants memory it may write
-        array = np.array(array)
-    return torch.as_tensor(array, device=device, dtype=dtype)
-
-
 def _labels(y: ArrayLike) -> np.ndarray:
     return y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
 
@@ -385,7 +377,7 @@ def linear_probe(
     if solver == "sklearn":
         return _sklearn_probe(train_x, train_y, val_x, val_y, test_x, test_y, c_grid, max_iter)
     device = torch.device(device) if device is not None else _default_device(train_x, val_x, test_x)
-    train_t, val_t, test_t = (_as_tensor(a, device, dtype) for a in (train_x, val_x, test_x))
+    train_t, val_t, test_t = (as_tensor(a, device, dtype) for a in (train_x, val_x, test_x))
     train_l, val_l, test_l = (_labels(a) for a in (train_y, val_y, test_y))
 
     mean, scale = _standardiser(train_t)
@@ -488,7 +480,7 @@ def sgd_probe(
     """
     device = torch.device(device) if device is not None else _default_device(train_x, test_x)
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same order on every device
-    x = _as_tensor(train_x, device, torch.float32)
+    x = as_tensor(train_x, device, torch.float32)
     y = torch.as_tensor(_labels(train_y), dtype=torch.long, device=device)
     test_labels = _labels(test_y)
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
@@ -507,6 +499,6 @@ def sgd_probe(
             optimizer.step()
             scheduler.step()
     with torch.no_grad():
-        test = (_as_tensor(test_x, device, torch.float32) - mean) / std
+        test = (as_tensor(test_x, device, torch.float32) - mean) / std
         predicted = head(test).argmax(1).cpu().numpy()
     return float((predicted == test_labels).mean())

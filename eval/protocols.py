@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
+from ssl_coded.eval.features import as_tensor
 from ssl_coded.eval.knn_faiss import make_index, neighbour_recall
 from ssl_coded.eval.linear_probe import ProbeResult, linear_probe
 from ssl_coded.eval.retrieval import map_at_r, recall_at_k
@@ -29,12 +29,6 @@ from ssl_coded.knn import PRESETS, KnnBank, knn_metrics, rank_classes
 __all__ = ["ProbeResult", "as_tensor", "knn", "knn_report", "linear_probe", "retrieval"]
 
 RECALL_KS = (1, 5, 10)
-
-
-def as_tensor(array: Any, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
-    """A numpy array, a (read-only) memory map or a tensor as a tensor on `device` (arrays are copied)."""
-    tensor = array if isinstance(array, Tensor) else torch.from_numpy(np.array(array))
-    return tensor.to(device=device if device is not None else tensor.device, dtype=dtype)
 
 
 def _prepare(bank: Any, bank_labels: Any, queries: Any, query_labels: Any, device: Any) -> tuple[Tensor, ...]:

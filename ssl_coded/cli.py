@@ -9,6 +9,8 @@ import warnings
 from ssl_coded.extras import MissingExtraError
 from ssl_coded.notices import RunWarning
 
+DEVICE_HELP = "auto (a GPU where there is one), cpu, cuda or cuda:N"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-coded", description="Coded-smoothing for self-supervised learning.")
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("runs", nargs="+", help="classifier run directories (or a --compare parent directory)")
     attack.add_argument("--out", help="report directory (default: the run, or the runs' parent)")
     attack.add_argument("--set", nargs="*", default=[], metavar="attack.KEY=VALUE", help="e.g. attack.num_examples=100")
-    attack.add_argument("--device", default="auto", help="auto (a GPU where there is one), cpu, cuda or cuda:N")
+    attack.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     seeds = commands.add_parser(
         "attack-seeds",
@@ -95,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="mean/std of a foreign encoder's input (default: imagenet); runs use their stored ones",
     )
     evaluate.add_argument("--out", metavar="DIR", help="where results, feature caches and plots go")
-    evaluate.add_argument("--device", default="auto", help="auto (a GPU where there is one), cpu, cuda or cuda:N")
+    evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
     evaluate.add_argument("--batch-size", type=int, default=256, help="images per encoder call (default 256)")
     evaluate.add_argument("--workers", type=int, default=0, help="DataLoader workers that load and decode images")
     evaluate.add_argument("--no-floors", action="store_true", help="skip the raw-pixel and random-init rows")

@@ -176,7 +176,7 @@ def evaluate_foreign(
     loaded = load_weights(encoder, weights, prefix) if weights else {}
     splits = load_splits(config.data)
     channels = input_channels(encoder) or splits.channels
-    stats = normalisation(normalize, channels, _dataset_stats(splits.mean, splits.std, channels))
+    stats = normalisation(normalize, channels, (splits.mean, splits.std))  # grayscale stats repeat to RGB
     preprocess = Preprocess(channels, *(stats or (None, None)))
 
     def source(model: torch.nn.Module, name: str) -> FeatureSource:
@@ -212,13 +212,6 @@ def evaluate_foreign(
         num_workers=num_workers,
         device=where,
     )
-
-
-def _dataset_stats(mean: tuple[float, ...], std: tuple[float, ...], channels: int) -> tuple[tuple, tuple]:
-    """The train split's statistics as the encoder sees them (grayscale repeated to its channels)."""
-    if len(mean) == 1 and channels != 1:
-        return mean * channels, std * channels
-    return mean, std
 
 
 def eval_data_config(data_overrides: list[str], seed: int = 0) -> RecipeConfig:

@@ -27,3 +27,21 @@ def fashion_mnist_root() -> Path:
             pytest.fail(f"CI must provide Fashion-MNIST in {FASHION_MNIST} (.ci/run installs dataset-fashion-mnist)")
         pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
     return FASHION_MNIST
+
+
+QUICK_PRETRAIN = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.batch_size=32",
+    "eval.bank_size=128",
+]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    """A `simclr-digits` run of two training steps, made once per test module."""
+    from ssl_coded.cli import main
+
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["pretrain", "simclr-digits", *QUICK_PRETRAIN, f"out_dir={out}", "name=run"]) == 0
+    return out / "run"

@@ -5,6 +5,7 @@ import torch
 from ssl_coded.eval.robustness.harness import AttackSettings
 
 from ssl_coded.training.config import AttackConfig
+from tests.conftest import QUICK_PRETRAIN
 
 
 def test_the_recipe_attack_section_and_the_harness_settings_agree():
@@ -14,20 +15,9 @@ def test_the_recipe_attack_section_and_the_harness_settings_agree():
     assert recipe == harness
 
 
-QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from ssl_coded.cli import main
-
-    out = tmp_path_factory.mktemp("runs")
-    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={out}", "name=run"]) == 0
-    return out / "run"
-
-
 @pytest.mark.slow
-def test_a_run_evaluated_through_the_library_gives_the_commands_numbers(run):
+def test_a_run_evaluated_through_the_library_gives_the_commands_numbers(quick_run):
+    run = quick_run
     from ssl_coded.eval import evaluate
 
     from ssl_coded.commands import evaluate_run
@@ -45,13 +35,13 @@ def test_a_run_evaluated_through_the_library_gives_the_commands_numbers(run):
 
 
 @pytest.mark.slow
-def test_checkpoints_without_stored_normalisation_still_load(run, tmp_path):
+def test_checkpoints_without_stored_normalisation_still_load(quick_run, tmp_path):
     import shutil
 
     from ssl_coded.cli import main
     from ssl_coded.training.checkpoints import load_trained
 
-    copy = shutil.copytree(run, tmp_path / "run")
+    copy = shutil.copytree(quick_run, tmp_path / "run")
     path = copy / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(path, weights_only=True)
     stored = checkpoint["state_dict"].pop("mean").clone(), checkpoint["state_dict"].pop("std").clone()
@@ -59,7 +49,15 @@ def test_checkpoints_without_stored_normalisation_still_load(run, tmp_path):
     method = load_trained(tmp_path / "old.ckpt").method
     assert torch.allclose(method.mean, stored[0]) and torch.allclose(method.std, stored[1])  # recomputed from the data
     torch.save(checkpoint, path)
-    args = ["pretrain", "simclr-digits", *QUICK, "trainer.max_epochs=2", f"out_dir={tmp_path}", "name=run", "--resume"]
+    args = [
+        "pretrain",
+        "simclr-digits",
+        *QUICK_PRETRAIN,
+        "trainer.max_epochs=2",
+        f"out_dir={tmp_path}",
+        "name=run",
+        "--resume",
+    ]
     assert main(args) == 0  # a resume from it loads strictly too
 
 

@@ -3,22 +3,14 @@ import pytest
 import torch
 from ssl_coded.eval.features import FeatureSource, cached_features
 
-from ssl_coded.cli import main
 from ssl_coded.training.checkpoints import CheckpointError, load_trained
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={out}", "name=run"]) == 0
-    return out / "run"
-
-
 @pytest.mark.slow
-def test_features_match_the_backbone_and_are_cached(run_dir, tmp_path, monkeypatch):
-    trained = load_trained(run_dir)
+def test_features_match_the_backbone_and_are_cached(quick_run, tmp_path, monkeypatch):
+    trained = load_trained(quick_run)
     source = FeatureSource(trained.features, trained.checkpoint_hash)
     test = trained.splits.test
     features, labels = cached_features(source, test, "test", tmp_path, batch_size=64)
@@ -52,11 +44,11 @@ def test_any_dataset_of_image_label_pairs_works_uncached(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_changed_checkpoint_never_reuses_stale_features(run_dir, tmp_path):
-    encoder = load_trained(run_dir)
+def test_a_changed_checkpoint_never_reuses_stale_features(quick_run, tmp_path):
+    encoder = load_trained(quick_run)
     source = FeatureSource(encoder.features, encoder.checkpoint_hash)
     cached_features(source, encoder.splits.test, "test", tmp_path)
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint = torch.load(quick_run / "checkpoints" / "last.ckpt", weights_only=True)
     for key, value in checkpoint["state_dict"].items():
         if value.is_floating_point():
             checkpoint["state_dict"][key] = value * 1.5
@@ -70,7 +62,7 @@ def test_a_changed_checkpoint_never_reuses_stale_features(run_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_unusable_checkpoints_name_the_problem(run_dir, tmp_path):
+def test_unusable_checkpoints_name_the_problem(quick_run, tmp_path):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"no")
     with pytest.raises(CheckpointError, match="cannot be read"):
@@ -79,7 +71,7 @@ def test_unusable_checkpoints_name_the_problem(run_dir, tmp_path):
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CheckpointError, match="not an ssl-coded pretraining checkpoint"):
         load_trained(foreign)
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint = torch.load(quick_run / "checkpoints" / "last.ckpt", weights_only=True)
     checkpoint["recipe_yaml"] = checkpoint["recipe_yaml"].replace("width: 32", "width: 16")
     mismatched = tmp_path / "mismatched.ckpt"
     torch.save(checkpoint, mismatched)

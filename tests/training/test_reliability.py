@@ -149,39 +149,32 @@ def test_nothing_written_is_replaced_without_overwrite_and_compare_checks_both_f
     assert json.loads((tmp_path / "x-coded" / "summary.json").read_text())["method"] == "byol"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={out}", "name=run"]) == 0
-    return out / "run"
-
-
 @pytest.mark.slow
-def test_evaluating_other_data_never_reuses_the_cached_features(trained):
-    first = evaluate_run(trained, ("knn",), floors=False, plots=False)["encoder"]
-    other = evaluate_run(trained, ("knn",), data_overrides=["max_test=50"], floors=False, plots=False)["encoder"]
-    saved = json.loads((trained / "results.json").read_text())
+def test_evaluating_other_data_never_reuses_the_cached_features(quick_run):
+    first = evaluate_run(quick_run, ("knn",), floors=False, plots=False)["encoder"]
+    other = evaluate_run(quick_run, ("knn",), data_overrides=["max_test=50"], floors=False, plots=False)["encoder"]
+    saved = json.loads((quick_run / "results.json").read_text())
     assert saved["data"]["max_test"] == 50 and saved["rows"]["encoder"] == other
-    fresh = evaluate_run(trained, ("knn",), data_overrides=["max_test=50"], floors=False, plots=False)
+    fresh = evaluate_run(quick_run, ("knn",), data_overrides=["max_test=50"], floors=False, plots=False)
     assert fresh["encoder"] == other and other != first  # 50 test images: not the first run's figures
-    assert list(trained.glob("results-*.json"))  # the first data's results moved aside, not lost
+    assert list(quick_run.glob("results-*.json"))  # the first data's results moved aside, not lost
 
 
 @pytest.mark.slow
-def test_results_of_protocols_accumulate(trained):
-    evaluate_run(trained, ("knn",), floors=False, plots=False)
-    evaluate_run(trained, ("linear",), floors=False, plots=False)
-    saved = json.loads((trained / "results.json").read_text())
+def test_results_of_protocols_accumulate(quick_run):
+    evaluate_run(quick_run, ("knn",), floors=False, plots=False)
+    evaluate_run(quick_run, ("linear",), floors=False, plots=False)
+    saved = json.loads((quick_run / "results.json").read_text())
     assert {"knn_dino_top1", "linear_top1"} <= set(saved["rows"]["encoder"])
     assert set(saved["protocols"]) == {"knn", "linear"} and all("made" in p for p in saved["protocols"].values())
 
 
 @pytest.mark.slow
-def test_dataset_overrides_are_typed_and_checked(trained, capsys):
-    assert main(["eval", "knn", str(trained), "--no-floors", "--dataset", "max_test=100"]) == 0
-    assert json.loads((trained / "results.json").read_text())["data"]["max_test"] == 100  # an int, not "100"
+def test_dataset_overrides_are_typed_and_checked(quick_run, capsys):
+    assert main(["eval", "knn", str(quick_run), "--no-floors", "--dataset", "max_test=100"]) == 0
+    assert json.loads((quick_run / "results.json").read_text())["data"]["max_test"] == 100  # an int, not "100"
     capsys.readouterr()
-    assert main(["eval", "knn", str(trained), "--dataset", "bogus=1"]) == 2
+    assert main(["eval", "knn", str(quick_run), "--dataset", "bogus=1"]) == 2
     assert "data.bogus" in capsys.readouterr().err
 
 
