@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--compare", action="store_true", help="train erm, mixup and coded into <name>/{erm,mixup,coded}"
     )
+    train.add_argument(
+        "--regularizers",
+        default="erm,mixup,coded",
+        help="with --compare: the regularizers trained side by side, comma-separated (default erm,mixup,coded; "
+        "also manifold_mixup, noise)",
+    )
     train.add_argument("--attack", action="store_true", help="then attack the trained models (and RCI)")
     train.add_argument("--overwrite", action="store_true", help="replace what earlier runs left under their names")
     train.add_argument("--verbose", action="store_true", help="show the frameworks' own messages and warnings")
@@ -185,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 resume=args.resume,
                 compare=args.compare,
                 attack=args.attack,
+                regularizers=tuple(r.strip() for r in args.regularizers.split(",") if r.strip()),
                 overwrite=args.overwrite,
                 verbose=args.verbose,
             )

@@ -20,7 +20,7 @@ from ssl_coded.io import write_text
 from ssl_coded.training.checkpoints import TrainedRun, file_hash, load_trained, random_init
 from ssl_coded.training.config import ConfigError, RecipeConfig
 from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
-from ssl_coded.training.methods.supervised import REGULARIZERS
+from ssl_coded.training.methods.supervised import COMPARED, REGULARIZERS
 from ssl_coded.training.recipes import load_config, with_overrides
 from ssl_coded.training.summary import ENCODER, RANDOM_INIT, RAW_PIXELS, format_summary, read_summary
 
@@ -281,10 +281,13 @@ def run_train(
     attack: bool = False,
     overwrite: bool = False,
     verbose: bool = False,
+    regularizers: tuple[str, ...] = COMPARED,
 ) -> dict[str, Any]:
-    """Train a classifier from a supervised recipe. With `compare`, train ERM, mixup and coded-smoothing
-    (same backbone, data and budget) into `<out_dir>/<name>/{erm,mixup,coded}` and print one table;
-    with `attack`, then run the attack harness on them and write its report beside them."""
+    """Train a classifier from a supervised recipe. With `compare`, train `regularizers` (ERM, mixup and
+    coded-smoothing by default; same backbone, data and budget) into `<out_dir>/<name>/<regularizer>`
+    and print one table; with `attack`, then run the attack harness on them and write its report beside them."""
+    if unknown := [r for r in regularizers if r not in REGULARIZERS]:
+        raise ConfigError(f"--regularizers: {unknown} are not regularizers; choose from {', '.join(REGULARIZERS)}")
     config = load_config(recipe, overrides)
     if config.method.name != "supervised":
         raise ConfigError(f"recipe {recipe!r} is a {config.method.name} recipe; `train` needs method.name=supervised")
@@ -300,7 +303,7 @@ def run_train(
             out_dir=str(parent) if compare else config.out_dir,
             name=regularizer if compare else config.name,
         )
-        for regularizer in (REGULARIZERS if compare else (config.method.regularizer,))
+        for regularizer in (regularizers if compare else (config.method.regularizer,))
     }
     finished = {r for r, v in variants.items() if resume and (run_dir(v) / "summary.json").is_file()}
     resumable = {r for r, v in variants.items() if resume and (run_dir(v) / "checkpoints" / "last.ckpt").is_file()}
@@ -328,9 +331,12 @@ def run_train(
 
 
 def format_classifiers(summaries: dict[str, dict[str, Any]]) -> str:
-    lines = ["| regularizer | test accuracy | best val accuracy | train s |", "|---|---|---|---|"]
+    lines = ["| regularizer | test accuracy | train accuracy | best val accuracy | train s |", "|---|---|---|---|---|"]
     for name, s in summaries.items():
-        lines.append(f"| {name} | {s['test_accuracy']:.4f} | {s['best_val_accuracy']:.4f} | {s['seconds']:.0f} |")
+        train = f"{s['train_accuracy']:.4f}" if "train_accuracy" in s else "-"  # summaries before it was recorded
+        lines.append(
+            f"| {name} | {s['test_accuracy']:.4f} | {train} | {s['best_val_accuracy']:.4f} | {s['seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 

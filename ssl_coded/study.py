@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import resource
 import statistics
@@ -44,6 +45,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from ssl_coded.calibration import cpu_model
 from ssl_coded.commands import evaluate_run
 from ssl_coded.eval.statistics import csv_text, format_difference, paired_difference
 from ssl_coded.io import write_json, write_text
@@ -51,9 +53,21 @@ from ssl_coded.training.config import ConfigError
 from ssl_coded.training.loop import pretrain
 from ssl_coded.training.recipes import load_config
 
-ACCURACIES = ("knn_dino_top1", "knn_instdisc_top1", "linear_top1", "linear_sgd_top1")
+# a classifier's own accuracies (supervised rows) and the evaluation protocols' (encoders); best_val is the
+# run's best validation score (val_accuracy or val_knn_top1), the only figure a sweep may be chosen by
+ACCURACIES = (
+    "test_accuracy",
+    "train_accuracy",
+    "generalization_gap",
+    "best_val",
+    "knn_dino_top1",
+    "knn_instdisc_top1",
+    "linear_top1",
+    "linear_sgd_top1",
+)
 COSTS = ("seconds", "eval_seconds", "peak_mb")
 METRICS = ACCURACIES + COSTS
+CLASSIFIER = ("test_accuracy", "train_accuracy", "generalization_gap")  # from the run summary of a classifier
 
 
 @dataclass
@@ -143,10 +157,16 @@ def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str],
         resumed = (out / "checkpoints" / "last.ckpt").is_file()
         pretrain(config, resume=resumed, overwrite=not resumed)  # the cell's own directory: a false start is redone
     start = time.perf_counter()
-    rows = evaluate_run(out, tuple(protocols), floors=False, probe=probe, plots=False)
+    # no protocols: a classifier's study, which reads its test and train accuracy from the summary
+    rows = evaluate_run(out, tuple(protocols), floors=False, probe=probe, plots=False) if protocols else {}
     summary = json.loads((out / "summary.json").read_text())
+    monitor = next(key for key in summary if key.startswith("best_val"))
     cell = {
-        **rows["encoder"],
+        **rows.get("encoder", {}),
+        **{key: summary[key] for key in CLASSIFIER if key in summary},
+        "best_val": summary[monitor],
+        "precision": summary["precision"],  # a row is paired only with a baseline of the same precision
+        "cpu": f"{cpu_model()}, {os.cpu_count()} cores",
         "seconds": summary["seconds"],  # training; after a resume, only the last session's part
         "resumed": resumed,
         "eval_seconds": round(time.perf_counter() - start, 1),
@@ -191,8 +211,18 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
     """cells.csv, results.md / results.csv (mean +- std over the finished seeds), a plot per metric and,
     where rows name a baseline, effects.md / effects.csv."""
     per_seed = collect_cells(study)
-    lines = [{"row": name, "seed": seed, **cell} for name, cells in per_seed.items() for seed, cell in cells.items()]
-    write_text(root / "cells.csv", csv_text(lines, ["row", "seed", *METRICS]))
+    facts = {  # where and how each cell ran, beside its figures
+        (row.name, seed): {k: cell.get(k, "") for k in ("precision", "cpu")}
+        for row in study.rows
+        for seed in seeds_of(study, row)
+        if (path := cell_result(study, row, seed)).is_file() and (cell := json.loads(path.read_text()))
+    }
+    lines = [
+        {"row": name, "seed": seed, **cell, **facts[name, seed]}
+        for name, cells in per_seed.items()
+        for seed, cell in cells.items()
+    ]
+    write_text(root / "cells.csv", csv_text(lines, ["row", "seed", *METRICS, "precision", "cpu"]))
     table = {
         name: {
             m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
@@ -232,6 +262,7 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
 def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
     """The finished cells' metrics: row name -> seed -> metric -> value."""
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
+    precisions: dict[str, set[str]] = {}
     for row in study.rows:
         per_seed[row.name] = {}
         for seed in seeds_of(study, row):
@@ -241,6 +272,14 @@ def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
                 if cell.get("resumed"):  # its training time covers only the part after the resume
                     cell.pop("seconds", None)
                 per_seed[row.name][seed] = {m: float(cell[m]) for m in METRICS if m in cell}
+                precisions.setdefault(row.name, set()).add(cell.get("precision", "unrecorded"))
+    for row in study.rows:  # a row and its baseline must share one precision, or their difference is the precision's
+        mine, theirs = precisions.get(row.name, set()), precisions.get(row.baseline, set())
+        if row.baseline and mine and theirs and len(mine | theirs) > 1:
+            raise ValueError(
+                f"row {row.name!r} ran at {sorted(mine)} and its baseline {row.baseline!r} at {sorted(theirs)}; "
+                "set trainer.precision in the study's common overrides and rerun the cells of one of them"
+            )
     return per_seed
 
 

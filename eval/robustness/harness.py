@@ -7,13 +7,15 @@ on a seeded subset of test images, per eps of the L-inf grid:
 - adaptive attacks for RCI: EOT-PGD (the loss averaged over S draws per step, through the whole
   randomized pipeline) and PGD on the deterministic surrogate (the same model without RCI),
   transferred;
-- a gradient-free Square-style search.
-"Plain" accuracy counts an image as robust if it survives the plain attacks; "adaptive" if it
-survives every attack (per-image worst case). Adversarial images are scored with a fresh draw of
-the defence, so an image counts as robust under RCI only if it survives six independent draws (a
-conservative count). Sanity checks run on every report: accuracy at a large eps, more steps, more
-EOT samples, gradient-free against gradient attacks. Writes attack.json, attack.md (tables, checks
-and the verdict on RCI), fidelity.md and robustness.png.
+- a gradient-free Square-style search;
+- the standard implementations of `standard.py` (torchattacks: APGD-CE, APGD-DLR and Square on a
+  deterministic model, EOT-PGD and APGD with EOT on RCI), unless `standard` is off.
+"Plain" accuracy counts an image as robust if it survives the plain attacks; "standard" if it
+survives every torchattacks attack; "adaptive" if it survives every attack (per-image worst case).
+Adversarial images are scored with a fresh draw of the defence, so an image counts as robust under
+RCI only if it survives one independent draw per attack (a conservative count). Sanity checks run on
+every report: accuracy at a large eps, more steps, more EOT samples, gradient-free against gradient
+attacks. Writes attack.json, attack.md (tables, checks and the verdict on RCI), fidelity.md and robustness.png.
 
 The harness takes models as callables from [0, 1] pixels to logits; `ssl-coded attack` loads them
 from run directories (`ssl_coded.commands`).
@@ -35,6 +37,7 @@ from typing import Any
 import torch
 from ssl_coded.eval.robustness.attacks import fgsm, pgd, square_attack
 from ssl_coded.eval.robustness.fidelity import fidelity_sweep, format_fidelity
+from ssl_coded.eval.robustness.standard import DETERMINISTIC, RANDOMIZED, standard_attacks
 from torch import Tensor
 from tqdm import tqdm
 
@@ -66,6 +69,7 @@ class AttackSettings:
     square_queries: int = 100  # gradient-free Square-style search
     num_examples: int = 400  # test images attacked (a seeded subset)
     sanity_eps: float = 0.5  # accuracy must fall to ~0 here
+    standard: bool = True  # also torchattacks' APGD-CE / APGD-DLR / Square (and EOT-PGD, APGD-EOT on RCI)
 
 
 def correct(model: Model, x: Tensor, y: Tensor) -> Tensor:
@@ -86,10 +90,16 @@ def attack_batch(target: Target, x: Tensor, y: Tensor, eps: float, cfg: AttackSe
             target.model, x, y, eps, cfg.steps, eot_samples=cfg.eot_samples, generator=generator
         )
         adversarial["transfer-pgd"] = pgd(target.surrogate, x, y, eps, cfg.steps, generator=generator)
-    return {name: correct(target.model, x_adv, y) for name, x_adv in adversarial.items()}
+    oks = {name: correct(target.model, x_adv, y) for name, x_adv in adversarial.items()}
+    if cfg.standard:
+        oks |= standard_attacks(
+            target.model, x, y, eps, cfg.steps, cfg.eot_samples, cfg.square_queries, seed, target.randomized
+        )
+    return oks
 
 
 PLAIN = ("fgsm", "pgd")
+AGGREGATES = ("plain", "standard", "adaptive")  # per-image worst cases, not attacks
 
 
 def robustness(target: Target, x: Tensor, y: Tensor, cfg: AttackSettings, batch_size: int, seed: int) -> dict[str, Any]:
@@ -105,11 +115,11 @@ def robustness(target: Target, x: Tensor, y: Tensor, cfg: AttackSettings, batch_
         joined = {name: torch.cat(oks) for name, oks in per_attack.items()}
         plain = clean & torch.stack([joined[a] for a in PLAIN]).all(0)
         adaptive = clean & torch.stack(list(joined.values())).all(0)
-        result["eps"][f"{eps:g}"] = {
-            **{name: float(ok.float().mean()) for name, ok in joined.items()},
-            "plain": float(plain.float().mean()),
-            "adaptive": float(adaptive.float().mean()),
-        }
+        row = {name: float(ok.float().mean()) for name, ok in joined.items()}
+        row |= {"plain": float(plain.float().mean()), "adaptive": float(adaptive.float().mean())}
+        if standard := [joined[a] for a in (*DETERMINISTIC, *RANDOMIZED) if a in joined]:
+            row["standard"] = float((clean & torch.stack(standard).all(0)).float().mean())
+        result["eps"][f"{eps:g}"] = row
     return result
 
 
@@ -153,14 +163,16 @@ def sanity_checks(
         detail = f"eps={middle}: {reference} {base:.3f}, {label} {value:.3f}; tolerance {tolerance:.3f}"
         checks.append((f"more {what} do not raise accuracy", value <= base + tolerance, detail))
         checks.append((f"more {what}: accuracy has stopped falling", value >= base - tolerance, detail))
-    gradient = min(v for k, v in row.items() if k not in ("square", "plain", "adaptive"))
-    checks.append(
-        (
-            "gradient-free search is not stronger than the gradient attacks",
-            row["square"] >= gradient - tolerance,
-            f"eps={middle}: square {row['square']:.3f}, best gradient attack {gradient:.3f}",
-        )
-    )
+    gradient = min(v for k, v in row.items() if k not in ("square", "square-ta", *AGGREGATES))
+    for search in ("square", "square-ta"):  # a search that beats the gradients means the gradients are masked
+        if search in row:
+            checks.append(
+                (
+                    f"gradient-free search ({search}) is not stronger than the gradient attacks",
+                    row[search] >= gradient - tolerance,
+                    f"eps={middle}: {search} {row[search]:.3f}, best gradient attack {gradient:.3f}",
+                )
+            )
     return checks
 
 
@@ -177,38 +189,57 @@ def verdict(results: dict[str, dict], eps: list[float], checks: dict[str, list],
             continue
         surrogate = results[name.removesuffix(" + RCI")]
         keys = [f"{v:g}" for v in eps]
-        gains = {e: result["eps"][e]["adaptive"] - surrogate["eps"][e]["adaptive"] for e in keys}
-        # a difference of two accuracies on the same n images: sqrt(2) x the noise of one
-        significant = any(gains[e] > math.sqrt(2) * noise_tolerance(surrogate["eps"][e]["adaptive"], n) for e in keys)
         converged = all(passed for _, passed, _ in checks.get(name, []))
-        if not significant:
-            outcome = "does not survive the adaptive attack"
-        elif not converged:
-            outcome = "is not established: a sanity check failed (see below), so the attack may be too weak"
-        else:
-            outcome = "survives the adaptive attack"
+        outcome, best = rci_outcome(result, surrogate, keys, "adaptive", converged, n)
         cells = "; ".join(
             f"eps={e}: plain {result['eps'][e]['plain']:.3f}, adaptive {result['eps'][e]['adaptive']:.3f}, "
             f"without RCI {surrogate['eps'][e]['adaptive']:.3f}"
             for e in keys
         )
-        best = max(gains.values())
         lines.append(
             f"- **{name}: RCI's robustness {outcome}** (largest gain over the undefended model under the adaptive "
             f"attacks: {100 * best:+.1f} points on {n} images; clean {result['clean']:.3f} vs {surrogate['clean']:.3f} "
             f"without RCI). {cells}."
         )
+        if all("standard" in r["eps"][e] for r in (result, surrogate) for e in keys):
+            outcome, best = rci_outcome(result, surrogate, keys, "standard", converged, n)
+            cells = "; ".join(
+                f"eps={e}: {result['eps'][e]['standard']:.3f} against {surrogate['eps'][e]['standard']:.3f}"
+                for e in keys
+            )
+            lines.append(
+                f"- **{name}, torchattacks alone** (EOT-PGD and APGD-EOT against RCI; APGD-CE, APGD-DLR and Square "
+                f"against the model without it): **RCI's robustness {outcome}** (largest gain {100 * best:+.1f} "
+                f"points). {cells}."
+            )
     return "\n".join(lines)
+
+
+def rci_outcome(
+    result: dict, surrogate: dict, keys: list[str], column: str, converged: bool, n: int
+) -> tuple[str, float]:
+    """(the verdict's words, the largest gain) of RCI over the model without it in one accuracy column."""
+    gains = {e: result["eps"][e][column] - surrogate["eps"][e][column] for e in keys}
+    # a difference of two accuracies on the same n images: sqrt(2) x the noise of one
+    significant = any(gains[e] > math.sqrt(2) * noise_tolerance(surrogate["eps"][e][column], n) for e in keys)
+    if not significant:
+        outcome = "does not survive the adaptive attack"
+    elif not converged:
+        outcome = "is not established: a sanity check failed (see below), so the attack may be too weak"
+    else:
+        outcome = "survives the adaptive attack"
+    return outcome, max(gains.values())
 
 
 def format_tables(results: dict[str, dict], checks: dict[str, list], eps: list[float]) -> str:
     keys = [f"{e:g}" for e in eps]
-    head = "| model | clean | " + " | ".join(f"eps={k} plain | eps={k} adaptive" for k in keys) + " |"
-    lines = ["## Robust accuracy", "", head, "|---|---|" + "---|---|" * len(keys)]
+    columns = [c for c in AGGREGATES if any(c in r["eps"][k] for r in results.values() for k in keys)]
+    head = "| model | clean | " + " | ".join(f"eps={k} {c}" for k in keys for c in columns) + " |"
+    lines = ["## Robust accuracy", "", head, "|---|---|" + "---|" * len(keys) * len(columns)]
     for name, r in results.items():
-        cells = " | ".join(f"{r['eps'][k]['plain']:.3f} | {r['eps'][k]['adaptive']:.3f}" for k in keys)
+        cells = " | ".join(f"{r['eps'][k][c]:.3f}" if c in r["eps"][k] else "-" for k in keys for c in columns)
         lines.append(f"| {name} | {r['clean']:.3f} | {cells} |")
-    attacks = sorted({a for r in results.values() for row in r["eps"].values() for a in row} - {"plain", "adaptive"})
+    attacks = sorted({a for r in results.values() for row in r["eps"].values() for a in row} - set(AGGREGATES))
     lines += ["", "## Accuracy per attack", "", "| model | eps | " + " | ".join(attacks) + " |"]
     lines.append("|---|---|" + "---|" * len(attacks))
     for name, r in results.items():

@@ -34,7 +34,10 @@ from ssl_coded.io import write_text
 COMPARISONS = (
     ("coded - erm", "coded", "erm"),
     ("coded - mixup", "coded", "mixup"),
+    ("coded - noise", "coded", "noise"),
     ("mixup - erm", "mixup", "erm"),
+    ("manifold_mixup - erm", "manifold_mixup", "erm"),
+    ("noise - erm", "noise", "erm"),
     ("coded + RCI - coded (the defence's gain)", "coded + RCI", "coded"),
 )
 
@@ -58,15 +61,14 @@ def load_seed(run: str | Path) -> dict[str, Any]:
     eps = [f"{e:g}" for e in report["attack"]["eps"]]
     models: dict[str, dict[str, float]] = {}
     seeds = set()
+    trained = model_runs(run, report)
     for name, result in report["results"].items():
         row = {"clean": result["clean"]}
         for e in eps:
-            row[f"eps={e} plain"] = result["eps"][e]["plain"]
-            row[f"eps={e} adaptive"] = result["eps"][e]["adaptive"]
-        run_dir = run / name
-        if (run_dir / "summary.json").is_file():  # trained models; RCI has no run of its own
-            row["test accuracy"] = json.loads((run_dir / "summary.json").read_text())["test_accuracy"]
-            seeds.add(recipe_seed(run_dir / "config.yaml"))
+            row |= {f"eps={e} {column}": value for column, value in result["eps"][e].items()}
+        if name in trained:  # trained models; RCI has no run of its own
+            row["test accuracy"] = json.loads((trained[name] / "summary.json").read_text())["test_accuracy"]
+            seeds.add(recipe_seed(trained[name] / "config.yaml"))
         models[name] = row
     if len(seeds) != 1:
         raise ValueError(f"{run}: its models were trained with seeds {sorted(seeds)}; one --compare run per seed")
@@ -82,6 +84,19 @@ def load_seed(run: str | Path) -> dict[str, Any]:
         "verdict": verdict(report["results"], report["attack"]["eps"], checks, n),
         "checks": (sum(p for items in checks.values() for _, p, _ in items), sum(map(len, checks.values()))),
     }
+
+
+def model_runs(run: Path, report: dict[str, Any]) -> dict[str, Path]:
+    """Each attacked model's run directory: `<run>/<regularizer>` (a `--compare` directory) or, for runs
+    attacked where they lie (e.g. a study's cells), the directories the report lists."""
+    found = {name: run / name for name in report["results"] if (run / name / "summary.json").is_file()}
+    for listed in map(Path, report.get("runs", [])):
+        config = listed / "config.yaml"
+        if (listed / "summary.json").is_file() and config.is_file():
+            regularizer = re.search(r"^  regularizer: (\S+)$", config.read_text(), flags=re.MULTILINE)
+            if regularizer and regularizer.group(1) in report["results"]:
+                found.setdefault(regularizer.group(1), listed)
+    return found
 
 
 def recipe_seed(config_yaml: Path) -> int:
@@ -113,8 +128,12 @@ def summarise_seeds(runs: list[str | Path], out: str | Path) -> str:
         found = {s["seed"]: list(s["models"]) for s in per_seed}
         raise ValueError(f"the seeds hold different models ({found}); train every seed with --compare")
     eps, n = per_seed[0]["eps"], per_seed[0]["n"]
-    columns = ["test accuracy", "clean", *(f"eps={e} {kind}" for e in eps for kind in ("plain", "adaptive"))]
     models = list(per_seed[0]["models"])
+    found = {column for s in per_seed for row in s["models"].values() for column in row}
+    kinds = [k for k in ("plain", "standard", "adaptive") if any(f"eps={e} {k}" in found for e in eps)]
+    columns = ["test accuracy", "clean", *(f"eps={e} {kind}" for e in eps for kind in kinds)]
+    attacks = sorted({c.split(" ", 1)[1] for c in found if c.startswith("eps=")} - set(kinds))
+    per_attack = [f"eps={e} {a}" for e in eps for a in attacks]
     text = "\n\n".join(
         [
             f"Seeds {', '.join(map(str, seeds))}; robust accuracy on {n} test images per seed (each seed its own "
@@ -132,10 +151,13 @@ def summarise_seeds(runs: list[str | Path], out: str | Path) -> str:
                     if a in models and b in models
                 ],
             ),
-            "Each seed's verdict on RCI (the attack report's own sentence) and its sanity checks:",
+            "Robust accuracy per attack (the harness's own: fgsm, pgd, square, eot-pgd, transfer-pgd; torchattacks': "
+            "apgd-ce, apgd-dlr, square-ta, eot-pgd-ta, apgd-eot), mean +- std over seeds:",
+            _table(["model", *per_attack], [[m, *_spread(per_seed, m, per_attack)] for m in models]),
+            "Each seed's verdict on RCI (the attack report's own sentences) and its sanity checks:",
             "\n".join(
                 f"- seed {s['seed']} ({s['checks'][0]} of {s['checks'][1]} sanity checks passed): "
-                + s["verdict"].removeprefix("- ")
+                + s["verdict"].removeprefix("- ").replace("\n- ", " ")
                 for s in per_seed
             ),
         ]
@@ -143,7 +165,7 @@ def summarise_seeds(runs: list[str | Path], out: str | Path) -> str:
     out = Path(out)
     write_text(out / "seeds.md", text + "\n")
     lines = [{"seed": s["seed"], "model": m, **s["models"][m]} for s in per_seed for m in models]
-    write_text(out / "seeds.csv", csv_text(lines, ["seed", "model", *columns]))
+    write_text(out / "seeds.csv", csv_text(lines, ["seed", "model", *columns, *per_attack]))
     _plot(per_seed, models, eps, out / "robustness-seeds.png")
     return text
 

@@ -38,6 +38,7 @@ class DataConfig:
     image_size: int = 0  # resize to this size (0 = native size; imagefolder: 64, short side resized, centre crop)
     max_train: int = 0  # use at most this many train images (0 = all): quick runs and smoke tests
     max_test: int = 0  # and at most this many validation and test images each
+    max_val: int = 0  # at most this many validation images (0 = max_test's limit): a label budget's own val set
     num_workers: int = 0  # DataLoader workers (a streamed imagefolder decodes in them)
     skip_unreadable: bool = False  # imagefolder: skip (and count) images PIL cannot read instead of failing
     stream: str = "auto"  # imagefolder: decode files as batches are read (true), all up front (false), or auto
@@ -53,6 +54,7 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
+    enabled: bool = True  # false: the model sees the images as they are (a supervised regime without augmentation)
     crop_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
     horizontal_flip: float = 0.0
     brightness: float = 0.2
@@ -83,8 +85,14 @@ class MethodConfig:
     decoder_dim: int = 128  # mae
     decoder_depth: int = 2  # mae
     norm_pix_loss: bool = True  # mae: normalise each target patch
-    regularizer: str = "erm"  # supervised: erm | mixup | coded (coded: the `coded` section, enabled)
-    mixup_alpha: float = 0.2  # supervised, regularizer=mixup: mixing weights ~ Beta(alpha, alpha)
+    regularizer: str = "erm"  # supervised: erm | mixup | manifold_mixup | coded (coded: the `coded` section)
+    mixup_alpha: float = 0.2  # supervised, (manifold_)mixup: mixing weights ~ Beta(alpha, alpha)
+    # supervised, manifold_mixup: the layers mixed at, one drawn per step ("input" or dotted submodule names)
+    mixup_layers: list[str] = field(default_factory=lambda: ["input", "backbone.features.1", "backbone.features.3"])
+    noise_std: float = 0.1  # supervised, regularizer=noise: Gaussian noise on [0, 1] pixels
+    mixing: str = "none"  # simclr, byol: "imix" adds i-Mix's loss on mixed first views (ssl_coded.training.mixing)
+    mixing_weight: float = 1.0  # imix: its loss's weight beside the method's own
+    mixing_alpha: float = 1.0  # imix: mixing weights ~ Beta(alpha, alpha)
 
 
 @dataclass
@@ -127,6 +135,7 @@ class AttackConfig:
     square_queries: int = 100  # gradient-free Square-style search
     num_examples: int = 400  # test images attacked (a seeded subset)
     sanity_eps: float = 0.5  # accuracy must fall to ~0 here
+    standard: bool = True  # also torchattacks' APGD-CE / APGD-DLR / Square (EOT-PGD, APGD-EOT on RCI): [attack] extra
 
 
 @dataclass

@@ -657,7 +657,7 @@ def load_splits(config: DataConfig) -> Splits:
     # drop classes)
     splits = {
         "train": train.subset(config.max_train, config.split_seed),
-        "val": val.subset(config.max_test, config.split_seed),
+        "val": val.subset(config.max_val or config.max_test, config.split_seed),
         "test": raw["test"].subset(config.max_test, config.split_seed),
     }
     del raw, train, val  # an in-memory train split is now held by its parts only

@@ -20,7 +20,7 @@ from ssl_coded.training.backbones import BACKBONES
 from ssl_coded.training.config import ConfigError, RecipeConfig, parse_overrides, parse_recipe, parse_yaml
 from ssl_coded.training.datasets import DATASETS
 from ssl_coded.training.methods import METHODS
-from ssl_coded.training.methods.base import OPTIMIZERS
+from ssl_coded.training.methods.base import MIXINGS, OPTIMIZERS
 from ssl_coded.training.methods.supervised import CODED_TARGETS, REGULARIZERS
 
 
@@ -57,6 +57,7 @@ def validate(config: RecipeConfig) -> None:
         "method.name": (config.method.name, tuple(METHODS)),
         "method.regularizer": (config.method.regularizer, REGULARIZERS),
         "coded.target": (config.coded.target, CODED_TARGETS),
+        "method.mixing": (config.method.mixing, MIXINGS),
         "inference.kind": (config.inference.kind, KINDS),
         "data.name": (config.data.name, DATASETS),
     }
@@ -80,9 +81,19 @@ def validate(config: RecipeConfig) -> None:
         raise ConfigError("coded.kind=mix draws its mixtures per rank; it cannot code a gathered batch (coded.gather)")
     if config.method.name == "supervised" and config.coded.enabled:
         raise ConfigError("supervised recipes turn coded-smoothing on with method.regularizer=coded, not coded.enabled")
+    if config.method.mixing != "none" and config.method.name not in ("simclr", "byol"):
+        raise ConfigError(
+            f"method.mixing={config.method.mixing!r} is for simclr and byol; supervised recipes mix with "
+            "method.regularizer=mixup or manifold_mixup"
+        )
     if config.trainer.batch_size < 2:
         raise ConfigError(f"trainer.batch_size={config.trainer.batch_size} is too small; use at least 2")
     check_numbers(config)
+    if config.eval.every_n_epochs > config.trainer.max_epochs:
+        raise ConfigError(
+            f"eval.every_n_epochs={config.eval.every_n_epochs} exceeds trainer.max_epochs={config.trainer.max_epochs}: "
+            "no epoch would be validated and no checkpoint chosen; lower eval.every_n_epochs"
+        )
     if not config.name or config.name in (".", "..") or "/" in config.name or "\\" in config.name:
         raise ConfigError(f"name={config.name!r} must be a plain folder name (no '/', not '.' or '..')")
     if config.method.name != "supervised" and config.coded.score == "cross_entropy":
@@ -97,6 +108,7 @@ def validate(config: RecipeConfig) -> None:
 LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "data.max_train": (0, True),
     "data.max_test": (0, True),
+    "data.max_val": (0, True),
     "data.image_size": (0, True),
     "data.num_workers": (0, True),
     "data.memory_budget_mb": (1, True),
@@ -129,6 +141,10 @@ LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "method.projection_dim": (1, True),
     "method.hidden_dim": (1, True),
     "method.temperature": (0, False),
+    "method.mixup_alpha": (0, True),
+    "method.noise_std": (0, True),
+    "method.mixing_weight": (0, True),
+    "method.mixing_alpha": (0, False),
 }
 
 

@@ -56,7 +56,7 @@ def summarise(
         "rows": rows,
         "data": config.data.name,
         "test_images": len(splits.test),
-        **method.test_metrics(splits.test),
+        **method.test_metrics(splits),
     }
 
 

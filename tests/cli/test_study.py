@@ -195,3 +195,30 @@ def test_a_row_may_run_its_own_seeds(tmp_path):
             (study_root(study) / row / f"seed{seed}.json").write_text(json.dumps({"knn_dino_top1": 0.5}))
     cells = collect_cells(study)
     assert sorted(cells["a"]) == [0, 1] and sorted(cells["b"]) == [0]  # b's stray seed 1 is not its cell
+
+
+def test_a_classifier_cell_records_train_and_test_accuracy_where_and_how_it_ran(tmp_path):
+    from ssl_coded.study import run_cell
+
+    quick = ["trainer.max_epochs=2", "trainer.batch_size=64", "data.max_train=256", "trainer.precision=32-true"]
+    cell = run_cell("supervised-digits", [*quick, "eval.floors=false"], tmp_path / "sup" / "seed0", [], "lbfgs")
+    summary = json.loads((tmp_path / "sup" / "seed0" / "summary.json").read_text())
+    assert cell["test_accuracy"] == summary["test_accuracy"] and cell["train_accuracy"] == summary["train_accuracy"]
+    assert cell["generalization_gap"] == pytest.approx(cell["train_accuracy"] - cell["test_accuracy"])
+    assert cell["best_val"] == summary["best_val_accuracy"]  # the only figure a sweep may be chosen by
+    assert cell["precision"] == "32-true" and "cores" in cell["cpu"]
+    assert not any(key.startswith("knn") for key in cell)  # no protocols: no encoder evaluation
+
+
+def test_a_row_and_its_baseline_at_different_precisions_are_not_compared(tmp_path):
+    from ssl_coded.study import study_root, summarise
+
+    rows = ["  - {name: base, recipe: simclr-digits}", "  - {name: coded, recipe: simclr-digits, baseline: base}"]
+    study = load_study(write_study(tmp_path, rows))
+    for row, precision in (("base", "32-true"), ("coded", "bf16-mixed")):
+        (study_root(study) / row).mkdir(parents=True)
+        for seed in (0, 1):
+            cell = {"knn_dino_top1": 0.5, "seconds": 1.0, "precision": precision}
+            (study_root(study) / row / f"seed{seed}.json").write_text(json.dumps(cell))
+    with pytest.raises(ValueError, match=r"'coded' ran at \['bf16-mixed'\] and its baseline 'base' at \['32-true'\]"):
+        summarise(study, study_root(study))

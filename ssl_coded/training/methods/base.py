@@ -24,9 +24,10 @@ from ssl_coded.regularizer import CodedSmoothing
 from ssl_coded.training.augment import BatchAugment
 from ssl_coded.training.backbones import build_backbone
 from ssl_coded.training.config import CodedConfig, RecipeConfig
-from ssl_coded.training.datasets import TensorImageDataset
+from ssl_coded.training.datasets import Splits
 
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd", "lars")
+MIXINGS: tuple[str, ...] = ("none", "imix")  # method.mixing of simclr and byol: the SSL positive control
 
 
 class DivergenceError(ValueError):
@@ -105,6 +106,11 @@ class SSLMethod(pl.LightningModule):
         """(method loss, backbone features of the un-augmented or first view) for a float batch."""
         raise NotImplementedError
 
+    def with_mixing(self, loss: Tensor, mixing_loss: Tensor, batch_size: int) -> Tensor:
+        """The method's loss plus its i-Mix term (method.mixing), weighted; the term is logged."""
+        self.log("train_mixing_loss", mixing_loss, batch_size=batch_size)
+        return loss + self.config.method.mixing_weight * mixing_loss
+
     # --- coded-smoothing ------------------------------------------------------------------------
     def coded_submodule(self) -> str:
         placement = self.config.coded.placement or next(iter(self.placements))
@@ -141,7 +147,7 @@ class SSLMethod(pl.LightningModule):
 
     def view(self, x: Tensor) -> Tensor:
         """An augmented view of a normalised batch (grid_sample returns NCHW: format it again)."""
-        return self.formatted(self.augment(x))
+        return self.formatted(self.augment(x) if self.config.augment.enabled else x)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
@@ -201,8 +207,8 @@ class SSLMethod(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._bank = None
 
-    def test_metrics(self, test: TensorImageDataset) -> dict[str, float]:
-        """Extra test-split figures for the run summary (a classifier's accuracy); none by default."""
+    def test_metrics(self, splits: Splits) -> dict[str, float | str]:
+        """Extra figures for the run summary (a classifier's test and train accuracy); none by default."""
         return {}
 
     # --- reproducible resume: the RNG that drives shuffling and augmentation travels along ------

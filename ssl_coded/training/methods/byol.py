@@ -13,6 +13,7 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor
 
 from ssl_coded.training.methods.base import SSLMethod
+from ssl_coded.training.mixing import imix_regression_loss, mix, mixing_weight
 
 
 class BYOL(SSLMethod):
@@ -21,7 +22,8 @@ class BYOL(SSLMethod):
     Coded branch placements: "embedding" (default; the projection head runs on coded backbone
     features), "input" (the online backbone runs on coded images) or "predictor".
     The target network is a copy made before the hook is attached and runs under no_grad, so
-    the coded branch never touches it.
+    the coded branch never touches it. `method.mixing=imix` adds i-Mix's loss: a mixed copy of the
+    first view predicts the same mixture of the second view's targets (one more online pass per step).
     """
 
     placements: ClassVar[dict[str, str]] = {
@@ -58,7 +60,10 @@ class BYOL(SSLMethod):
         h0 = self.backbone(view0)
         p0 = self.prediction_head(self.projection_head(h0))
         p1 = self.forward(view1)
-        loss = 0.5 * (
-            self.criterion(p0, self.forward_momentum(view1)) + self.criterion(p1, self.forward_momentum(view0))
-        )
+        target1 = self.forward_momentum(view1)
+        loss = 0.5 * (self.criterion(p0, target1) + self.criterion(p1, self.forward_momentum(view0)))
+        if m.mixing == "imix":
+            weight, perm = mixing_weight(m.mixing_alpha), torch.randperm(len(images), device=h0.device)
+            predicted = self.forward(self.formatted(mix(view0, weight, perm)))
+            loss = self.with_mixing(loss, imix_regression_loss(predicted, target1, weight, perm), len(images))
         return loss, h0

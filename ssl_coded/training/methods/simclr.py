@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor
 
 from ssl_coded.training.methods.base import SSLMethod
+from ssl_coded.training.mixing import imix_contrastive_loss, mix, mixing_weight
 
 
 class SimCLR(SSLMethod):
     """Two augmented views, a projection head, NT-Xent (gathered across ranks under DDP).
 
     Coded branch placements: "embedding" (default; the projection head runs on coded backbone
-    features) or "input" (the backbone runs on coded images).
+    features) or "input" (the backbone runs on coded images). `method.mixing=imix` adds i-Mix's loss
+    on a mixed copy of the first view (one more backbone pass per step).
     """
 
     placements: ClassVar[dict[str, str]] = {"embedding": "projection_head", "input": "backbone"}
@@ -30,6 +33,13 @@ class SimCLR(SSLMethod):
         return self.projection_head(self.backbone(x))
 
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        h0, h1 = self.backbone(self.view(images)), self.backbone(self.view(images))
-        loss = self.criterion(self.projection_head(h0), self.projection_head(h1))
+        view0 = self.view(images)
+        h0, h1 = self.backbone(view0), self.backbone(self.view(images))
+        z1 = self.projection_head(h1)
+        loss = self.criterion(self.projection_head(h0), z1)
+        if self.config.method.mixing == "imix":
+            weight, perm = mixing_weight(self.config.method.mixing_alpha), torch.randperm(len(images), device=h0.device)
+            mixed = self.forward(self.formatted(mix(view0, weight, perm)))
+            imix = imix_contrastive_loss(mixed, z1, weight, perm, self.config.method.temperature)
+            loss = self.with_mixing(loss, imix, len(images))
         return loss, h0

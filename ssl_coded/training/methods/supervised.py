@@ -3,6 +3,10 @@
 `method.regularizer` picks the training loss, all on the same backbone, augmentations and budget:
 - "erm": cross-entropy on an augmented view.
 - "mixup" (Zhang et al. 2018): cross-entropy on convex mixtures of the batch, weight ~ Beta(a, a).
+- "manifold_mixup" (Verma et al. 2019): the same, mixed at a layer drawn per step from
+  `method.mixup_layers` (the input and two hidden blocks of the small CNN by default).
+- "noise": cross-entropy on views with Gaussian noise of `method.noise_std` (in [0, 1] pixel units)
+  added: the cheap robustness baseline.
 - "coded": cross-entropy + mu x score of the decoded logits (the `coded` section): with
   `coded.target=labels` (the paper's reading) the decoded logits are scored by cross-entropy against
   the true labels; with `coded.target=outputs` by the mean squared error against the model's own
@@ -21,10 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssl_coded.training.datasets import TensorImageDataset
+from ssl_coded.training.datasets import ImageDataset, Splits
 from ssl_coded.training.methods.base import SSLMethod, coded_regularizer
+from ssl_coded.training.mixing import check_layers, manifold_mixup_loss, mix, mixing_weight
 
-REGULARIZERS: tuple[str, ...] = ("erm", "mixup", "coded")
+REGULARIZERS: tuple[str, ...] = ("erm", "mixup", "manifold_mixup", "noise", "coded")
+COMPARED: tuple[str, ...] = ("erm", "mixup", "coded")  # what `train --compare` trains side by side
 CODED_TARGETS: tuple[str, ...] = ("labels", "outputs")  # what decoded logits are scored against
 
 
@@ -41,6 +47,8 @@ class Supervised(SSLMethod):
             raise ValueError(
                 f"coded.placement={config.coded.placement!r}: a classifier codes its 'input' or its 'embedding'"
             )
+        if config.method.regularizer == "manifold_mixup":
+            check_layers(self, config.method.mixup_layers)
         if config.method.regularizer == "coded":
             score = "cross_entropy" if config.coded.target == "labels" else "mse"
             self.coded = coded_regularizer(config.coded, score)
@@ -57,8 +65,12 @@ class Supervised(SSLMethod):
         images, labels = batch
         x = self.view(self.to_input(images))
         regularizer = self.config.method.regularizer
+        if regularizer == "noise":  # pixel units, so the normalised input gets noise_std / std
+            x = self.formatted(x + torch.randn_like(x) * (self.config.method.noise_std / self.std))
         if regularizer == "mixup":
             loss = self.mixup_loss(x, labels)
+        elif regularizer == "manifold_mixup":
+            loss = manifold_mixup_loss(self, x, labels, self.config.method.mixup_layers, self.config.method.mixup_alpha)
         else:
             features = self.backbone(x)
             logits = self.classifier(features)
@@ -80,10 +92,9 @@ class Supervised(SSLMethod):
         return penalty
 
     def mixup_loss(self, x: Tensor, labels: Tensor) -> Tensor:
-        alpha = self.config.method.mixup_alpha
-        weight = float(torch.distributions.Beta(alpha, alpha).sample()) if alpha > 0 else 1.0
+        weight = mixing_weight(self.config.method.mixup_alpha)
         perm = torch.randperm(len(x), device=x.device)
-        logits = self(self.formatted(weight * x + (1 - weight) * x[perm]))
+        logits = self(self.formatted(mix(x, weight, perm)))
         return weight * F.cross_entropy(logits, labels) + (1 - weight) * F.cross_entropy(logits, labels[perm])
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -94,9 +105,20 @@ class Supervised(SSLMethod):
         self.log("val_accuracy", accuracy, prog_bar=True, sync_dist=True, batch_size=len(labels))
 
     @torch.no_grad()
-    def test_metrics(self, test: TensorImageDataset) -> dict[str, float]:
+    def accuracy(self, dataset: ImageDataset) -> float:
+        """Accuracy on un-augmented images, in eval mode."""
         self.eval()
         correct = sum(
-            int((self(self.to_input(x.to(self.device))).argmax(1).cpu() == y).sum()) for x, y in test.loader(512)
+            int((self(self.to_input(x.to(self.device))).argmax(1).cpu() == y).sum()) for x, y in dataset.loader(512)
         )
-        return {"test_accuracy": correct / len(test), "regularizer": self.config.method.regularizer}
+        return correct / len(dataset)
+
+    def test_metrics(self, splits: Splits) -> dict[str, float | str]:
+        # train accuracy beside test accuracy: their gap is what a regularizer is meant to close
+        train, test = self.accuracy(splits.train), self.accuracy(splits.test)
+        return {
+            "test_accuracy": test,
+            "train_accuracy": train,
+            "generalization_gap": train - test,
+            "regularizer": self.config.method.regularizer,
+        }

@@ -100,3 +100,20 @@ def test_bad_inputs_fail_with_a_clear_message(tmp_path, capsys):
     with pytest.raises(ValueError, match="seeds \\[1, 7\\]"):
         load_seed(runs[1])
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_runs_attacked_where_they_lie_are_found_from_the_report(tmp_path):
+    # a study's cells: the models live in their own directories and the report (written elsewhere) lists them
+    run = fake_run(tmp_path, 3, {"erm": 0.81, "coded": 0.83}, {"erm": (0.1, 0.0), "coded": (0.2, 0.0)})
+    cells = []
+    for model in ("erm", "coded"):
+        cell = tmp_path / "study" / f"1000-aug-{model}" / "seed3"
+        cell.mkdir(parents=True)
+        (run / model / "summary.json").rename(cell / "summary.json")
+        (cell / "config.yaml").write_text(f"method:\n  name: supervised\n  regularizer: {model}\nseed: 3\n")
+        cells.append(str(cell))
+    report = json.loads((run / "attack.json").read_text())
+    (run / "attack.json").write_text(json.dumps({**report, "runs": cells}))
+    seed = load_seed(run)
+    assert seed["seed"] == 3 and seed["models"]["coded"]["test accuracy"] == 0.83
+    assert "test accuracy" not in seed["models"]["coded + RCI"]

@@ -77,3 +77,67 @@ def test_coded_enabled_on_a_supervised_recipe_names_the_right_key():
 def test_a_placement_a_classifier_cannot_code_is_refused():
     with pytest.raises(ValueError, match="codes its 'input' or its 'embedding'"):
         method_and_batch("method.regularizer=coded", "coded.placement=backbone")
+
+
+def test_manifold_mixup_at_the_input_alone_is_mixup_with_the_same_draws():
+    method, images, labels = method_and_batch(
+        "method.regularizer=manifold_mixup", "method.mixup_layers=[input]", "method.mixup_alpha=0.4"
+    )
+    loss = step_loss(method, images, labels)
+    torch.manual_seed(1)
+    x = method.view(method.to_input(images))
+    torch.randint(1, ())  # the layer draw
+    weight = float(torch.distributions.Beta(0.4, 0.4).sample())
+    perm = torch.randperm(len(x))
+    logits = method(weight * x + (1 - weight) * x[perm])
+    expected = weight * F.cross_entropy(logits, labels) + (1 - weight) * F.cross_entropy(logits, labels[perm])
+    torch.testing.assert_close(loss, expected)
+
+
+def test_manifold_mixup_names_a_missing_layer():
+    with pytest.raises(ValueError, match=r"backbone\.features\.9"):
+        method_and_batch("method.regularizer=manifold_mixup", "method.mixup_layers=[backbone.features.9]")
+
+
+def test_noise_is_added_in_pixel_units():
+    method, images, labels = method_and_batch("method.regularizer=noise", "method.noise_std=0.2")
+    seen = []
+    method.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    step_loss(method, images, labels)
+    torch.manual_seed(1)
+    clean = method.view(method.to_input(images))
+    pixel_noise = (seen[0] - clean) * method.std  # back to [0, 1] pixel units
+    assert abs(float(pixel_noise.std()) - 0.2) < 0.01
+    erm, _, _ = method_and_batch("method.regularizer=erm")
+    silent, _, _ = method_and_batch("method.regularizer=noise", "method.noise_std=0.0")
+    assert torch.equal(step_loss(erm, images, labels), step_loss(silent, images, labels))
+
+
+def test_without_augmentation_a_view_is_the_image_itself():
+    method, images, _ = method_and_batch("augment.enabled=false")
+    x = method.to_input(images)
+    assert torch.equal(method.view(x), x)
+
+
+def test_the_summary_reports_train_and_test_accuracy_and_their_gap():
+    config = load_config("supervised-digits", QUICK)
+    splits = load_splits(config.data)
+    method = build_method(config, splits)
+    metrics = method.test_metrics(splits)
+    method.eval()
+    with torch.no_grad():
+        for split, key in ((splits.train, "train_accuracy"), (splits.test, "test_accuracy")):
+            hits = [int(method(method.to_input(image[None])).argmax()) == int(label) for image, label in split]
+            assert metrics[key] == pytest.approx(sum(hits) / len(hits))
+    assert metrics["generalization_gap"] == pytest.approx(metrics["train_accuracy"] - metrics["test_accuracy"])
+
+
+def test_compare_refuses_an_unknown_regularizer_before_training(tmp_path, capsys):
+    from ssl_coded.cli import main
+
+    args = ["train", "supervised-digits", f"out_dir={tmp_path}", "--compare", "--regularizers", "erm,cutout"]
+    assert main(args) == 2
+    assert "['cutout'] are not regularizers; choose from erm, mixup, manifold_mixup, noise, coded" in (
+        capsys.readouterr().err
+    )
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,100 @@
+"""Mixing regularizers, the positive controls of the study: mixup at a hidden layer, and i-Mix.
+
+- Manifold Mixup (Verma et al. 2019): each step picks one layer from a list (the input among them),
+  mixes that layer's output over the batch with a weight ~ Beta(a, a), runs the rest of the network
+  on the mixture and scores it against both labels. The mixing is a forward hook on the chosen
+  submodule, so it works on any dotted name.
+- i-Mix (Lee et al. 2021): a self-supervised method learns to tell the instances of a batch apart;
+  i-Mix mixes the inputs of one view and asks the model to find both instances in the other view, in
+  proportion to the mixing weight (the instances are the virtual labels). SimCLR's form is a soft
+  cross-entropy over the other view's embeddings; BYOL's regresses the mixture of the two targets.
+
+Example:
+    >>> loss = manifold_mixup_loss(model, x, labels, ["input", "backbone.features.1"], alpha=2.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+INPUT = "input"  # the layer name that mixes the images themselves
+
+
+def mixing_weight(alpha: float) -> float:
+    """A draw of Beta(alpha, alpha) from torch's generator (seeded runs repeat); alpha 0 means no mixing."""
+    return float(torch.distributions.Beta(alpha, alpha).sample()) if alpha > 0 else 1.0
+
+
+def mix(x: Tensor, weight: float, perm: Tensor) -> Tensor:
+    return weight * x + (1 - weight) * x[perm]
+
+
+def check_layers(model: nn.Module, layers: Sequence[str]) -> None:
+    """Refuse, in one line, a layer list that is empty or names no submodule of `model`."""
+    names = {name for name, _ in model.named_modules() if name}
+    if unknown := [layer for layer in layers if layer != INPUT and layer not in names]:
+        close = sorted(n for n in names if n.startswith("backbone"))[:8]
+        raise ValueError(f"method.mixup_layers: {unknown} are not submodules; use {INPUT!r} or e.g. {close}")
+    if not layers:
+        raise ValueError(f"method.mixup_layers is empty; give at least one layer, e.g. [{INPUT}]")
+
+
+def manifold_mixup_loss(model: nn.Module, x: Tensor, labels: Tensor, layers: Sequence[str], alpha: float) -> Tensor:
+    """Cross-entropy of `model` on a batch mixed at one layer drawn from `layers`, against both labels.
+
+    Args:
+        model: maps `x` to logits.
+        x: the (augmented, normalised) inputs.
+        labels: class indices.
+        layers: candidate layers, dotted submodule names of `model` or "input"; one is drawn per call.
+        alpha: the Beta(alpha, alpha) parameter of the mixing weight.
+    """
+    layer = layers[int(torch.randint(len(layers), ()))]
+    weight = mixing_weight(alpha)
+    perm = torch.randperm(len(x), device=x.device)
+    if layer == INPUT:
+        logits = model(mix(x, weight, perm))
+    else:
+        # the hook's return value replaces the submodule's output for the rest of this forward
+        handle = model.get_submodule(layer).register_forward_hook(lambda module, args, out: mix(out, weight, perm))
+        try:
+            logits = model(x)
+        finally:
+            handle.remove()
+    return weight * F.cross_entropy(logits, labels) + (1 - weight) * F.cross_entropy(logits, labels[perm])
+
+
+def imix_contrastive_loss(mixed: Tensor, other: Tensor, weight: float, perm: Tensor, temperature: float) -> Tensor:
+    """i-Mix for SimCLR: embeddings of mixed first views against the second views of all instances.
+
+    Args:
+        mixed: (n, d) projections of `mix(view0, weight, perm)`.
+        other: (n, d) projections of view1 (the same instances, unmixed).
+        weight, perm: the mixing weight and permutation used for `mixed`.
+        temperature: the contrastive temperature.
+
+    Returns:
+        Soft-target cross-entropy: instance i carries weight, instance perm[i] carries 1 - weight.
+    """
+    logits = F.normalize(mixed, dim=1) @ F.normalize(other, dim=1).T / temperature
+    target = torch.arange(len(mixed), device=mixed.device)
+    return weight * F.cross_entropy(logits, target) + (1 - weight) * F.cross_entropy(logits, perm)
+
+
+def imix_regression_loss(prediction: Tensor, target: Tensor, weight: float, perm: Tensor) -> Tensor:
+    """i-Mix for BYOL: the prediction of a mixed view regresses the same mixture of the targets.
+
+    Args:
+        prediction: (n, d) predictions of `mix(view0, weight, perm)`.
+        target: (n, d) target-network projections of view1 (no gradient).
+        weight, perm: as for the mixed view.
+
+    Returns:
+        Negative cosine similarity to the normalised targets mixed with the same weight.
+    """
+    target = F.normalize(target, dim=1)
+    return -F.cosine_similarity(prediction, mix(target, weight, perm), dim=1).mean()

@@ -1,0 +1,66 @@
+import pytest
+import torch
+from lightly.loss import NTXentLoss
+
+from ssl_coded.training.config import ConfigError
+from ssl_coded.training.datasets import load_splits
+from ssl_coded.training.methods import build_method
+from ssl_coded.training.mixing import imix_contrastive_loss, imix_regression_loss
+from ssl_coded.training.recipes import load_config
+
+QUICK = ["trainer.batch_size=16", "data.max_train=64", "data.max_test=32"]
+
+
+def simclr(*overrides):
+    config = load_config("simclr-digits", [*QUICK, *overrides])
+    splits = load_splits(config.data)
+    torch.manual_seed(0)
+    return build_method(config, splits), splits.train.images[:16]
+
+
+def test_simclr_imix_adds_the_weighted_soft_contrastive_loss_of_a_mixed_first_view():
+    method, images = simclr("method.mixing=imix", "method.mixing_weight=0.5", "method.mixing_alpha=1.0")
+    method.log = lambda *args, **kwargs: None  # no trainer attached
+    x = method.to_input(images)
+    torch.manual_seed(3)
+    loss, _ = method.ssl_step(x)
+    torch.manual_seed(3)  # the same draws, in the same order, by hand
+    view0, view1 = method.view(x), method.view(x)
+    z0, z1 = method(view0), method(view1)
+    weight = float(torch.distributions.Beta(1.0, 1.0).sample())
+    perm = torch.randperm(len(x))
+    mixed = method(weight * view0 + (1 - weight) * view0[perm])
+    ntxent = NTXentLoss(temperature=method.config.method.temperature)(z0, z1)
+    expected = ntxent + 0.5 * imix_contrastive_loss(mixed, z1, weight, perm, method.config.method.temperature)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_byol_imix_regresses_the_mixed_targets():
+    config = load_config("byol-digits", [*QUICK, "method.mixing=imix", "method.mixing_weight=2.0"])
+    splits = load_splits(config.data)
+    torch.manual_seed(0)
+    method = build_method(config, splits)
+    method.log = lambda *args, **kwargs: None
+    plain = build_method(load_config("byol-digits", QUICK), splits)
+    plain.load_state_dict(method.state_dict())
+    schedule = type("Trainer", (), {"estimated_stepping_batches": 10, "global_step": 0})()  # the momentum schedule
+    method._trainer = plain._trainer = schedule
+    x = method.to_input(splits.train.images[:16])
+    torch.manual_seed(4)
+    with_imix, _ = method.ssl_step(x)
+    torch.manual_seed(4)
+    without, _ = plain.ssl_step(x)
+    torch.manual_seed(4)  # the same draws by hand: two views, then the mixing
+    view0, view1 = plain.view(x), plain.view(x)
+    weight = float(torch.distributions.Beta(1.0, 1.0).sample())
+    perm = torch.randperm(len(x))
+    predicted = method(weight * view0 + (1 - weight) * view0[perm])
+    extra = imix_regression_loss(predicted, method.forward_momentum(view1), weight, perm)
+    torch.testing.assert_close(with_imix - without, 2.0 * extra, atol=1e-5, rtol=1e-4)
+
+
+def test_mixing_is_refused_where_it_has_no_meaning():
+    with pytest.raises(ConfigError, match=r"method\.mixing='imix' is for simclr and byol"):
+        load_config("mae-digits", ["method.mixing=imix"])
+    with pytest.raises(ConfigError, match=r"method\.mixing='cutmix' is not one of none, imix"):
+        load_config("simclr-digits", ["method.mixing=cutmix"])
