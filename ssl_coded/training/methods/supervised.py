@@ -11,7 +11,9 @@
   `coded.target=labels` (the paper's reading) the decoded logits are scored by cross-entropy against
   the true labels; with `coded.target=outputs` by the mean squared error against the model's own
   logits (stop-gradient). `coded.placement`: "input" (default; the whole network runs on coded
-  images) or "embedding" (only the classifier head runs on coded features).
+  images), "embedding" (only the classifier head runs on coded features) or any dotted submodule
+  (e.g. `backbone.features.3`, an intermediate block): that block runs on coded copies of its own
+  inputs through the forward hook, and its decoded outputs are scored against its real ones (MSE).
 
 `classify(images01)` maps [0, 1] pixels to logits: the function that randomized coded inference and
 the attack harness wrap.
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_coded.hook import CodedSmoothingHook
 from ssl_coded.training.datasets import ImageDataset, Splits
 from ssl_coded.training.methods.base import SSLMethod, coded_regularizer
 from ssl_coded.training.mixing import check_layers, manifold_mixup_loss, mix, mixing_weight
@@ -43,15 +46,26 @@ class Supervised(SSLMethod):
         super().__init__(config, **data)
         self.classifier = nn.Linear(self.feature_dim, self.num_classes)
         self.coded = None
-        if config.coded.placement not in ("", *self.placements):
-            raise ValueError(
-                f"coded.placement={config.coded.placement!r}: a classifier codes its 'input' or its 'embedding'"
-            )
         if config.method.regularizer == "manifold_mixup":
             check_layers(self, config.method.mixup_layers)
-        if config.method.regularizer == "coded":
+        if config.method.regularizer == "coded" and self.codes_a_block:
+            self.coded_submodule()  # a bad name fails here, listing valid ones, before any data is read
+        elif config.method.regularizer == "coded":
             score = "cross_entropy" if config.coded.target == "labels" else "mse"
             self.coded = coded_regularizer(config.coded, score)
+
+    @property
+    def codes_a_block(self) -> bool:
+        """The coded branch sits at a dotted submodule (the hook), not at the input or the embedding."""
+        return self.config.coded.placement not in ("", *self.placements)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        coded = self.config.coded
+        if self.config.method.regularizer == "coded" and self.codes_a_block and self.coded_hook is None:
+            self.coded_hook = CodedSmoothingHook(
+                self, coded_regularizer(coded, "mse"), self.coded_submodule(), max_passes_per_step=1
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of normalised inputs."""
@@ -78,6 +92,10 @@ class Supervised(SSLMethod):
             self.log("train_accuracy", (logits.argmax(1) == labels).float().mean(), batch_size=len(labels))
             if self.coded is not None:
                 loss = loss + self.coded_penalty(x, features, logits, labels)
+            elif self.coded_hook is not None:
+                penalty = self.coded_hook.pop_penalty()
+                self.log("train_coded_penalty", penalty, prog_bar=True, batch_size=len(labels))
+                loss = loss + penalty
         self.log("train_loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
 

@@ -74,9 +74,29 @@ def test_coded_enabled_on_a_supervised_recipe_names_the_right_key():
         load_config("supervised-digits", ["coded.enabled=true"])
 
 
-def test_a_placement_a_classifier_cannot_code_is_refused():
-    with pytest.raises(ValueError, match="codes its 'input' or its 'embedding'"):
-        method_and_batch("method.regularizer=coded", "coded.placement=backbone")
+def test_a_placement_that_names_no_submodule_is_refused():
+    with pytest.raises(ValueError, match=r"coded\.placement='backbone\.block9' is neither a placement"):
+        method_and_batch("method.regularizer=coded", "coded.placement=backbone.block9")
+
+
+def test_a_block_placement_adds_the_hooks_penalty_on_that_block_alone():
+    erm, images, labels = method_and_batch("method.regularizer=erm")
+    coded, _, _ = method_and_batch("method.regularizer=coded", "coded.placement=backbone.features.3")
+    coded.setup("fit")
+    erm.setup("fit")
+    logged = {}
+    coded.log = lambda name, value, **kwargs: logged.setdefault(name, value)
+    erm.log = lambda *args, **kwargs: None
+    with_penalty, plain = step_loss(coded, images, labels), step_loss(erm, images, labels)
+    assert float(logged["train_coded_penalty"].detach()) > 0
+    torch.testing.assert_close(with_penalty - plain, logged["train_coded_penalty"])
+    block = dict(coded.named_parameters())
+    coded.zero_grad()
+    logged.clear()
+    step_loss(coded, images, labels)
+    logged["train_coded_penalty"].backward()  # the penalty's gradient: the block and what feeds it, never the head
+    assert block["backbone.features.3.0.weight"].grad.abs().sum() > 0
+    assert block["classifier.weight"].grad is None or block["classifier.weight"].grad.abs().sum() == 0
 
 
 def test_manifold_mixup_at_the_input_alone_is_mixup_with_the_same_draws():
