@@ -51,6 +51,7 @@ from ssl_coded.eval.statistics import csv_text, format_difference, paired_differ
 from ssl_coded.io import write_json, write_text
 from ssl_coded.training.config import ConfigError
 from ssl_coded.training.loop import pretrain
+from ssl_coded.training.precision import training_precision
 from ssl_coded.training.recipes import load_config
 
 # a classifier's own accuracies (supervised rows) and the evaluation protocols' (encoders); best_val is the
@@ -187,6 +188,8 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
         out = cell_dir(study, row, seed)
         if cell_result(study, row, seed).is_file():
             continue
+        config = load_config(row.recipe, [*study.common, *row.overrides])
+        check_precisions(study, row, training_precision(config.trainer.precision, config.trainer.accelerator))
         print(f"[{i}/{len(cells)}] {row.name}, seed {seed} -> {out}", flush=True)
         spec = json.dumps(
             {
@@ -262,7 +265,6 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
 def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
     """The finished cells' metrics: row name -> seed -> metric -> value."""
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
-    precisions: dict[str, set[str]] = {}
     for row in study.rows:
         per_seed[row.name] = {}
         for seed in seeds_of(study, row):
@@ -271,16 +273,44 @@ def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
                 cell = json.loads(path.read_text())
                 if cell.get("resumed"):  # its training time covers only the part after the resume
                     cell.pop("seconds", None)
-                per_seed[row.name][seed] = {m: float(cell[m]) for m in METRICS if m in cell}
-                precisions.setdefault(row.name, set()).add(cell.get("precision", "unrecorded"))
-    for row in study.rows:  # a row and its baseline must share one precision, or their difference is the precision's
-        mine, theirs = precisions.get(row.name, set()), precisions.get(row.baseline, set())
-        if row.baseline and mine and theirs and len(mine | theirs) > 1:
+                per_seed[row.name][seed] = {m: float(cell[m]) for m in METRICS if cell.get(m) is not None}
+    for row in study.rows:
+        check_precisions(study, row)
+    return per_seed
+
+
+# Lightning's short names of the precisions it accepts
+PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def cell_precisions(study: Study, row: StudyRow) -> set[str]:
+    """The precisions the row's finished cells trained in (cells from before it was recorded add none)."""
+    found = set()
+    for seed in seeds_of(study, row):
+        path = cell_result(study, row, seed)
+        if path.is_file() and (precision := json.loads(path.read_text()).get("precision")):
+            found.add(PRECISION_ALIASES.get(str(precision), str(precision)))
+    return found
+
+
+def check_precisions(study: Study, row: StudyRow, extra: str = "") -> None:
+    """Refuse a row and its baseline in different precisions (their difference would be the precision's);
+    `extra`: the precision a cell of `row` is about to train in."""
+    rows = {r.name: r for r in study.rows}
+    for name, baseline in (
+        (row.name, row.baseline),
+        *((r.name, row.name) for r in study.rows if r.baseline == row.name),
+    ):
+        if not baseline:
+            continue
+        mine, theirs = cell_precisions(study, rows[name]), cell_precisions(study, rows[baseline])
+        if extra:
+            (mine if name == row.name else theirs).add(PRECISION_ALIASES.get(extra, extra))
+        if mine and theirs and len(mine | theirs) > 1:
             raise ValueError(
-                f"row {row.name!r} ran at {sorted(mine)} and its baseline {row.baseline!r} at {sorted(theirs)}; "
+                f"row {name!r} ran at {sorted(mine)} and its baseline {baseline!r} at {sorted(theirs)}; "
                 "set trainer.precision in the study's common overrides and rerun the cells of one of them"
             )
-    return per_seed
 
 
 def paired_effects(study: Study, per_seed: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[str, Any]]:
@@ -350,7 +380,8 @@ def plot_metric(table: dict[str, dict[str, tuple[float, float, int]]], metric: s
     values = [table[n][metric][0] for n in names]
     if metric not in COSTS and values:
         spread = max(values) - min(values)
-        ax.set_xlim(max(0.0, min(values) - 2 * spread - 0.01), min(1.0, max(values) + spread + 0.01))
+        low = min(values) - 2 * spread - 0.01  # a generalization gap may be negative: only accuracies stop at 0
+        ax.set_xlim(low if metric == "generalization_gap" else max(0.0, low), min(1.0, max(values) + spread + 0.01))
     ax.invert_yaxis()
     ax.set_xlabel(f"{metric} (mean +- std over seeds)")
     fig.tight_layout()

@@ -117,7 +117,7 @@ def robustness(target: Target, x: Tensor, y: Tensor, cfg: AttackSettings, batch_
         adaptive = clean & torch.stack(list(joined.values())).all(0)
         row = {name: float(ok.float().mean()) for name, ok in joined.items()}
         row |= {"plain": float(plain.float().mean()), "adaptive": float(adaptive.float().mean())}
-        if standard := [joined[a] for a in (*DETERMINISTIC, *RANDOMIZED) if a in joined]:
+        if standard := [joined[a] for a in dict.fromkeys((*DETERMINISTIC, *RANDOMIZED)) if a in joined]:
             row["standard"] = float((clean & torch.stack(standard).all(0)).float().mean())
         result["eps"][f"{eps:g}"] = row
     return result
@@ -208,9 +208,8 @@ def verdict(results: dict[str, dict], eps: list[float], checks: dict[str, list],
                 for e in keys
             )
             lines.append(
-                f"- **{name}, torchattacks alone** (EOT-PGD and APGD-EOT against RCI; APGD-CE, APGD-DLR and Square "
-                f"against the model without it): **RCI's robustness {outcome}** (largest gain {100 * best:+.1f} "
-                f"points). {cells}."
+                f"- **{name}, torchattacks alone** (APGD-CE, APGD-DLR and Square, in their EOT form against RCI, "
+                f"plus EOT-PGD): **RCI's robustness {outcome}** (largest gain {100 * best:+.1f} points). {cells}."
             )
     return "\n".join(lines)
 
@@ -218,16 +217,18 @@ def verdict(results: dict[str, dict], eps: list[float], checks: dict[str, list],
 def rci_outcome(
     result: dict, surrogate: dict, keys: list[str], column: str, converged: bool, n: int
 ) -> tuple[str, float]:
-    """(the verdict's words, the largest gain) of RCI over the model without it in one accuracy column."""
+    """(the verdict's words, the largest gain) of RCI over the model without it in one accuracy column
+    ("adaptive": every attack; "standard": torchattacks' alone)."""
+    attack = "the adaptive attack" if column == "adaptive" else "torchattacks' attacks"
     gains = {e: result["eps"][e][column] - surrogate["eps"][e][column] for e in keys}
     # a difference of two accuracies on the same n images: sqrt(2) x the noise of one
     significant = any(gains[e] > math.sqrt(2) * noise_tolerance(surrogate["eps"][e][column], n) for e in keys)
     if not significant:
-        outcome = "does not survive the adaptive attack"
+        outcome = f"does not survive {attack}"
     elif not converged:
         outcome = "is not established: a sanity check failed (see below), so the attack may be too weak"
     else:
-        outcome = "survives the adaptive attack"
+        outcome = f"survives {attack}"
     return outcome, max(gains.values())
 
 

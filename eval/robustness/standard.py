@@ -5,11 +5,13 @@ harness also runs, on the same images and eps:
 - a deterministic model: APGD with the cross-entropy and with the DLR loss (Croce and Hein 2020,
   AutoAttack's gradient attacks) and Square (its gradient-free one, "square-ta" beside the harness's
   own "square"), with the harness's query budget;
-- a randomized defence (RCI): EOT-PGD and APGD-CE with EOT, each step averaging the gradient over
-  `eot_samples` draws of the defence (AutoAttack's "rand" version uses APGD with EOT too).
-torchattacks draws its starts from torch's global generator and reseeds it; each attack runs inside
+- a randomized defence (RCI): the same attacks, the gradient ones in their EOT form (each step averages
+  the gradient over `eot_samples` draws of the defence; AutoAttack's "rand" version uses APGD with
+  EOT too): EOT-PGD, APGD-CE and APGD-DLR with EOT, and Square. The two sides of RCI's verdict thus
+  face the same attacks.
+torchattacks draws its starts from torch's generators and reseeds them; each attack runs inside
 `torch.random.fork_rng` with a seed of its own, so a seed repeats the report and the caller's
-generator is left as it was.
+generators are left as they were.
 
 Example:
     >>> ok = standard_attacks(model, x, y, eps=0.05, steps=10, eot_samples=4, square_queries=500, seed=0)
@@ -27,7 +29,7 @@ from ssl_coded.extras import require
 
 Model = Callable[[Tensor], Tensor]
 DETERMINISTIC = ("apgd-ce", "apgd-dlr", "square-ta")  # "-ta": torchattacks' Square, beside the harness's own
-RANDOMIZED = ("eot-pgd-ta", "apgd-eot")
+RANDOMIZED = ("eot-pgd-ta", "apgd-eot", "apgd-dlr-eot", "square-ta")
 
 
 class AsModule(nn.Module):
@@ -41,6 +43,12 @@ class AsModule(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x).float()
+
+
+def highest_loss(apgd) -> Callable[[Tensor, Tensor], Tensor]:
+    """APGD returning each image's highest-loss point (`best_loss`) instead of the image itself where
+    its final check was not fooled: against a randomized model that check is one draw."""
+    return lambda images, labels: apgd.perturb(images, labels, best_loss=True)[1]
 
 
 def standard_attacks(
@@ -63,31 +71,39 @@ def standard_attacks(
         eot_samples: draws averaged per step against a randomized model.
         square_queries: Square's query budget.
         seed: seeds every attack.
-        randomized: `model` is a randomized defence: run the EOT attacks instead.
+        randomized: `model` is a randomized defence: the gradient attacks in their EOT form.
     """
     attacks = require("torchattacks", "attack")
     wrapped = AsModule(model, x.device)
-    ce = {"steps": steps, "n_restarts": 1, "seed": seed}
-    if randomized:  # each of its calls is a coded pass over N = (N/K) K inputs: EOT gradient attacks only
-        built = {
-            "eot-pgd-ta": attacks.EOTPGD(wrapped, eps=eps, alpha=eps / 4, steps=steps, eot_iter=eot_samples),
-            "apgd-eot": attacks.APGD(wrapped, norm="Linf", eps=eps, loss="ce", eot_iter=eot_samples, **ce),
-        }
+    with torch.no_grad(), torch.random.fork_rng():  # a randomized model draws even here
+        dlr = model(x[:1]).shape[1] >= 3  # the DLR loss compares the true logit with the top two others
+    apgd = {"norm": "Linf", "eps": eps, "steps": steps, "n_restarts": 1}
+    # (attack, seed offset): APGD and Square reseed torch from their own `seed`
+    built: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], int]] = {}
+    if randomized:  # the same attacks as the model without the defence, each in its EOT form where it has one
+        eot = {"eot_iter": eot_samples, **apgd}
+        built["eot-pgd-ta"] = (attacks.EOTPGD(wrapped, eps=eps, alpha=eps / 4, steps=steps, eot_iter=eot_samples), 0)
+        # best_loss: every image is attacked and its highest-loss point returned; the default returns the clean
+        # image wherever the defence's one draw at the start, or at the end, happened to be fooled or not
+        for name, loss in (("apgd-eot", "ce"), ("apgd-dlr-eot", "dlr")):
+            if loss == "ce" or dlr:
+                attack = attacks.APGD(wrapped, loss=loss, **eot)
+                built[name] = (
+                    lambda images, labels, attack=attack: attack.perturb(images, labels, best_loss=True)[1],
+                    0,
+                )
     else:
-        built = {"apgd-ce": attacks.APGD(wrapped, norm="Linf", eps=eps, loss="ce", **ce)}
-        with torch.no_grad():
-            classes = model(x[:1]).shape[1]
-        if classes >= 3:  # the DLR loss compares the true logit with the top two others
-            built["apgd-dlr"] = attacks.APGD(wrapped, norm="Linf", eps=eps, loss="dlr", **ce)
-        built |= {
-            "square-ta": attacks.Square(
-                wrapped, norm="Linf", eps=eps, n_queries=square_queries, n_restarts=1, seed=seed
-            ),
-        }
+        for offset, (name, loss) in enumerate((("apgd-ce", "ce"), ("apgd-dlr", "dlr"))):
+            if loss == "ce" or dlr:
+                built[name] = (attacks.APGD(wrapped, loss=loss, seed=seed + offset, **apgd), offset)
+    built["square-ta"] = (
+        attacks.Square(wrapped, norm="Linf", eps=eps, n_queries=square_queries, n_restarts=1, seed=seed + 2),
+        2,
+    )
     correct = {}
-    for i, (name, attack) in enumerate(built.items()):
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed + i)
+    for name, (attack, offset) in built.items():
+        with torch.random.fork_rng():  # every device's generator: the caller's draws are left as they were
+            torch.manual_seed(seed + offset)
             x_adv = attack(x, y)
             with torch.no_grad():
                 correct[name] = model(x_adv).argmax(1) == y

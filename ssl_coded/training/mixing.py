@@ -8,6 +8,9 @@
   i-Mix mixes the inputs of one view and asks the model to find both instances in the other view, in
   proportion to the mixing weight (the instances are the virtual labels). SimCLR's form is a soft
   cross-entropy over the other view's embeddings; BYOL's regresses the mixture of the two targets.
+  This is i-Mix-style rather than the paper's recipe: its loss is added to the method's own (weighted
+  by `method.mixing_weight`) instead of replacing it, one weight is drawn per batch, and only the first
+  view is mixed (BYOL: one direction), so the control costs one more pass per step.
 
 Example:
     >>> loss = manifold_mixup_loss(model, x, labels, ["input", "backbone.features.1"], alpha=2.0)
@@ -59,12 +62,21 @@ def manifold_mixup_loss(model: nn.Module, x: Tensor, labels: Tensor, layers: Seq
     if layer == INPUT:
         logits = model(mix(x, weight, perm))
     else:
-        # the hook's return value replaces the submodule's output for the rest of this forward
-        handle = model.get_submodule(layer).register_forward_hook(lambda module, args, out: mix(out, weight, perm))
+        calls = []
+
+        def mixed(module: nn.Module, args: tuple, out: Tensor) -> Tensor:
+            calls.append(module)  # the return value replaces the submodule's output for the rest of this forward
+            return mix(out, weight, perm)
+
+        handle = model.get_submodule(layer).register_forward_hook(mixed)
         try:
             logits = model(x)
         finally:
             handle.remove()
+        if len(calls) != 1:  # unmixed, the two-label loss would be label noise; mixed twice, another method
+            raise ValueError(
+                f"method.mixup_layers: {layer!r} ran {len(calls)} times in one forward; mix at a layer that runs once"
+            )
     return weight * F.cross_entropy(logits, labels) + (1 - weight) * F.cross_entropy(logits, labels[perm])
 
 

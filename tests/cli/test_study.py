@@ -222,3 +222,19 @@ def test_a_row_and_its_baseline_at_different_precisions_are_not_compared(tmp_pat
             (study_root(study) / row / f"seed{seed}.json").write_text(json.dumps(cell))
     with pytest.raises(ValueError, match=r"'coded' ran at \['bf16-mixed'\] and its baseline 'base' at \['32-true'\]"):
         summarise(study, study_root(study))
+
+
+def test_a_cell_that_would_train_in_another_precision_than_its_baseline_is_refused_before_it_starts(tmp_path):
+    from ssl_coded.study import study_root
+
+    rows = ["  - {name: base, recipe: simclr-digits}", "  - {name: coded, recipe: simclr-digits, baseline: base}"]
+    path = write_study(tmp_path, rows)
+    path.write_text(path.read_text().replace("common: [", "common: [trainer.precision=32, "))
+    study = load_study(path)
+    for seed in (0, 1):  # the baseline finished elsewhere, in bf16
+        (study_root(study) / "base").mkdir(parents=True, exist_ok=True)
+        cell = {"knn_dino_top1": 0.5, "seconds": 1.0, "precision": "bf16-mixed"}
+        (study_root(study) / "base" / f"seed{seed}.json").write_text(json.dumps(cell))
+    with pytest.raises(ValueError, match=r"'coded' ran at \['32-true'\]"):  # "32" is Lightning's alias of 32-true
+        run_study(path)
+    assert not (tmp_path / "studies" / "tiny" / "coded").exists()  # nothing trained

@@ -92,3 +92,14 @@ def test_imix_regression_loss_targets_the_mixture_of_normalised_targets():
         for i in range(4)
     )
     assert math.isclose(imix_regression_loss(prediction, target, weight, perm).item(), expected / 4, rel_tol=1e-5)
+
+
+def test_a_layer_that_does_not_run_once_per_forward_is_refused():
+    net = small_net()
+    twice = nn.Sequential(net[0], net[1], net[1], net[4])  # the activation runs twice
+    with pytest.raises(ValueError, match=r"'1' ran 2 times in one forward"):
+        manifold_mixup_loss(twice, torch.randn(4, 6), torch.zeros(4, dtype=torch.long), ["1"], alpha=1.0)
+    unused = nn.ModuleDict({"net": net, "spare": nn.Linear(2, 2)})
+    unused.forward = net.forward  # "spare" never runs
+    with pytest.raises(ValueError, match="ran 0 times"):
+        manifold_mixup_loss(unused, torch.randn(4, 6), torch.zeros(4, dtype=torch.long), ["spare"], alpha=1.0)

@@ -35,8 +35,9 @@ class SimCLR(SSLMethod):
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
         view0 = self.view(images)
         h0, h1 = self.backbone(view0), self.backbone(self.view(images))
+        z0 = self.projection_head(h0)  # first: the coded hook (one pass per step) codes the first view
         z1 = self.projection_head(h1)
-        loss = self.criterion(self.projection_head(h0), z1)
+        loss = self.criterion(z0, z1)
         if self.config.method.mixing == "imix":
             weight, perm = mixing_weight(self.config.method.mixing_alpha), torch.randperm(len(images), device=h0.device)
             mixed = self.forward(self.formatted(mix(view0, weight, perm)))

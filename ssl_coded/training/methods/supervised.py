@@ -49,7 +49,7 @@ class Supervised(SSLMethod):
         if config.method.regularizer == "manifold_mixup":
             check_layers(self, config.method.mixup_layers)
         if config.method.regularizer == "coded" and self.codes_a_block:
-            self.coded_submodule()  # a bad name fails here, listing valid ones, before any data is read
+            self.coded_submodule()  # a bad name fails here, listing valid ones, before any training
         elif config.method.regularizer == "coded":
             score = "cross_entropy" if config.coded.target == "labels" else "mse"
             self.coded = coded_regularizer(config.coded, score)

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from ssl_coded.eval.robustness.standard import standard_attacks
+from ssl_coded.eval.robustness.standard import AsModule, highest_loss, standard_attacks
 from torch import nn
 
 from ssl_coded.extras import MissingExtraError
@@ -59,7 +59,7 @@ def test_the_eot_attacks_run_on_a_randomized_model_and_the_global_generator_is_l
     torch.manual_seed(123)
     first = standard_attacks(noisy, x, y, 0.05, steps=3, eot_samples=2, square_queries=5, seed=7, randomized=True)
     assert torch.equal(torch.rand(3), expected_next)  # the caller's generator state is untouched
-    assert set(first) == {"eot-pgd-ta", "apgd-eot"}
+    assert set(first) == {"eot-pgd-ta", "apgd-eot", "apgd-dlr-eot", "square-ta"}  # what the undefended model faces
     again = standard_attacks(noisy, x, y, 0.05, steps=3, eot_samples=2, square_queries=5, seed=7, randomized=True)
     assert all(torch.equal(first[name], again[name]) for name in first)  # a seed repeats the attack
 
@@ -71,3 +71,21 @@ def test_two_classes_skip_dlr_and_a_missing_torchattacks_names_the_extra(monkeyp
     monkeypatch.setitem(__import__("sys").modules, "torchattacks", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'ssl-coded\[attack\]'"):
         standard_attacks(model, x, y, 0.05, 2, 1, 5, seed=0)
+
+
+def test_apgd_against_a_randomized_model_perturbs_every_image():
+    # torchattacks' APGD returns the clean image wherever its final check, one draw of a randomized
+    # model, says the image was not fooled; the harness takes each image's highest-loss point instead
+    import torchattacks
+
+    model, x, _ = linear_problem(n=16, dim=6)
+    y = model(x).argmax(1)
+
+    def noisy(images):
+        return model(images + 0.05 * torch.randn_like(images))
+
+    torch.manual_seed(0)
+    apgd = torchattacks.APGD(AsModule(noisy, x.device), norm="Linf", eps=0.05, steps=3, eot_iter=2)
+    x_adv = highest_loss(apgd)(x, y)
+    moved = (x_adv - x).flatten(1).abs().amax(1)
+    assert (moved > 0).all() and (moved <= 0.05 + 1e-6).all()
