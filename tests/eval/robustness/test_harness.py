@@ -10,7 +10,7 @@ from ssl_coded.cli import main
 QUICK = ["trainer.max_epochs=5", "trainer.batch_size=32", "data.max_train=400", "data.max_test=150"]
 QUICK += ["optim.warmup_epochs=0", "trainer.log_every_n_steps=1"]
 TINY_ATTACK = ["attack.num_examples=32", "attack.eps=[0.05,0.2]", "attack.steps=2", "attack.eot_samples=2"]
-TINY_ATTACK += ["attack.square_queries=5", "inference.batch_size=16"]
+TINY_ATTACK += ["attack.square_queries=5", "inference.batch_size=16", "attack.standard=false"]  # torchattacks: below
 
 
 @pytest.mark.slow
@@ -39,9 +39,14 @@ def test_train_compare_attack_writes_the_table_the_verdict_and_the_plot(tmp_path
     seeds = (tmp_path / "seeds" / "seeds.md").read_text()
     erm = json.loads((parent / "erm" / "summary.json").read_text())["test_accuracy"]
     assert f"| erm | 1 | {erm:.4f} |" in seeds and "| coded - erm |" in seeds and "seed 0 (" in seeds
-    # the attack command alone, on the parent directory, with an override
-    assert main(["attack", str(parent), "--out", str(tmp_path / "again"), "--set", "attack.num_examples=16"]) == 0
-    assert json.loads((tmp_path / "again" / "attack.json").read_text())["attack"]["num_examples"] == 16
+    # the attack command alone, on the parent directory, with an override; torchattacks' attacks too
+    again = ["--set", "attack.num_examples=16", "attack.standard=true", "attack.eps=[0.2]"]
+    assert main(["attack", str(parent), "--out", str(tmp_path / "again"), *again]) == 0
+    report = json.loads((tmp_path / "again" / "attack.json").read_text())
+    assert report["attack"]["num_examples"] == 16
+    assert {"apgd-ce", "apgd-dlr", "square-ta", "standard"} <= set(report["results"]["coded"]["eps"]["0.2"])
+    assert {"apgd-eot", "apgd-dlr-eot", "eot-pgd-ta", "standard"} <= set(report["results"]["coded + RCI"]["eps"]["0.2"])
+    assert "coded + RCI, torchattacks alone" in (tmp_path / "again" / "attack.md").read_text()
 
 
 @pytest.mark.slow
