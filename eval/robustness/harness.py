@@ -8,8 +8,8 @@ on a seeded subset of test images, per eps of the L-inf grid:
   randomized pipeline) and PGD on the deterministic surrogate (the same model without RCI),
   transferred;
 - a gradient-free Square-style search;
-- the standard implementations of `standard.py` (torchattacks: APGD-CE, APGD-DLR and Square on a
-  deterministic model, EOT-PGD and APGD with EOT on RCI), unless `standard` is off.
+- the standard implementations of `standard.py` (torchattacks: APGD-CE, APGD-DLR and Square; against
+  RCI the same in their EOT form, plus EOT-PGD), unless `standard` is off.
 "Plain" accuracy counts an image as robust if it survives the plain attacks; "standard" if it
 survives every torchattacks attack; "adaptive" if it survives every attack (per-image worst case).
 Adversarial images are scored with a fresh draw of the defence, so an image counts as robust under
@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from ssl_coded.eval.robustness.attacks import fgsm, pgd, square_attack
 from ssl_coded.eval.robustness.fidelity import fidelity_sweep, format_fidelity
-from ssl_coded.eval.robustness.standard import DETERMINISTIC, RANDOMIZED, standard_attacks
+from ssl_coded.eval.robustness.standard import STANDARD, standard_attacks
 from torch import Tensor
 from tqdm import tqdm
 
@@ -69,7 +69,7 @@ class AttackSettings:
     square_queries: int = 100  # gradient-free Square-style search
     num_examples: int = 400  # test images attacked (a seeded subset)
     sanity_eps: float = 0.5  # accuracy must fall to ~0 here
-    standard: bool = True  # also torchattacks' APGD-CE / APGD-DLR / Square (and EOT-PGD, APGD-EOT on RCI)
+    standard: bool = True  # also torchattacks' APGD-CE / APGD-DLR / Square (EOT forms and EOT-PGD on RCI)
 
 
 def correct(model: Model, x: Tensor, y: Tensor) -> Tensor:
@@ -117,7 +117,7 @@ def robustness(target: Target, x: Tensor, y: Tensor, cfg: AttackSettings, batch_
         adaptive = clean & torch.stack(list(joined.values())).all(0)
         row = {name: float(ok.float().mean()) for name, ok in joined.items()}
         row |= {"plain": float(plain.float().mean()), "adaptive": float(adaptive.float().mean())}
-        if standard := [joined[a] for a in dict.fromkeys((*DETERMINISTIC, *RANDOMIZED)) if a in joined]:
+        if standard := [joined[a] for a in STANDARD if a in joined]:
             row["standard"] = float((clean & torch.stack(standard).all(0)).float().mean())
         result["eps"][f"{eps:g}"] = row
     return result

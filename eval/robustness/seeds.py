@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_coded.eval.robustness.harness import plot_accuracy_against_eps, verdict
+from ssl_coded.eval.robustness.standard import STANDARD
 from ssl_coded.eval.statistics import csv_text, format_difference, paired_difference
 
 from ssl_coded.io import write_text
@@ -152,7 +153,7 @@ def summarise_seeds(runs: list[str | Path], out: str | Path) -> str:
                 ],
             ),
             "Robust accuracy per attack (the harness's own: fgsm, pgd, square, eot-pgd, transfer-pgd; torchattacks': "
-            "apgd-ce, apgd-dlr, square-ta, eot-pgd-ta, apgd-eot), mean +- std over seeds:",
+            f"{', '.join(STANDARD)}), mean +- std over seeds:",
             _table(["model", *per_attack], [[m, *_spread(per_seed, m, per_attack)] for m in models]),
             "Each seed's verdict on RCI (the attack report's own sentences) and its sanity checks:",
             "\n".join(

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from ssl_coded.extras import require
 
 Model = Callable[[Tensor], Tensor]
-DETERMINISTIC = ("apgd-ce", "apgd-dlr", "square-ta")  # "-ta": torchattacks' Square, beside the harness's own
-RANDOMIZED = ("eot-pgd-ta", "apgd-eot", "apgd-dlr-eot", "square-ta")
+# every name standard_attacks may return ("-ta": torchattacks' own, beside the harness's attack of that name)
+STANDARD = ("apgd-ce", "apgd-dlr", "eot-pgd-ta", "apgd-eot", "apgd-dlr-eot", "square-ta")
 
 
 class AsModule(nn.Module):
@@ -77,34 +77,27 @@ def standard_attacks(
     wrapped = AsModule(model, x.device)
     with torch.no_grad(), torch.random.fork_rng():  # a randomized model draws even here
         dlr = model(x[:1]).shape[1] >= 3  # the DLR loss compares the true logit with the top two others
-    apgd = {"norm": "Linf", "eps": eps, "steps": steps, "n_restarts": 1}
-    # (attack, seed offset): APGD and Square reseed torch from their own `seed`
-    built: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], int]] = {}
-    if randomized:  # the same attacks as the model without the defence, each in its EOT form where it has one
-        eot = {"eot_iter": eot_samples, **apgd}
-        built["eot-pgd-ta"] = (attacks.EOTPGD(wrapped, eps=eps, alpha=eps / 4, steps=steps, eot_iter=eot_samples), 0)
-        # best_loss: every image is attacked and its highest-loss point returned; the default returns the clean
-        # image wherever the defence's one draw at the start, or at the end, happened to be fooled or not
-        for name, loss in (("apgd-eot", "ce"), ("apgd-dlr-eot", "dlr")):
-            if loss == "ce" or dlr:
-                attack = attacks.APGD(wrapped, loss=loss, **eot)
-                built[name] = (
-                    lambda images, labels, attack=attack: attack.perturb(images, labels, best_loss=True)[1],
-                    0,
-                )
-    else:
-        for offset, (name, loss) in enumerate((("apgd-ce", "ce"), ("apgd-dlr", "dlr"))):
-            if loss == "ce" or dlr:
-                built[name] = (attacks.APGD(wrapped, loss=loss, seed=seed + offset, **apgd), offset)
-    built["square-ta"] = (
-        attacks.Square(wrapped, norm="Linf", eps=eps, n_queries=square_queries, n_restarts=1, seed=seed + 2),
-        2,
-    )
+    gradient = ["apgd-eot", "apgd-dlr-eot", "eot-pgd-ta"] if randomized else ["apgd-ce", "apgd-dlr"]
+    names = [n for n in gradient if dlr or "dlr" not in n] + ["square-ta"]
+
+    def build(name: str, seed: int) -> Callable[[Tensor, Tensor], Tensor]:
+        """One attack; APGD and Square reseed torch from their own `seed`."""
+        if name == "square-ta":
+            return attacks.Square(wrapped, norm="Linf", eps=eps, n_queries=square_queries, n_restarts=1, seed=seed)
+        if name == "eot-pgd-ta":
+            return attacks.EOTPGD(wrapped, eps=eps, alpha=eps / 4, steps=steps, eot_iter=eot_samples)
+        loss = "dlr" if "dlr" in name else "ce"
+        eot = eot_samples if randomized else 1
+        apgd = attacks.APGD(
+            wrapped, norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss, eot_iter=eot
+        )
+        return highest_loss(apgd) if randomized else apgd
+
     correct = {}
-    for name, (attack, offset) in built.items():
+    for i, name in enumerate(names):  # each attack its own seed
         with torch.random.fork_rng():  # every device's generator: the caller's draws are left as they were
-            torch.manual_seed(seed + offset)
-            x_adv = attack(x, y)
+            torch.manual_seed(seed + i)
+            x_adv = build(name, seed + i)(x, y)
             with torch.no_grad():
                 correct[name] = model(x_adv).argmax(1) == y
     return correct

@@ -135,7 +135,7 @@ class AttackConfig:
     square_queries: int = 100  # gradient-free Square-style search
     num_examples: int = 400  # test images attacked (a seeded subset)
     sanity_eps: float = 0.5  # accuracy must fall to ~0 here
-    standard: bool = True  # also torchattacks' APGD-CE / APGD-DLR / Square (EOT-PGD, APGD-EOT on RCI): [attack] extra
+    standard: bool = True  # also torchattacks' APGD-CE / APGD-DLR / Square (EOT forms and EOT-PGD on RCI): [attack]
 
 
 @dataclass
