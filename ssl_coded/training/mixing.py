@@ -36,6 +36,11 @@ def mix(x: Tensor, weight: float, perm: Tensor) -> Tensor:
     return weight * x + (1 - weight) * x[perm]
 
 
+def mixed_cross_entropy(logits: Tensor, targets: Tensor, weight: float, perm: Tensor) -> Tensor:
+    """The loss of a mixed batch: cross-entropy against each item's target (weight) and its partner's."""
+    return weight * F.cross_entropy(logits, targets) + (1 - weight) * F.cross_entropy(logits, targets[perm])
+
+
 def check_layers(model: nn.Module, layers: Sequence[str]) -> None:
     """Refuse, in one line, a layer list that is empty or names no submodule of `model`."""
     names = {name for name, _ in model.named_modules() if name}
@@ -77,7 +82,7 @@ def manifold_mixup_loss(model: nn.Module, x: Tensor, labels: Tensor, layers: Seq
             raise ValueError(
                 f"method.mixup_layers: {layer!r} ran {len(calls)} times in one forward; mix at a layer that runs once"
             )
-    return weight * F.cross_entropy(logits, labels) + (1 - weight) * F.cross_entropy(logits, labels[perm])
+    return mixed_cross_entropy(logits, labels, weight, perm)
 
 
 def imix_contrastive_loss(mixed: Tensor, other: Tensor, weight: float, perm: Tensor, temperature: float) -> Tensor:
@@ -93,8 +98,8 @@ def imix_contrastive_loss(mixed: Tensor, other: Tensor, weight: float, perm: Ten
         Soft-target cross-entropy: instance i carries weight, instance perm[i] carries 1 - weight.
     """
     logits = F.normalize(mixed, dim=1) @ F.normalize(other, dim=1).T / temperature
-    target = torch.arange(len(mixed), device=mixed.device)
-    return weight * F.cross_entropy(logits, target) + (1 - weight) * F.cross_entropy(logits, perm)
+    instances = torch.arange(len(mixed), device=mixed.device)  # the virtual labels: instance perm[i] is i's partner
+    return mixed_cross_entropy(logits, instances, weight, perm)
 
 
 def imix_regression_loss(prediction: Tensor, target: Tensor, weight: float, perm: Tensor) -> Tensor:

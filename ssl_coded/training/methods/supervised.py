@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ssl_coded.hook import CodedSmoothingHook
 from ssl_coded.training.datasets import ImageDataset, Splits
 from ssl_coded.training.methods.base import SSLMethod, coded_regularizer
-from ssl_coded.training.mixing import check_layers, manifold_mixup_loss, mix, mixing_weight
+from ssl_coded.training.mixing import check_layers, manifold_mixup_loss, mix, mixed_cross_entropy, mixing_weight
 
 REGULARIZERS: tuple[str, ...] = ("erm", "mixup", "manifold_mixup", "noise", "coded")
 COMPARED: tuple[str, ...] = ("erm", "mixup", "coded")  # what `train --compare` trains side by side
@@ -112,8 +112,7 @@ class Supervised(SSLMethod):
     def mixup_loss(self, x: Tensor, labels: Tensor) -> Tensor:
         weight = mixing_weight(self.config.method.mixup_alpha)
         perm = torch.randperm(len(x), device=x.device)
-        logits = self(self.formatted(mix(x, weight, perm)))
-        return weight * F.cross_entropy(logits, labels) + (1 - weight) * F.cross_entropy(logits, labels[perm])
+        return mixed_cross_entropy(self(self.formatted(mix(x, weight, perm))), labels, weight, perm)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, labels = batch
