@@ -189,7 +189,8 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
         if cell_result(study, row, seed).is_file():
             continue
         config = load_config(row.recipe, [*study.common, *row.overrides])
-        check_precisions(study, row, training_precision(config.trainer.precision, config.trainer.accelerator))
+        precision = training_precision(config.trainer.precision, config.trainer.accelerator)
+        check_precisions(study, read_cells(study), pending=(row.name, precision))  # before hours are spent
         print(f"[{i}/{len(cells)}] {row.name}, seed {seed} -> {out}", flush=True)
         spec = json.dumps(
             {
@@ -213,17 +214,12 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
 def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, float, int]]]:
     """cells.csv, results.md / results.csv (mean +- std over the finished seeds), a plot per metric and,
     where rows name a baseline, effects.md / effects.csv."""
-    per_seed = collect_cells(study)
-    facts = {  # where and how each cell ran, beside its figures
-        (row.name, seed): {k: cell.get(k, "") for k in ("precision", "cpu")}
-        for row in study.rows
-        for seed in seeds_of(study, row)
-        if (path := cell_result(study, row, seed)).is_file() and (cell := json.loads(path.read_text()))
-    }
-    lines = [
-        {"row": name, "seed": seed, **cell, **facts[name, seed]}
-        for name, cells in per_seed.items()
-        for seed, cell in cells.items()
+    cells = read_cells(study)
+    per_seed = collect_cells(study, cells)
+    lines = [  # each cell's figures, and where and how it ran
+        {"row": name, "seed": seed, **figures, **{k: cells[name][seed].get(k, "") for k in ("precision", "cpu")}}
+        for name, by_seed in per_seed.items()
+        for seed, figures in by_seed.items()
     ]
     write_text(root / "cells.csv", csv_text(lines, ["row", "seed", *METRICS, "precision", "cpu"]))
     table = {
@@ -262,20 +258,31 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
     return table
 
 
-def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
-    """The finished cells' metrics: row name -> seed -> metric -> value."""
+def read_cells(study: Study) -> dict[str, dict[int, dict[str, Any]]]:
+    """Every finished cell's file, read once: row name -> seed -> its JSON."""
+    return {
+        row.name: {
+            seed: json.loads(path.read_text())
+            for seed in seeds_of(study, row)
+            if (path := cell_result(study, row, seed)).is_file()
+        }
+        for row in study.rows
+    }
+
+
+def collect_cells(
+    study: Study, cells: dict[str, dict[int, dict[str, Any]]] | None = None
+) -> dict[str, dict[int, dict[str, float]]]:
+    """The finished cells' metrics: row name -> seed -> metric -> value (`cells`: from `read_cells`)."""
+    cells = read_cells(study) if cells is None else cells
+    check_precisions(study, cells)
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
-    for row in study.rows:
-        per_seed[row.name] = {}
-        for seed in seeds_of(study, row):
-            path = cell_result(study, row, seed)
-            if path.is_file():
-                cell = json.loads(path.read_text())
-                if cell.get("resumed"):  # its training time covers only the part after the resume
-                    cell.pop("seconds", None)
-                per_seed[row.name][seed] = {m: float(cell[m]) for m in METRICS if cell.get(m) is not None}
-    for row in study.rows:
-        check_precisions(study, row)
+    for name, by_seed in cells.items():
+        per_seed[name] = {}
+        for seed, cell in by_seed.items():
+            # a resumed cell's training time covers only the part after the resume
+            skip = {"seconds"} if cell.get("resumed") else set()
+            per_seed[name][seed] = {m: float(cell[m]) for m in METRICS if cell.get(m) is not None and m not in skip}
     return per_seed
 
 
@@ -283,32 +290,30 @@ def collect_cells(study: Study) -> dict[str, dict[int, dict[str, float]]]:
 PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
-def cell_precisions(study: Study, row: StudyRow) -> set[str]:
-    """The precisions the row's finished cells trained in (cells from before it was recorded add none)."""
-    found = set()
-    for seed in seeds_of(study, row):
-        path = cell_result(study, row, seed)
-        if path.is_file() and (precision := json.loads(path.read_text()).get("precision")):
-            found.add(PRECISION_ALIASES.get(str(precision), str(precision)))
-    return found
+def check_precisions(
+    study: Study, cells: dict[str, dict[int, dict[str, Any]]], pending: tuple[str, str] | None = None
+) -> None:
+    """Refuse a row and its baseline in different precisions (their difference would be the precision's).
 
-
-def check_precisions(study: Study, row: StudyRow, extra: str = "") -> None:
-    """Refuse a row and its baseline in different precisions (their difference would be the precision's);
-    `extra`: the precision a cell of `row` is about to train in."""
-    rows = {r.name: r for r in study.rows}
-    for name, baseline in (
-        (row.name, row.baseline),
-        *((r.name, row.name) for r in study.rows if r.baseline == row.name),
-    ):
-        if not baseline:
-            continue
-        mine, theirs = cell_precisions(study, rows[name]), cell_precisions(study, rows[baseline])
-        if extra:
-            (mine if name == row.name else theirs).add(PRECISION_ALIASES.get(extra, extra))
-        if mine and theirs and len(mine | theirs) > 1:
+    Args:
+        cells: the finished cells (`read_cells`); cells from before the precision was recorded add none.
+        pending: (row name, precision) of a cell about to train.
+    """
+    precisions = {
+        name: {
+            PRECISION_ALIASES.get(str(c["precision"]), str(c["precision"]))
+            for c in by_seed.values()
+            if c.get("precision")
+        }
+        for name, by_seed in cells.items()
+    }
+    if pending:
+        precisions.setdefault(pending[0], set()).add(PRECISION_ALIASES.get(pending[1], pending[1]))
+    for row in study.rows:
+        mine, theirs = precisions.get(row.name, set()), precisions.get(row.baseline, set())
+        if row.baseline and mine and theirs and len(mine | theirs) > 1:
             raise ValueError(
-                f"row {name!r} ran at {sorted(mine)} and its baseline {baseline!r} at {sorted(theirs)}; "
+                f"row {row.name!r} ran at {sorted(mine)} and its baseline {row.baseline!r} at {sorted(theirs)}; "
                 "set trainer.precision in the study's common overrides and rerun the cells of one of them"
             )
 
