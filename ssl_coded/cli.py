@@ -48,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--regularizers",
-        default="erm,mixup,coded",
         help="with --compare: the regularizers trained side by side, comma-separated (default erm,mixup,coded; "
         "also manifold_mixup, noise)",
     )
@@ -191,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                 resume=args.resume,
                 compare=args.compare,
                 attack=args.attack,
-                regularizers=tuple(r.strip() for r in args.regularizers.split(",") if r.strip()),
+                regularizers=tuple(r.strip() for r in args.regularizers.split(",") if r.strip())
+                if args.regularizers
+                else None,
                 overwrite=args.overwrite,
                 verbose=args.verbose,
             )

@@ -281,11 +281,12 @@ def run_train(
     attack: bool = False,
     overwrite: bool = False,
     verbose: bool = False,
-    regularizers: tuple[str, ...] = COMPARED,
+    regularizers: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Train a classifier from a supervised recipe. With `compare`, train `regularizers` (ERM, mixup and
     coded-smoothing by default; same backbone, data and budget) into `<out_dir>/<name>/<regularizer>`
     and print one table; with `attack`, then run the attack harness on them and write its report beside them."""
+    regularizers = regularizers or COMPARED
     if unknown := [r for r in regularizers if r not in REGULARIZERS]:
         raise ConfigError(f"--regularizers: {unknown} are not regularizers; choose from {', '.join(REGULARIZERS)}")
     config = load_config(recipe, overrides)
