@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from ssl_coded.calibration import cpu_model
+from ssl_coded import calibration
 from ssl_coded.training.datasets import Splits, load_splits
 from ssl_coded.training.methods import build_method
 from ssl_coded.training.recipes import load_config
@@ -105,7 +105,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = run(args.rounds, args.batch_size)
-    print(f"{cpu_model()}, {torch.get_num_threads()} threads, batch {args.batch_size}, {args.rounds} rounds")
+    threads = torch.get_num_threads()
+    print(f"{calibration.cpu_model()}, {threads} threads, batch {args.batch_size}, {args.rounds} rounds, fp32")
+    print(f"calibration: {calibration.describe()}")
     print("| group | row | step ms (median) | x baseline (median of per-round ratios) | x baseline FLOPs |")
     print("|---|---|---|---|---|")
     for (group, row), result in results.items():
