@@ -412,10 +412,14 @@ def attack_runs(
     targets, first = load_targets(runs, where)
     config, test = first.config, first.splits.test
     cfg = AttackSettings(**dataclasses.asdict(with_overrides(config, overrides or []).attack))
+    # attack.rci=false: the deterministic models alone, e.g. on more images than RCI's cost allows
+    targets = [target for target in targets if cfg.rci or not target.randomized]
     pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))[: cfg.num_examples]
     inference = config.inference
     defence = (
         f"RCI: {inference.kind}, N/K={inference.coded_ratio:g}, K={inference.batch_size}, {inference.num_draws} draw(s)"
+        if any(target.randomized for target in targets)
+        else ""
     )
     return run_attack(
         targets,

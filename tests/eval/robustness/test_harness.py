@@ -47,6 +47,11 @@ def test_train_compare_attack_writes_the_table_the_verdict_and_the_plot(tmp_path
     assert {"apgd-ce", "apgd-dlr", "square-ta", "standard"} <= set(report["results"]["coded"]["eps"]["0.2"])
     assert {"apgd-eot", "apgd-dlr-eot", "eot-pgd-ta", "standard"} <= set(report["results"]["coded + RCI"]["eps"]["0.2"])
     assert "coded + RCI, torchattacks alone" in (tmp_path / "again" / "attack.md").read_text()
+    # attack.rci=false: the coded-trained model alone, without its randomized defence
+    alone = ["--set", "attack.num_examples=16", "attack.eps=[0.2]", "attack.rci=false"]
+    assert main(["attack", str(parent / "coded"), "--out", str(tmp_path / "alone"), *alone]) == 0
+    assert set(json.loads((tmp_path / "alone" / "attack.json").read_text())["results"]) == {"coded"}
+    assert "RCI" not in (tmp_path / "alone" / "attack.md").read_text().splitlines()[0]
 
 
 @pytest.mark.slow
