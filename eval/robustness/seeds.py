@@ -158,7 +158,7 @@ def summarise_seeds(runs: list[str | Path], out: str | Path) -> str:
             "Each seed's verdict on RCI (the attack report's own sentences) and its sanity checks:",
             "\n".join(
                 f"- seed {s['seed']} ({s['checks'][0]} of {s['checks'][1]} sanity checks passed): "
-                + s["verdict"].removeprefix("- ").replace("\n- ", " ")
+                + (s["verdict"].removeprefix("- ").replace("\n- ", " ") or "no randomized defence in this report.")
                 for s in per_seed
             ),
         ]

@@ -117,3 +117,14 @@ def test_runs_attacked_where_they_lie_are_found_from_the_report(tmp_path):
     seed = load_seed(run)
     assert seed["seed"] == 3 and seed["models"]["coded"]["test accuracy"] == 0.83
     assert "test accuracy" not in seed["models"]["coded + RCI"]
+
+
+def test_a_report_without_rci_says_so_instead_of_a_blank_verdict(tmp_path):
+    runs = three_seeds(tmp_path)
+    for run in runs:  # attack.rci=false: the deterministic models alone
+        report = json.loads((run / "attack.json").read_text())
+        del report["results"]["coded + RCI"], report["checks"]["coded + RCI"]
+        (run / "attack.json").write_text(json.dumps(report))
+    text = summarise_seeds(runs, tmp_path / "out")
+    assert text.count("checks passed): no randomized defence in this report.") == 3
+    assert "coded + RCI" not in text
