@@ -70,7 +70,7 @@ class AttackSettings:
     num_examples: int = 400  # test images attacked (a seeded subset)
     sanity_eps: float = 0.5  # accuracy must fall to ~0 here
     standard: bool = True  # also torchattacks' APGD-CE / APGD-DLR / Square (EOT forms and EOT-PGD on RCI)
-    rci: bool = True  # also serve each coded-trained model behind RCI (about 40x a model's attack cost)
+    rci: bool = True  # also serve each coded-trained model behind RCI (its attacks cost far more)
 
 
 def correct(model: Model, x: Tensor, y: Tensor) -> Tensor:

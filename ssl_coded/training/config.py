@@ -136,7 +136,7 @@ class AttackConfig:
     num_examples: int = 400  # test images attacked (a seeded subset)
     sanity_eps: float = 0.5  # accuracy must fall to ~0 here
     standard: bool = True  # also torchattacks' APGD-CE / APGD-DLR / Square (EOT forms and EOT-PGD on RCI): [attack]
-    rci: bool = True  # also serve each coded-trained model behind RCI (about 40x a model's attack cost)
+    rci: bool = True  # also serve each coded-trained model behind RCI (its attacks cost far more)
 
 
 @dataclass
