@@ -28,6 +28,7 @@ def load_config(recipe: str, overrides: list[str] | None = None) -> RecipeConfig
     """Load a recipe by name or path, apply `key=value` overrides, validate, return dataclasses."""
     config = parse_recipe(recipe, overrides)
     validate(config)
+    refuse_ignored(config, overrides or [])
     return config
 
 
@@ -37,6 +38,7 @@ def with_overrides(config: RecipeConfig, overrides: list[str]) -> RecipeConfig:
         return config
     updated = parse_overrides(config, overrides)
     validate(updated)
+    refuse_ignored(updated, overrides)
     return updated
 
 
@@ -45,6 +47,32 @@ def config_from_yaml(text: str) -> RecipeConfig:
     config = parse_yaml(text)
     validate(config)
     return config
+
+
+# an override of these keys means nothing unless the named key is "spline": Berrut and random mixing
+# have no smoothing, and a sweep over an ignored key would report one run several times
+SPLINE_ONLY = {
+    "coded.lambda_enc": "coded.kind",
+    "coded.lambda_dec": "coded.kind",
+    "inference.lambda_enc": "inference.kind",
+    "inference.lambda_dec": "inference.kind",
+}
+
+
+def refuse_ignored(config: RecipeConfig, overrides: list[str]) -> None:
+    """Refuse an override the resolved recipe would ignore: the run would not be the one asked for."""
+    for override in overrides:
+        key = override.split("=", 1)[0].strip()
+        kind_key = SPLINE_ONLY.get(key)
+        if kind_key is None:
+            continue
+        section, name = kind_key.split(".")
+        kind = getattr(getattr(config, section), name)
+        if kind != "spline":
+            raise ConfigError(
+                f"{key} is the spline's smoothing, which {kind_key}={kind!r} ignores; "
+                f"add {kind_key}=spline or drop {key}"
+            )
 
 
 def validate(config: RecipeConfig) -> None:

@@ -60,3 +60,24 @@ def test_cross_field_checks_fail_before_any_data_is_loaded(override, message):
     with pytest.raises(ConfigError) as info:
         load_config("simclr-digits", [override])
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "overrides", "message"),
+    [
+        ("supervised-fashion-mnist", ["coded.lambda_enc=0.1"], "which coded.kind='berrut' ignores"),
+        ("simclr-digits", ["coded.kind=mix", "coded.lambda_dec=0.1"], "which coded.kind='mix' ignores"),
+        ("supervised-fashion-mnist", ["inference.lambda_dec=0.1"], "add inference.kind=spline"),
+    ],
+)
+def test_a_smoothing_the_interpolant_ignores_is_refused(recipe, overrides, message):
+    # Berrut and random mixing have no smoothing: a lambda sweep on them would report one run three times
+    with pytest.raises(ConfigError, match=message):
+        load_config(recipe, overrides)
+
+
+def test_a_smoothing_is_taken_where_the_spline_uses_it():
+    config = load_config("supervised-fashion-mnist", ["coded.kind=spline", "coded.lambda_enc=0.1"])
+    assert config.coded.lambda_enc == 0.1
+    config = load_config("simclr-digits", ["coded.lambda_dec=0.1"])  # the SSL recipes' default is the spline
+    assert config.coded.lambda_dec == 0.1
