@@ -248,7 +248,8 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
     for metric in metrics:
         plot_metric(table, metric, root / f"{metric}.png")
     print(format_study(table, metrics))
-    effects = paired_effects(study, per_seed)
+    cpus = {name: {seed: cell.get("cpu", "") for seed, cell in by_seed.items()} for name, by_seed in cells.items()}
+    effects = paired_effects(study, per_seed, cpus)
     if effects:
         accuracies = [m for m in ACCURACIES if m in metrics]
         write_text(root / "effects.md", format_effects(effects, accuracies) + "\n")
@@ -318,10 +319,21 @@ def check_precisions(
             )
 
 
-def paired_effects(study: Study, per_seed: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+def paired_effects(
+    study: Study,
+    per_seed: dict[str, dict[int, dict[str, float]]],
+    cpus: dict[str, dict[int, str]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Each row minus its baseline on the seeds both finished: mean +- std of the paired differences,
     the paired t-test's two-sided p-value (needs 2+ seeds), and the ratio of median training times.
-    Pairing by seed removes the split and initialisation noise the two rows share."""
+    Pairing by seed removes the split and initialisation noise the two rows share.
+
+    Args:
+        cpus: row name -> seed -> the CPU the cell ran on; a training time enters the ratio only where
+            the row's cell and its baseline's ran on the same CPU (a study resumed on another machine
+            would otherwise report the machines' ratio as the method's cost).
+    """
+    cpus = cpus or {}
     effects: dict[str, dict[str, Any]] = {}
     for row in study.rows:
         base = per_seed.get(row.baseline, {})
@@ -334,8 +346,14 @@ def paired_effects(study: Study, per_seed: dict[str, dict[int, dict[str, float]]
                 ours, theirs = [per_seed[row.name][s][m] for s in seeds], [base[s][m] for s in seeds]
                 delta, std, p = paired_difference(ours, theirs)
                 effect.update({f"{m}_delta": delta, f"{m}_std": std, f"{m}_p": p})
-        times = [[cells[s]["seconds"] for s in seeds if "seconds" in cells[s]] for cells in (per_seed[row.name], base)]
-        effect["time_ratio"] = statistics.median(times[0]) / statistics.median(times[1]) if all(times) else math.nan
+        ours_cpu, base_cpu = cpus.get(row.name, {}), cpus.get(row.baseline, {})
+        timed = [
+            s
+            for s in seeds
+            if "seconds" in per_seed[row.name][s] and "seconds" in base[s] and ours_cpu.get(s) == base_cpu.get(s)
+        ]
+        times = [[cells[s]["seconds"] for s in timed] for cells in (per_seed[row.name], base)]
+        effect["time_ratio"] = statistics.median(times[0]) / statistics.median(times[1]) if timed else math.nan
         effects[row.name] = effect
     return effects
 

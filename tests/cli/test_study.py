@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 
 import pytest
 
@@ -127,6 +128,39 @@ def test_effects_pair_each_row_with_its_baseline_by_seed(tmp_path):
     assert "| coded | base | 2 | +1.25 +- 0.35" in (root / "effects.md").read_text()
     headline = (root / "headline.md").read_text()
     assert "| coded | 2 | 0.8625 +- 0.0742 |" in headline and "| base |" not in headline
+
+
+def test_training_times_are_compared_only_between_cells_on_the_same_cpu(tmp_path):
+    from ssl_coded.study import study_root, summarise
+
+    rows = ["  - {name: base, recipe: simclr-digits}", "  - {name: coded, recipe: simclr-digits, baseline: base}"]
+    study = load_study(write_study(tmp_path, rows))
+    study.seeds = [0, 1, 2]
+    root = study_root(study)
+    # seed 2's coded cell ran later on a machine four times as fast: its time says nothing about the cost
+    cpus = {
+        ("base", 0): "A",
+        ("coded", 0): "A",
+        ("base", 1): "A",
+        ("coded", 1): "A",
+        ("base", 2): "A",
+        ("coded", 2): "B",
+    }
+    times = {("base", 0): 100.0, ("coded", 0): 200.0, ("base", 1): 110.0, ("coded", 1): 230.0, ("base", 2): 90.0}
+    times[("coded", 2)] = 45.0
+    for (row, seed), cpu in cpus.items():
+        cell = {"knn_dino_top1": 0.5, "seconds": times[row, seed], "cpu": cpu}
+        (root / row).mkdir(parents=True, exist_ok=True)
+        (root / row / f"seed{seed}.json").write_text(json.dumps(cell))
+    summarise(study, root)
+    effect = next(csv.DictReader((root / "effects.csv").open()))
+    assert effect["seeds"] == "3"  # the accuracies still pair on every seed
+    assert math.isclose(float(effect["time_ratio"]), (200.0 + 230.0) / 2 / ((100.0 + 110.0) / 2))
+    (root / "coded" / "seed0.json").write_text(json.dumps({"knn_dino_top1": 0.5, "seconds": 200.0, "cpu": "B"}))
+    (root / "coded" / "seed1.json").write_text(json.dumps({"knn_dino_top1": 0.5, "seconds": 230.0, "cpu": "B"}))
+    summarise(study, root)
+    assert next(csv.DictReader((root / "effects.csv").open()))["time_ratio"] == "nan"
+    assert (root / "effects.md").read_text().splitlines()[-1].endswith("| - |")  # no ratio, not a wrong one
 
 
 def test_one_seed_shows_no_spread_and_no_test():
