@@ -390,15 +390,20 @@ class CodingScheme:
 def random_mixing_matrices(
     k: int, n: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ablation of the coding: E mixes random pairs, (1 - t) x_i + t x_j with t ~ U(0, 1), and
-    D = pinv(E) decodes by least squares (exact for a linear fn). Same cost as a coded pass, no
-    interpolation structure. Every item is in one of the first min(n, k) mixtures, so with n >= k the
-    columns of E are independent (almost surely) and D @ E = I. Drawn from torch's global RNG.
+    """The ablation of the coding: E mixes random pairs, (1 - t) x_i + t x_j, and D = pinv(E) decodes
+    by least squares (exact for a linear fn). Same cost as a coded pass, no interpolation structure.
+    Drawn from torch's global RNG.
+
+    Every item is the larger part (t ~ U(0, 1/2)) of one of the first min(n, k) mixtures. The pairs are
+    the same as with t ~ U(0, 1) up to naming which item is i, but E is then diagonally dominant (after
+    ordering those rows), so D @ E = I and D's rows are bounded by 1 / min(1 - 2t) (Varah's bound).
+    With t ~ U(0, 1) a square E is nearly singular: D amplified the outputs' errors by about 10^5 and
+    training on its decoded logits collapsed, which measured the decoder, not the mixing.
     """
     rows = torch.arange(n)
     first = torch.cat([torch.randperm(k), torch.randint(k, (max(0, n - k),))])[:n]
     second = torch.randint(k, (n,))
-    t = torch.rand(n, dtype=torch.float64)
+    t = torch.rand(n, dtype=torch.float64) / 2
     enc = torch.zeros(n, k, dtype=torch.float64)
     enc.index_put_((rows, first), 1 - t, accumulate=True)
     enc.index_put_((rows, second), t, accumulate=True)

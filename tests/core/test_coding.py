@@ -11,6 +11,7 @@ from ssl_coded.coding import (
     chebyshev_second_kind,
     coding_matrices,
     coding_matrices_float64,
+    random_mixing_matrices,
     scipy_lambda,
     smoothing_spline_matrix,
 )
@@ -233,7 +234,6 @@ def test_low_precision_inputs_are_coded_in_float32():
 
 
 def test_random_mixing_ablation_is_affine_and_decodes_a_linear_fn_exactly():
-    from ssl_coded.coding import random_mixing_matrices
 
     torch.manual_seed(0)
     enc, dec = random_mixing_matrices(16, 32, dtype=torch.float64)
@@ -249,6 +249,22 @@ def test_random_mixing_ablation_is_affine_and_decodes_a_linear_fn_exactly():
     torch.manual_seed(1)
     assert torch.equal(first, scheme.matrices(16, torch.float64)[0])  # seeded
     assert not torch.equal(first, scheme.matrices(16, torch.float64)[0])  # new mixtures every call
+
+
+@pytest.mark.parametrize("k", [8, 64, 128])
+def test_random_mixing_with_n_equal_k_decodes_within_varahs_bound(k):
+    # Each row of E is (1 - t) on one item and t <= 1/2 on another, every item the larger part of one
+    # row: E is a row permutation of a diagonally dominant matrix, and Varah (1975) bounds the inverse,
+    # norm_inf(E^-1) <= 1 / min over rows of (|diagonal| - sum of the rest). Checked with NumPy's inverse.
+    torch.manual_seed(k)
+    for _ in range(10):
+        enc, _ = random_mixing_matrices(k, k, dtype=torch.float64)
+        e = enc.numpy()
+        larger = e.max(axis=1)
+        assert sorted(e.argmax(axis=1)) == list(range(k))  # every item is the larger part of one row
+        margin = larger - (e.sum(axis=1) - larger)
+        inverse = np.linalg.inv(e)
+        assert np.abs(inverse).sum(axis=1).max() <= 1 / margin.min() * (1 + 1e-9)
 
 
 @pytest.mark.parametrize(
