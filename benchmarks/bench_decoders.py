@@ -6,7 +6,7 @@ and D carries that difference into the decoded outputs. norm_inf(D), its largest
 the worst-case factor from an error in the coded outputs to one in a decoded output, and cond(E)
 that of the least-squares decode. Printed for the interpolants at the recipes' settings and for
 random pairwise mixing as it is drawn now (the larger part t ~ U(0, 1/2)) and as it was drawn before
-(t ~ U(0, 1), built here only for this comparison), as medians and maxima over random draws.
+(t ~ U(0, 1), rebuilt here from the current draws), as medians and maxima over random draws.
 
 Run: python -m benchmarks.bench_decoders [--draws 50 --batch 128]
 """
@@ -21,15 +21,13 @@ import torch
 from ssl_coded.coding import CodingScheme
 
 
-def pairs_uniform_weight(k: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ablation before the fix: the same pairs, t ~ U(0, 1), so either item may be the larger part."""
-    rows = torch.arange(n)
-    first = torch.cat([torch.randperm(k), torch.randint(k, (max(0, n - k),))])[:n]
-    second = torch.randint(k, (n,))
-    t = torch.rand(n, dtype=torch.float64)
-    enc = torch.zeros(n, k, dtype=torch.float64)
-    enc.index_put_((rows, first), 1 - t, accumulate=True)
-    enc.index_put_((rows, second), t, accumulate=True)
+def with_either_item_larger(enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ablation before the fix, from the current one: swapping each mixture's two weights with
+    probability 1/2 turns t ~ U(0, 1/2) into t ~ U(0, 1), so either item may be the larger part."""
+    enc = enc.clone()
+    for row in torch.nonzero(torch.rand(len(enc)) < 0.5).flatten():
+        items = torch.nonzero(enc[row]).flatten()
+        enc[row, items] = enc[row, items.flip(0)]  # one item (a pair of an item with itself): no change
     return enc, torch.linalg.pinv(enc)
 
 
@@ -42,9 +40,9 @@ CODINGS = ("spline (lambda 1e-2)", "berrut", "random mixing", "random mixing, t 
 
 
 def draw(coding: str, batch: int, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(E, D) of one coding in float64; the recipes' CodingScheme for all but the old ablation."""
+    """(E, D) of one coding in float64, from the recipes' CodingScheme."""
     if coding.endswith("(before)"):
-        return pairs_uniform_weight(batch, int(ratio * batch))
+        return with_either_item_larger(CodingScheme("mix", coded_ratio=ratio).matrices(batch, torch.float64)[0])
     kind = {"spline (lambda 1e-2)": "spline", "berrut": "berrut", "random mixing": "mix"}[coding]
     return CodingScheme(kind, coded_ratio=ratio).matrices(batch, torch.float64)
 

@@ -397,8 +397,9 @@ def random_mixing_matrices(
     Every item is the larger part (t ~ U(0, 1/2)) of one of the first min(n, k) mixtures. The pairs are
     the same as with t ~ U(0, 1) up to naming which item is i, but E is then diagonally dominant (after
     ordering those rows), so D @ E = I and D's rows are bounded by 1 / min(1 - 2t) (Varah's bound).
-    With t ~ U(0, 1) a square E is nearly singular: D amplified the outputs' errors by about 10^5 and
-    training on its decoded logits collapsed, which measured the decoder, not the mixing.
+    With t ~ U(0, 1) a square E is nearly singular, D amplifies the outputs' errors by orders of
+    magnitude (`benchmarks/bench_decoders.py`) and training on its decoded logits collapses: that
+    measures the decoder, not the mixing.
     """
     rows = torch.arange(n)
     first = torch.cat([torch.randperm(k), torch.randint(k, (max(0, n - k),))])[:n]

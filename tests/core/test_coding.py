@@ -234,7 +234,6 @@ def test_low_precision_inputs_are_coded_in_float32():
 
 
 def test_random_mixing_ablation_is_affine_and_decodes_a_linear_fn_exactly():
-
     torch.manual_seed(0)
     enc, dec = random_mixing_matrices(16, 32, dtype=torch.float64)
     torch.testing.assert_close(enc.sum(dim=1), torch.ones(32, dtype=torch.float64))
