@@ -4,7 +4,7 @@ The studies record each cell's training time and peak memory, but cells run one 
 beside other work), so their time ratios carry the machine's drift. Here the methods of the study
 rows are built from their recipes with the same initial weights and take turns on one fixed batch,
 one forward + backward each per round; the ratio to the baseline (ERM for the classifiers, plain
-SimCLR for its rows) is taken per round and the median over rounds is printed, beside the ratio of the
+SimCLR or BYOL for theirs) is taken per round and the median over rounds is printed, beside the ratio of the
 steps' FLOPs (torch's FlopCounterMode): what the extra passes should cost (coded at the input with
 N = K runs the network twice, i-Mix runs one more view of two).
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor
@@ -39,6 +40,12 @@ ROWS = [
     ("SimCLR", "+ i-Mix", "simclr-fashion-mnist", ["method.mixing=imix"]),
     ("SimCLR", "+ coded (embedding)", "simclr-fashion-mnist", ["coded.enabled=true"]),
     ("SimCLR", "+ random mixing", "simclr-fashion-mnist", ["coded.enabled=true", "coded.kind=mix"]),
+    ("SimCLR", "+ coded (input)", "simclr-fashion-mnist", ["coded.enabled=true", "coded.placement=input"]),
+    ("SimCLR", "+ coded (block 3)", "simclr-fashion-mnist", ["coded.enabled=true", "coded.placement=backbone.features.3"]),
+    ("BYOL", "BYOL", "byol-fashion-mnist", []),
+    ("BYOL", "+ i-Mix", "byol-fashion-mnist", ["method.mixing=imix"]),
+    ("BYOL", "+ coded (embedding)", "byol-fashion-mnist", ["coded.enabled=true"]),
+    ("BYOL", "+ random mixing", "byol-fashion-mnist", ["coded.enabled=true", "coded.kind=mix"]),
 ]
 
 
@@ -52,6 +59,8 @@ def build(recipe: str, overrides: list[str], batch_size: int, splits_of: dict[st
     method.log = lambda *args, **kwargs: None  # no trainer: logging is not part of the step
     method.log_dict = lambda *args, **kwargs: None
     method.setup("fit")  # attaches the coded hook where the recipe asks for it
+    # BYOL's momentum schedule reads the run's length and step from its trainer: a fixed stand-in
+    method._trainer = SimpleNamespace(estimated_stepping_batches=1000, global_step=0, current_epoch=0)
     method.train()
     return method, splits.train.take(torch.arange(batch_size))
 

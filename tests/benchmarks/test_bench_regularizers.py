@@ -12,10 +12,17 @@ def test_regularizer_costs_are_per_round_ratios_and_the_flops_match_the_extra_pa
         base = next(r for (g, _), r in results.items() if g == group)  # the group's first row
         per_round = [t / b for t, b in zip(result["seconds"], base["seconds"], strict=True)]
         assert result["ratio"] == pytest.approx(statistics.median(per_round)), row
-    flops = {row: result["flop_ratio"] for (_, row), result in results.items()}
+    flops = {key: result["flop_ratio"] for key, result in results.items()}
     # the closed forms of the extra passes: mixing costs nothing, coding the input with N = K runs the
     # network on K more samples (about 2x), i-Mix adds one view to SimCLR's two (about 1.5x)
-    assert flops["mixup"] == pytest.approx(1.0, abs=0.02) and flops["noise"] == pytest.approx(1.0, abs=0.02)
-    assert flops["coded (input)"] == pytest.approx(2.0, abs=0.1)
-    assert flops["+ i-Mix"] == pytest.approx(1.5, abs=0.05)
-    assert 1.0 < flops["+ coded (embedding)"] < 1.1  # only the projection head runs on N coded samples
+    assert flops["classifier", "mixup"] == pytest.approx(1.0, abs=0.02)
+    assert flops["classifier", "noise"] == pytest.approx(1.0, abs=0.02)
+    assert flops["classifier", "coded (input)"] == pytest.approx(2.0, abs=0.1)
+    assert flops["SimCLR", "+ i-Mix"] == pytest.approx(1.5, abs=0.05)
+    # BYOL: two online forward + backward passes (3 units each) and two target forwards (1 each);
+    # i-Mix adds one online forward + backward: 11 / 8
+    assert flops["BYOL", "+ i-Mix"] == pytest.approx(11 / 8, abs=0.03)
+    for group in ("SimCLR", "BYOL"):  # only the projection head runs on N coded samples
+        assert 1.0 < flops[group, "+ coded (embedding)"] < 1.1, group
+    # SimCLR's backbone runs on its two views of K; coding its input adds N = 2K coded samples
+    assert flops["SimCLR", "+ coded (input)"] == pytest.approx(2.0, abs=0.1)
