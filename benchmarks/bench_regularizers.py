@@ -27,6 +27,7 @@ from ssl_coded.training.datasets import Splits, load_splits
 from ssl_coded.training.methods import build_method
 from ssl_coded.training.recipes import load_config
 
+BLOCK_3 = "backbone.features.3"  # the small CNN's fourth conv block
 COMMON = ["trainer.precision=32-true", "data.max_train=512", "data.max_test=64"]
 # (group, row, recipe, overrides); the first row of a group is its baseline
 ROWS = [
@@ -41,7 +42,7 @@ ROWS = [
     ("SimCLR", "+ coded (embedding)", "simclr-fashion-mnist", ["coded.enabled=true"]),
     ("SimCLR", "+ random mixing", "simclr-fashion-mnist", ["coded.enabled=true", "coded.kind=mix"]),
     ("SimCLR", "+ coded (input)", "simclr-fashion-mnist", ["coded.enabled=true", "coded.placement=input"]),
-    ("SimCLR", "+ coded (block 3)", "simclr-fashion-mnist", ["coded.enabled=true", "coded.placement=backbone.features.3"]),
+    ("SimCLR", "+ coded (block 3)", "simclr-fashion-mnist", ["coded.enabled=true", f"coded.placement={BLOCK_3}"]),
     ("BYOL", "BYOL", "byol-fashion-mnist", []),
     ("BYOL", "+ i-Mix", "byol-fashion-mnist", ["method.mixing=imix"]),
     ("BYOL", "+ coded (embedding)", "byol-fashion-mnist", ["coded.enabled=true"]),
