@@ -61,7 +61,7 @@ def build(recipe: str, overrides: list[str], batch_size: int, splits_of: dict[st
     method.log_dict = lambda *args, **kwargs: None
     method.setup("fit")  # attaches the coded hook where the recipe asks for it
     # BYOL's momentum schedule reads the run's length and step from its trainer: a fixed stand-in
-    method._trainer = SimpleNamespace(estimated_stepping_batches=1000, global_step=0, current_epoch=0)
+    method._trainer = SimpleNamespace(estimated_stepping_batches=1000, global_step=0)
     method.train()
     return method, splits.train.take(torch.arange(batch_size))
 

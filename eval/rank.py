@@ -7,7 +7,7 @@ sum to one. d equal singular values give d; a rank-r matrix gives at most r.
 
 Run on a study's cells (the test features each cell cached for its kNN evaluation):
 
-    python -m eval.rank runs/studies/ssl-digits-regimes    # a table: row, seeds, mean +- std, per seed
+    python -m ssl_coded.eval.rank runs/studies/ssl-digits-regimes    # a table: row, seeds, mean +- std, per seed
 
 Example:
     >>> effective_rank(torch.eye(8))  # 8.0
@@ -40,7 +40,14 @@ def cell_features(study_runs: Path, split: str = "test") -> dict[str, dict[int, 
     found: dict[str, dict[int, Path]] = {}
     for path in sorted(study_runs.glob(f"*/seed*/features/{split}-*.features.npy")):
         seed_dir = path.parent.parent
-        found.setdefault(seed_dir.parent.name, {})[int(seed_dir.name.removeprefix("seed"))] = path
+        seeds = found.setdefault(seed_dir.parent.name, {})
+        seed = int(seed_dir.name.removeprefix("seed"))
+        if seed in seeds:  # two checkpoints' features: which one the cell reported is not recorded
+            raise ValueError(
+                f"{path.parent} holds more than one cached {split} entry; remove the stale ones "
+                "(or the folder, and rerun the cell's evaluation)"
+            )
+        seeds[seed] = path
     return found
 
 
@@ -64,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("study_runs", type=Path, help="a study's run directory, e.g. runs/studies/NAME")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     args = parser.parse_args(argv)
-    if not cell_features(args.study_runs, args.split):
+    try:
+        found = cell_features(args.study_runs, args.split)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not found:
         print(
             f"error: no cached {args.split} features under {args.study_runs}/*/seed*/features/; "
             "run the study first (`ssl-coded study FILE`)",

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import entropy
-
-from eval.rank import effective_rank, main
+from ssl_coded.eval.rank import effective_rank, main
 
 
 def with_singular_values(singular: np.ndarray, n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -53,3 +52,12 @@ def test_the_command_tables_each_row_over_its_seeds(tmp_path, capsys):
 def test_the_command_refuses_a_directory_without_features(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "run the study first" in capsys.readouterr().err
+
+
+def test_the_command_refuses_a_cell_with_two_cached_entries(tmp_path, capsys):
+    folder = tmp_path / "row" / "seed0" / "features"
+    folder.mkdir(parents=True)
+    for key in ("0123", "4567"):  # features of two checkpoints: the rank would depend on which one
+        np.save(folder / f"test-{key}.features.npy", np.eye(4, dtype=np.float32))
+    assert main([str(tmp_path)]) == 2
+    assert "more than one cached test entry" in capsys.readouterr().err
