@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from torch.utils.data import Dataset
 
 from ssl_coded.io import write_json, write_text
 from ssl_coded.knn import KnnBank
+from ssl_coded.rundir import RunLock, results_lock
 
 PROTOCOLS = ("knn", "linear")
 
@@ -137,42 +139,64 @@ def evaluate_sources(
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
     out = Path(out_dir) if out_dir is not None else None
     cache = Path(cache_dir) if cache_dir else (out / "features" if out is not None else None)
-    data_key = json.dumps(record or {}, sort_keys=True)
-    features = {}
-    for name, src in sources.items():
-        source = src if cache is not None else FeatureSource(src.encode)  # no folder: nothing cached
-        features[name] = {
-            split: cached_features(source, dataset, split, cache or "", batch_size, data_key, num_workers)
-            for split, dataset in splits.items()
-        }
-    labels = [y for _, y in next(iter(features.values())).values()]
-    num_classes = num_classes or int(max(int(np.max(y)) for y in labels)) + 1
-    rows: dict[str, dict[str, float]] = {}
-    confusion = None
-    for name, feats in features.items():
-        (train_x, train_y), (test_x, test_y) = feats["train"], feats["test"]
-        row: dict[str, float] = {}
-        if "knn" in protocols:
-            row |= knn_report(train_x, train_y, test_x, test_y, num_classes, index_kind, seed=seed, device=device)
-        if "linear" in protocols:
-            (fit_x, fit_y), (val_x, val_y) = probe_splits(feats, seed)
-            if probe == "sgd":  # no C to choose: train on train + validation
-                joint_x, joint_y = np.concatenate([fit_x, val_x]), np.concatenate([fit_y, val_y])
-                row["linear_sgd_top1"] = sgd_probe(joint_x, joint_y, np.asarray(test_x), test_y, device=device)
-            else:
-                result = linear_probe(
-                    np.asarray(fit_x), fit_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y, device=device
-                )
-                row |= {"linear_top1": result.test_top1, "linear_top5": result.test_top5, "linear_c": result.best_c}
-                confusion = result.confusion if not rows else confusion
-        rows[name] = row
-    if out is None:
+    # one trainer or several evaluations at a time; results.json is merged under a short lock of its own
+    with RunLock(out, shared=True) if out is not None else nullcontext():
+        if out is not None:
+            read_results(out / "results.json")  # an unreadable one is refused before anything is written
+        data_key = json.dumps(record or {}, sort_keys=True)
+        features = {}
+        for name, src in sources.items():
+            source = src if cache is not None else FeatureSource(src.encode)  # no folder: nothing cached
+            features[name] = {
+                split: cached_features(source, dataset, split, cache or "", batch_size, data_key, num_workers)
+                for split, dataset in splits.items()
+            }
+        labels = [y for _, y in next(iter(features.values())).values()]
+        num_classes = num_classes or int(max(int(np.max(y)) for y in labels)) + 1
+        rows: dict[str, dict[str, float]] = {}
+        confusion = None
+        for name, feats in features.items():
+            (train_x, train_y), (test_x, test_y) = feats["train"], feats["test"]
+            row: dict[str, float] = {}
+            if "knn" in protocols:
+                row |= knn_report(train_x, train_y, test_x, test_y, num_classes, index_kind, seed=seed, device=device)
+            if "linear" in protocols:
+                (fit_x, fit_y), (val_x, val_y) = probe_splits(feats, seed)
+                if probe == "sgd":  # no C to choose: train on train + validation
+                    joint_x, joint_y = np.concatenate([fit_x, val_x]), np.concatenate([fit_y, val_y])
+                    row["linear_sgd_top1"] = sgd_probe(joint_x, joint_y, np.asarray(test_x), test_y, device=device)
+                else:
+                    result = linear_probe(
+                        np.asarray(fit_x), fit_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y, device=device
+                    )
+                    row |= {"linear_top1": result.test_top1, "linear_top5": result.test_top5, "linear_c": result.best_c}
+                    confusion = result.confusion if not rows else confusion
+            rows[name] = row
+        if out is None:
+            return rows
+        if plots:
+            write_plots(features[next(iter(features))], splits, out, confusion, seed)
+        with results_lock(out):
+            merged = accumulate(
+                out / "results.json", rows, protocols, record or {}, {"index": index_kind, "probe": probe}
+            )
+            write_text(out / "results-eval.md", format_rows({str(out): merged}) + "\n")
         return rows
-    if plots:
-        write_plots(features[next(iter(features))], splits, out, confusion, seed)
-    merged = accumulate(out / "results.json", rows, protocols, record or {}, {"index": index_kind, "probe": probe})
-    write_text(out / "results-eval.md", format_rows({str(out): merged}) + "\n")
-    return rows
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """results.json as a dict ({} where there is none); anything else is refused, naming the file and the fix."""
+    if not path.is_file():
+        return {}
+    try:
+        existing = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        existing = error
+    if not isinstance(existing, dict) or not isinstance(existing.get("rows", {}), dict):
+        raise ValueError(
+            f"{path} is not an ssl-coded results file (not a JSON object with rows); move it away or choose --out"
+        )
+    return existing
 
 
 VAL_FRACTION = 0.1  # of train, carved for the probe's C where no validation split is given
@@ -192,8 +216,9 @@ def probe_splits(features: dict[str, tuple[np.ndarray, np.ndarray]], seed: int) 
 def accumulate(
     path: Path, rows: dict[str, dict[str, float]], protocols: tuple[str, ...], record: dict, settings: dict
 ) -> dict[str, dict[str, float]]:
-    """Merge new rows into results.json (per protocol, with the time each was made); returns all rows."""
-    existing: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    """Merge new rows into results.json (per protocol, with the time each was made); returns all rows.
+    Call under `results_lock`: it reads, merges and writes back."""
+    existing = read_results(path)
     record = json.loads(json.dumps(record))  # as it reads back from the file (tuples become lists)
     if existing and any(existing.get(k) != v for k, v in record.items()):  # results of something else
         made = existing.get("made", "earlier").replace(":", "")

@@ -8,6 +8,7 @@ import warnings
 
 from ssl_coded.extras import MissingExtraError
 from ssl_coded.notices import RunWarning
+from ssl_coded.rundir import RunInterrupted, interruptible
 
 DEVICE_HELP = "auto (a GPU where there is one), cpu, cuda or cuda:N"
 
@@ -152,86 +153,103 @@ _show_warning = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
     previous, warnings.showwarning = warnings.showwarning, show_run_warning
     try:
-        if args.command == "recipes":
-            from ssl_coded.training.config import available_recipes, resolve_recipe
-
-            for name in available_recipes():
-                first = resolve_recipe(name).read_text().splitlines()[0].lstrip("# ")
-                print(f"{name:<28} {first}")
-        elif args.command == "eval":
-            from ssl_coded.commands import run_eval
-
-            if args.batch_size < 1 or args.workers < 0:
-                raise ValueError("--batch-size must be >= 1 and --workers >= 0")
-            run_eval(
-                args.protocol,
-                args.encoders,
-                args.dataset,
-                floors=not args.no_floors,
-                index_kind=args.index,
-                probe=args.probe,
-                weights=args.weights,
-                prefix=args.prefix,
-                normalize=args.normalize,
-                out=args.out,
-                device=args.device,
-                batch_size=args.batch_size,
-                num_workers=args.workers,
-            )
-        elif args.command == "train":
-            from ssl_coded.commands import run_train
-
-            run_train(
-                args.recipe,
-                args.overrides,
-                resume=args.resume,
-                compare=args.compare,
-                attack=args.attack,
-                regularizers=tuple(r.strip() for r in args.regularizers.split(",") if r.strip())
-                if args.regularizers
-                else None,
-                overwrite=args.overwrite,
-                verbose=args.verbose,
-            )
-        elif args.command == "attack":
-            from ssl_coded.commands import run_attack_command
-
-            run_attack_command(args.runs, args.out, args.set, args.device)
-        elif args.command == "attack-seeds":
-            from ssl_coded.eval.robustness.seeds import summarise_seeds
-
-            print(summarise_seeds(args.runs, args.out))
-        elif args.command == "study":
-            from ssl_coded.study import load_study, run_study, study_root, summarise
-
-            if args.summary:
-                study_file = load_study(args.study)
-                summarise(study_file, study_root(study_file))
-            else:
-                run_study(args.study)
-        elif args.command == "pretrain":
-            from ssl_coded.commands import run_pretrain
-
-            run_pretrain(
-                args.recipe,
-                args.overrides,
-                resume=args.resume,
-                compare=args.compare,
-                overwrite=args.overwrite,
-                verbose=args.verbose,
-            )
+        with interruptible():
+            run(args)
     except (ValueError, OSError, MissingExtraError) as error:  # OSError: e.g. an unwritable output folder
         message = str(error)
         if isinstance(error, OSError) and error.filename and error.strerror:
             message = f"{error.strerror}: {error.filename}"
         print(f"ssl-coded: error: {message}", file=sys.stderr)
         return 2
+    except RunInterrupted as interrupted:  # SIGINT / SIGTERM: one line, what was kept, 130 / 143
+        print(f"ssl-coded: {interrupted.message()}{resume_hint(argv, interrupted)}", file=sys.stderr)
+        return interrupted.exit_status
     finally:
         warnings.showwarning = previous
     return 0
+
+
+def resume_hint(argv: list[str], interrupted: RunInterrupted) -> str:
+    """The command that continues an interrupted training, where it left a checkpoint to continue from."""
+    if "--resume" not in interrupted.where:
+        return ""
+    return f": ssl-coded {' '.join(argv)}{'' if '--resume' in argv else ' --resume'}"
+
+
+def run(args: argparse.Namespace) -> None:
+    """Carry out one parsed command."""
+    if args.command == "recipes":
+        from ssl_coded.training.config import available_recipes, resolve_recipe
+
+        for name in available_recipes():
+            first = resolve_recipe(name).read_text().splitlines()[0].lstrip("# ")
+            print(f"{name:<28} {first}")
+    elif args.command == "eval":
+        from ssl_coded.commands import run_eval
+
+        if args.batch_size < 1 or args.workers < 0:
+            raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+        run_eval(
+            args.protocol,
+            args.encoders,
+            args.dataset,
+            floors=not args.no_floors,
+            index_kind=args.index,
+            probe=args.probe,
+            weights=args.weights,
+            prefix=args.prefix,
+            normalize=args.normalize,
+            out=args.out,
+            device=args.device,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+        )
+    elif args.command == "train":
+        from ssl_coded.commands import run_train
+
+        run_train(
+            args.recipe,
+            args.overrides,
+            resume=args.resume,
+            compare=args.compare,
+            attack=args.attack,
+            regularizers=tuple(r.strip() for r in args.regularizers.split(",") if r.strip())
+            if args.regularizers is not None
+            else None,
+            overwrite=args.overwrite,
+            verbose=args.verbose,
+        )
+    elif args.command == "attack":
+        from ssl_coded.commands import run_attack_command
+
+        run_attack_command(args.runs, args.out, args.set, args.device)
+    elif args.command == "attack-seeds":
+        from ssl_coded.eval.robustness.seeds import summarise_seeds
+
+        print(summarise_seeds(args.runs, args.out))
+    elif args.command == "study":
+        from ssl_coded.study import load_study, run_study, study_root, summarise
+
+        if args.summary:
+            study_file = load_study(args.study)
+            summarise(study_file, study_root(study_file))
+        else:
+            run_study(args.study)
+    elif args.command == "pretrain":
+        from ssl_coded.commands import run_pretrain
+
+        run_pretrain(
+            args.recipe,
+            args.overrides,
+            resume=args.resume,
+            compare=args.compare,
+            overwrite=args.overwrite,
+            verbose=args.verbose,
+        )
 
 
 if __name__ == "__main__":

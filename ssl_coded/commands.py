@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,8 @@ import torch
 from ssl_coded.coding import CodingScheme
 from ssl_coded.inference import RandomizedCodedClassifier
 from ssl_coded.io import write_text
-from ssl_coded.training.checkpoints import TrainedRun, file_hash, load_trained, random_init
+from ssl_coded.rundir import RunLock
+from ssl_coded.training.checkpoints import CheckpointError, TrainedRun, file_hash, load_trained, random_init
 from ssl_coded.training.config import ConfigError, RecipeConfig
 from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
 from ssl_coded.training.methods.supervised import COMPARED, REGULARIZERS
@@ -52,17 +54,19 @@ def run_pretrain(
     runs = {config.name: (config, resume)}
     if compare:
         runs[flipped.name] = (flipped, resume and (run_dir(flipped) / "checkpoints" / "last.ckpt").is_file())
-    for run, run_resume in runs.values():  # every output directory checked before any training starts
-        check_run_dir(run, run_resume, overwrite)
-    summary = pretrain(config, resume=resume, overwrite=overwrite, verbose=verbose)
-    if not summary:  # not rank 0
-        return summary
-    other = None
-    if compare:
-        other = pretrain(flipped, resume=runs[flipped.name][1], overwrite=overwrite, verbose=verbose)
-    plain, coded = (other, summary) if config.coded.enabled else (summary, other)
-    table = format_summary(coded or plain, plain if coded else None)
-    write_text(run_dir(config) / "results.md", table + "\n")
+    with ExitStack() as claimed:
+        for run, run_resume in runs.values():  # both locked and checked before either trains
+            claimed.enter_context(RunLock(run_dir(run))).clean_litter()
+            check_run_dir(run, run_resume, overwrite)
+        summary = pretrain(config, resume=resume, overwrite=overwrite, verbose=verbose)
+        if not summary:  # not rank 0
+            return summary
+        other = None
+        if compare:
+            other = pretrain(flipped, resume=runs[flipped.name][1], overwrite=overwrite, verbose=verbose)
+        plain, coded = (other, summary) if config.coded.enabled else (summary, other)
+        table = format_summary(coded or plain, plain if coded else None)
+        write_text(run_dir(config) / "results.md", table + "\n")
     print(table)
     print(read_summary(coded or plain, plain if coded else None, str(run_dir(config))))
     print(f"run directory: {run_dir(config)}")
@@ -286,6 +290,13 @@ def run_train(
     """Train a classifier from a supervised recipe. With `compare`, train `regularizers` (ERM, mixup and
     coded-smoothing by default; same backbone, data and budget) into `<out_dir>/<name>/<regularizer>`
     and print one table; with `attack`, then run the attack harness on them and write its report beside them."""
+    if regularizers is not None and not compare:
+        raise ConfigError(
+            f"--regularizers picks the runs of --compare; add --compare, or train one with "
+            f"method.regularizer={regularizers[0] if regularizers else 'coded'}"
+        )
+    if regularizers is not None and not regularizers:
+        raise ConfigError(f"--regularizers names none; give some of {', '.join(REGULARIZERS)}, comma-separated")
     regularizers = regularizers or COMPARED
     if unknown := [r for r in regularizers if r not in REGULARIZERS]:
         raise ConfigError(f"--regularizers: {unknown} are not regularizers; choose from {', '.join(REGULARIZERS)}")
@@ -306,23 +317,28 @@ def run_train(
         )
         for regularizer in (regularizers if compare else (config.method.regularizer,))
     }
-    finished = {r for r, v in variants.items() if resume and (run_dir(v) / "summary.json").is_file()}
-    resumable = {r for r, v in variants.items() if resume and (run_dir(v) / "checkpoints" / "last.ckpt").is_file()}
-    for regularizer, variant in variants.items():  # every output directory checked before any training starts
-        if regularizer not in finished:
-            check_run_dir(variant, regularizer in resumable, overwrite)
-    summaries = {}
-    for regularizer, variant in variants.items():
-        if regularizer in finished:
-            summaries[regularizer] = json.loads((run_dir(variant) / "summary.json").read_text())
-            continue
-        summaries[regularizer] = pretrain(
-            variant, resume=regularizer in resumable, overwrite=overwrite, verbose=verbose
-        )
-        if not summaries[regularizer]:  # not rank 0
-            return {}
-    table = format_classifiers(summaries)
-    write_text(parent / "results.md", table + "\n")
+    with ExitStack() as claimed:
+        for variant in variants.values():  # every run locked and checked before any training starts
+            claimed.enter_context(RunLock(run_dir(variant))).clean_litter()
+        finished = {r for r, v in variants.items() if resume and (run_dir(v) / "summary.json").is_file()}
+        resumable = {r for r, v in variants.items() if resume and (run_dir(v) / "checkpoints" / "last.ckpt").is_file()}
+        if resume and not resumable | finished:
+            raise CheckpointError(f"--resume: no run to continue in {parent}; run without --resume to start")
+        for regularizer, variant in variants.items():
+            if regularizer not in finished:
+                check_run_dir(variant, regularizer in resumable, overwrite)
+        summaries = {}
+        for regularizer, variant in variants.items():
+            if regularizer in finished:
+                summaries[regularizer] = json.loads((run_dir(variant) / "summary.json").read_text())
+                continue
+            summaries[regularizer] = pretrain(
+                variant, resume=regularizer in resumable, overwrite=overwrite, verbose=verbose
+            )
+            if not summaries[regularizer]:  # not rank 0
+                return {}
+        table = format_classifiers(summaries)
+        write_text(parent / "results.md", table + "\n")
     print(table)
     if attack:
         runs = [parent / r for r in variants] if compare else [parent]

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
+import json
 import shutil
 import sys
 import time
@@ -29,8 +29,9 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ssl_coded.io import write_json, write_text
+from ssl_coded.rundir import RunInterrupted, RunLock, false_start, launched_rank, looks_like_run, move_aside, started
 from ssl_coded.training.checkpoints import AtomicCheckpointIO, CheckpointError, RecipeCheckpoint, load_checkpoint_file
-from ssl_coded.training.config import ConfigError, RecipeConfig, to_yaml
+from ssl_coded.training.config import ConfigError, RecipeConfig, parse_yaml, to_yaml
 from ssl_coded.training.curves import write_curves
 from ssl_coded.training.data_module import SplitsDataModule
 from ssl_coded.training.datasets import load_splits
@@ -54,19 +55,38 @@ def pretrain(
 ) -> dict[str, Any]:
     """Train from a recipe; returns the summary (also written to the run directory).
 
+    The run directory is locked for the whole run (`ssl_coded.rundir.RunLock`); everything that can be
+    checked is checked before anything in it changes (see docs/RELIABILITY.md).
+
     Args:
         config: the resolved recipe.
-        resume: continue from `checkpoints/last.ckpt` of the run directory.
+        resume: continue from `checkpoints/last.ckpt` of the run directory; a finished run is left as it is
+            (its summary is returned) unless trainer.max_epochs was raised.
         callbacks: extra Lightning callbacks.
-        overwrite: replace what an earlier run left in the run directory (otherwise refused).
+        overwrite: replace what an earlier run left in the run directory (otherwise refused). The old run
+            is moved to `<name>.replaced-<time>` when the new one starts, and deleted once the new one has a
+            checkpoint (put back if it is interrupted before).
         verbose: keep the framework's own messages and warnings.
+
+    Raises:
+        RunInterrupted: SIGINT / SIGTERM (inside `ssl_coded.rundir.interruptible`); `where` says what was kept.
     """
     out = run_dir(config)
-    check_run_dir(config, resume, overwrite)
-    if overwrite and not resume and out.exists() and not _launched_rank():
-        if not any((out / name).exists() for name in ("config.yaml", "checkpoints", "logs", "summary.json")):
-            raise CheckpointError(f"--overwrite: {out} does not look like a run directory; not deleting it")
-        shutil.rmtree(out)
+    if launched_rank():  # rank 0 holds the lock and did the checks
+        return _train(config, resume, callbacks, verbose, replace=False)
+    with RunLock(out) as lock:
+        lock.clean_litter()
+        finished = check_run_dir(config, resume, overwrite)
+        if finished is not None:
+            print(f"ssl-coded: {out} already finished, left as it is; raise trainer.max_epochs to continue it")
+            return finished
+        return _train(config, resume, callbacks, verbose, replace=overwrite and not resume)
+
+
+def _train(
+    config: RecipeConfig, resume: bool, callbacks: list[pl.Callback] | None, verbose: bool, replace: bool
+) -> dict[str, Any]:
+    out = run_dir(config)
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     asked = config.trainer.precision
@@ -87,13 +107,22 @@ def pretrain(
         batches = check_training_batches(config, len(splits.train), trainer.world_size)
         # an epoch shorter than the logging interval would log no training loss at all
         trainer.log_every_n_steps = max(1, min(config.trainer.log_every_n_steps, batches))
-        write_text(out / "config.yaml", to_yaml(config))  # every check passed: the run starts here
-        if precision != asked and trainer.global_rank == 0:  # once the run is sure to start
-            print(FALLBACK_WARNING, file=sys.stderr)
+        # every check passed: the run starts here, the first write into its directory
+        replaced = _clear_for(out) if replace and trainer.global_rank == 0 else None
         last = out / "checkpoints" / "last.ckpt"
-        start = time.perf_counter()
-        trainer.fit(method, datamodule=SplitsDataModule(splits, config), ckpt_path=str(last) if resume else None)
-        seconds = time.perf_counter() - start
+        try:
+            write_text(out / "config.yaml", to_yaml(config))
+            if precision != asked and trainer.global_rank == 0:  # once the run is sure to start
+                print(FALLBACK_WARNING, file=sys.stderr)
+            start = time.perf_counter()
+            trainer.fit(method, datamodule=SplitsDataModule(splits, config), ckpt_path=str(last) if resume else None)
+            seconds = time.perf_counter() - start
+        except RunInterrupted as interrupted:
+            interrupted.where = _interrupted_where(trainer, last)
+            raise
+        finally:
+            if replaced is not None:
+                _settle(out, replaced)
         if trainer.global_rank != 0:
             return {}
         merge_metrics(out)
@@ -105,31 +134,114 @@ def pretrain(
     return summary
 
 
-def check_run_dir(config: RecipeConfig, resume: bool, overwrite: bool) -> None:
-    """Refuse, before anything is written, to resume what is not there or to replace what is.
+def _clear_for(out: Path) -> Path | None:
+    """Make room for a replacing run: a false start goes, an earlier run is moved aside (returned)."""
+    if not out.exists():
+        return None
+    if false_start(out):
+        shutil.rmtree(out)
+        return None
+    return move_aside(out)
+
+
+def _settle(out: Path, replaced: Path) -> None:
+    """After the replacing run ended or was interrupted: it keeps the name if it has a checkpoint, else the
+    old run comes back."""
+    if started(out):
+        shutil.rmtree(replaced, ignore_errors=True)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        replaced.rename(out)
+
+
+def _interrupted_where(trainer: pl.Trainer, last: Path) -> str:
+    if not last.is_file():
+        return f"at epoch {trainer.current_epoch}, before the first checkpoint: nothing to resume, run it again"
+    epoch = load_checkpoint_file(last).get("epoch", "?")
+    return f"at epoch {trainer.current_epoch}; {last} kept (end of epoch {epoch}); continue it with --resume"
+
+
+def check_run_dir(config: RecipeConfig, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    """Refuse, before anything is written, to resume what is not there or what was trained otherwise, or
+    to replace what is there without `overwrite`. Returns the summary of a finished run that `resume`
+    would leave as it is (None: train).
 
     Only the launching process checks: under DDP, Lightning starts the other ranks as copies of the
     command once rank 0 runs, and they would find rank 0's files.
     """
-    if _launched_rank():
-        return
+    if launched_rank():
+        return None
     out = run_dir(config)
     last = out / "checkpoints" / "last.ckpt"
     if resume:
         if not last.is_file():
-            raise CheckpointError(f"--resume: no checkpoint at {last}; run without --resume to start")
+            hint = "it never reached its first checkpoint; " if false_start(out) else ""
+            raise CheckpointError(f"--resume: no checkpoint at {last}; {hint}run without --resume to start")
         checked = load_checkpoint_file(last)
         if checked.get("recipe_method") != config.method.name:
             raise CheckpointError(
                 f"--resume: {last} was written by method {checked.get('recipe_method')!r}, not "
                 f"{config.method.name!r}; use the recipe it came from or another run name"
             )
+        stored = parse_yaml(checked["recipe_yaml"])
+        if changed := resume_changes(stored, config):
+            raise CheckpointError(
+                f"--resume: {', '.join(changed)} differ from the run in {out}, which would train something else; "
+                f"drop those overrides or start a new run (name=...); keys safe to change: {', '.join(SAFE_ON_RESUME)}"
+            )
+        summary = out / "summary.json"
+        if summary.is_file() and config.trainer.max_epochs <= stored.trainer.max_epochs:
+            finished: dict[str, Any] = json.loads(summary.read_text())
+            return finished
+    elif overwrite and out.exists() and not looks_like_run(out):
+        raise CheckpointError(f"--overwrite: {out} does not look like a run directory; not replacing it")
     elif not overwrite and last.exists():
         raise CheckpointError(f"run directory {out} already has checkpoints; pass --resume, or set name=<new name>")
-    elif not overwrite and out.is_dir() and any(out.iterdir()):
+    elif not overwrite and out.is_dir() and any(out.iterdir()) and not false_start(out):
         raise CheckpointError(
             f"run directory {out} already holds an earlier run's files; set name=<new name>, or pass --overwrite"
         )
+    return None
+
+
+# what a resume may change: how long, how it is logged and where it computes, not what is trained
+SAFE_ON_RESUME = (
+    "trainer.max_epochs",
+    "trainer.log_every_n_steps",
+    "trainer.accelerator",
+    "trainer.precision",
+    "trainer.threads",
+    "data.num_workers",
+    "data.download",
+    "data.stream",
+    "data.memory_budget_mb",
+    "eval.floors",
+    "inference.*",
+    "attack.*",
+    "out_dir",
+)
+
+
+def resume_changes(stored: RecipeConfig, config: RecipeConfig) -> list[str]:
+    """The keys (`section.key: old -> new`) whose change would make a resumed run train something else."""
+    old, new = _flat(dataclasses.asdict(stored)), _flat(dataclasses.asdict(config))
+    safe = {key for key in SAFE_ON_RESUME if not key.endswith("*")}
+    sections = tuple(key[:-1] for key in SAFE_ON_RESUME if key.endswith("*"))
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key) and key not in safe and not key.startswith(sections)
+    ]
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def check_training_batches(config: RecipeConfig, num_train: int, world_size: int = 1) -> int:
@@ -149,11 +261,6 @@ def check_training_batches(config: RecipeConfig, num_train: int, world_size: int
             f"trainer.batch_size={batch} at trainer.limit_train_batches={limit}: use a smaller batch or more data"
         )
     return batches
-
-
-def _launched_rank() -> bool:
-    """Whether this process is a rank other than 0 that Lightning launched (it sets these variables)."""
-    return any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
 def make_trainer(
