@@ -1,0 +1,157 @@
+"""A run's life as a transaction: checks before writes, one writer, resume rules, interrupts in one line
+(ssl_coded.training.loop with ssl_coded.rundir; docs/RELIABILITY.md lists what each test covers)."""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ssl_coded.cli import main
+from tests.console import one_line_error, run_cli
+
+QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def snapshot(run):
+    """Every file of a run directory and its bytes (the lock beside it is not in it)."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+# --- flags that do what they say, refused before anything is written (fast) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--regularizers", "noise"], "add --compare"),
+        (["--compare", "--regularizers", ","], "--regularizers names none"),
+        (["--resume"], "no run to continue"),
+    ],
+)
+def test_train_flags_do_what_they_say_or_are_refused(tmp_path, capsys, flags, needle):
+    assert main(["train", "supervised-digits", f"out_dir={tmp_path}", "name=x", *flags]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and needle in error[0]
+    assert not (tmp_path / "x").exists()
+
+
+# --- end to end ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished quick run and its files' bytes."""
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={out}", "name=run"]) == 0
+    return out / "run", snapshot(out / "run")
+
+
+@pytest.mark.slow
+def test_overwrite_refused_for_another_reason_keeps_the_old_run(finished, capsys):
+    run, files = finished
+    # too few images for one batch: found after the data is loaded, before anything is moved or written
+    args = ["pretrain", "simclr-digits", *QUICK, "data.max_train=10", f"out_dir={run.parent}", "name=run"]
+    assert main([*args, "--overwrite"]) == 2
+    assert "too few for one batch" in capsys.readouterr().err
+    assert snapshot(run) == files and not list(run.parent.glob("run.replaced-*"))
+
+
+@pytest.mark.slow
+def test_resume_of_a_finished_run_leaves_it_as_it_is(finished, capsys):
+    run, files = finished
+    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={run.parent}", "name=run", "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert snapshot(run) == files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (["coded.enabled=true"], ["coded.enabled: False -> True"]),
+        (["optim.lr=0.01", "model.width=16"], ["model.width: 32 -> 16", "optim.lr: 0.003 -> 0.01"]),
+        (["data.max_train=500", "trainer.max_epochs=2"], ["data.max_train: 0 -> 500"]),
+    ],
+)
+def test_resume_refuses_what_would_train_something_else_naming_each_key(finished, change, named):
+    run, files = finished
+    args = ["pretrain", "simclr-digits", *QUICK, f"out_dir={run.parent}", "name=run", *change, "--resume"]
+    result = run_cli(*args, cwd=run.parent)
+    one_line_error(result, *named, "keys safe to change: trainer.max_epochs")
+    assert snapshot(run) == files  # config.yaml included
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_continues_a_finished_run(tmp_path):
+    args = ["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=run"]
+    assert main(args) == 0
+    assert main([*args, "trainer.max_epochs=2", "data.num_workers=0", "--resume"]) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 2
+
+
+def _pretrain_after(barrier, args):
+    barrier.wait(60)
+    sys.exit(main(args))
+
+
+@pytest.mark.slow
+def test_two_pretrains_of_one_name_at_once_one_is_refused(tmp_path):
+    barrier = SPAWN.Barrier(2)
+    processes = [
+        SPAWN.Process(
+            target=_pretrain_after,
+            args=(barrier, ["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=x", f"seed={seed}"]),
+        )
+        for seed in (0, 1)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(300)
+    assert sorted(p.exitcode for p in processes) == [0, 2]
+    winner = [0, 1][[p.exitcode for p in processes].index(0)]
+    assert f"seed: {winner}\n" in (tmp_path / "x" / "config.yaml").read_text()
+    assert json.loads((tmp_path / "x" / "summary.json").read_text())["rows"]
+    assert sorted(p.name for p in (tmp_path / "x" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+INTERRUPT_AT_STEP = """
+import os, signal, sys
+import pytorch_lightning as pl
+import ssl_coded.training.loop as loop
+
+class Interrupt(pl.Callback):  # the signal lands in the middle of epoch 1, after epoch 0's checkpoint
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == 3:
+            os.kill(os.getpid(), int(os.environ["SIGNAL"]))
+
+make_trainer = loop.make_trainer
+loop.make_trainer = lambda config, out, checkpoint, callbacks, verbose: make_trainer(
+    config, out, checkpoint, [*(callbacks or []), Interrupt()], verbose)
+from ssl_coded.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_pretrain_says_what_it_kept_and_resumes(tmp_path, signum, status):
+    args = ["pretrain", "simclr-digits", *QUICK, "trainer.max_epochs=3", f"out_dir={tmp_path}", "name=run"]
+    env = {**os.environ, "SIGNAL": str(int(signum))}
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_AT_STEP, *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == status, result.stderr[-3000:]
+    lines = [line for line in result.stderr.strip().splitlines() if "warning: kNN: k=200" not in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[0].startswith(f"ssl-coded: interrupted ({signum.name}); at epoch 1;")
+    assert "last.ckpt kept (end of epoch 0)" in lines[0]
+    assert lines[0].endswith(f"ssl-coded {' '.join(args)} --resume")
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "run" / "summary.json").exists()
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 3
