@@ -4,9 +4,11 @@ Both run a torchvision resnet18 (classifier removed) in eval mode under no_grad 
 dataset of random images, with the same DataLoader settings (batch size, workers, pinned memory on
 a GPU). The plain loop appends each batch's features to a list and concatenates them; the
 evaluation's path (`encoder_source` + `cached_features`) moves batches to the device, writes the
-features batch by batch into a fresh memory-mapped cache and hashes nothing else. They take turns,
-one full pass each per round; the printed ratio is the median of the per-round ratios (images/s of
-the evaluation's path over the plain loop's, target >= 0.95).
+features batch by batch into a fresh memory-mapped cache, then the cache's SHA-256 checksums. They
+take turns, one full pass each per round; the printed ratio is the median of the per-round ratios
+(images/s of the evaluation's path over the plain loop's, target >= 0.95). A last line times the
+checksums a reuse of the cache verifies (files just written: in the page cache) against the
+extraction that wrote them.
 
 Run: python -m benchmarks.bench_features [--images 2048 --image-size 64 --device auto --rounds 5]
 """
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from ssl_coded.eval.encoders import build_encoder
-from ssl_coded.eval.features import cached_features, encoder_source, resolve_device
+from ssl_coded.eval.features import cached_features, encoder_source, file_sha256, resolve_device
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -48,7 +50,8 @@ def run_features_benchmark(
     device: str = "auto",
     encoder: str = "torchvision:resnet18",
 ) -> dict[str, Any]:
-    """Print the comparison; returns {"ratio": median per-round images/s ratio, "plain", "ours": per-round seconds}."""
+    """Print the comparison; returns {"ratio": median per-round images/s ratio, "plain", "ours", "checksum":
+    per-round seconds}."""
     where = resolve_device(device)
     generator = torch.Generator().manual_seed(0)
     dataset = TensorDataset(torch.rand(images, 3, image_size, image_size, generator=generator), torch.zeros(images))
@@ -57,7 +60,7 @@ def run_features_benchmark(
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin)
     source = encoder_source(model, key="bench", device=where)
     plain_loop(model, loader, where)  # warm-up: allocator, cuDNN autotuning, worker start
-    times: dict[str, list[float]] = {"plain": [], "ours": []}
+    times: dict[str, list[float]] = {"plain": [], "ours": [], "checksum": []}
     for _ in range(rounds):
         start = time.perf_counter()
         reference = plain_loop(model, loader, where)
@@ -67,8 +70,13 @@ def run_features_benchmark(
             ours, _ = cached_features(source, dataset, "train", folder, batch_size, num_workers=num_workers)
             times["ours"].append(time.perf_counter() - start)
             agree = bool(np.allclose(np.asarray(ours), reference, atol=1e-4))
+            start = time.perf_counter()  # what a reuse of the cache verifies: both files' SHA-256
+            for path in Path(folder).glob("*.npy"):
+                file_sha256(path)
+            times["checksum"].append(time.perf_counter() - start)
     ratio = statistics.median(p / o for p, o in zip(times["plain"], times["ours"], strict=True))
-    rate = {name: images / statistics.median(t) for name, t in times.items()}
+    rate = {name: images / statistics.median(times[name]) for name in ("plain", "ours")}
+    checksum, extraction = statistics.median(times["checksum"]), statistics.median(times["ours"])
     print(
         f"{encoder} on {images} random {image_size}x{image_size} images, batch {batch_size}, "
         f"{num_workers} workers, {where}, {torch.get_num_threads()} threads, {rounds} rounds"
@@ -77,6 +85,10 @@ def run_features_benchmark(
     print(f"| plain torch loop over the DataLoader | {rate['plain']:.0f} | 1.00x |")
     print(f"| ssl-coded (encoder_source + cached_features) | {rate['ours']:.0f} | {ratio:.2f}x |")
     print(f"features equal to the plain loop's: {agree}; target >= 0.95x: {'met' if ratio >= 0.95 else 'NOT met'}")
+    print(
+        f"cache checksum (SHA-256 of features and labels, median): {checksum:.4f} s vs extraction {extraction:.3f} s "
+        f"(ratio {checksum / extraction:.4f})"
+    )
     return {"ratio": ratio, "agree": agree, "device": str(where), **times}
 
 

@@ -3,7 +3,8 @@
 The evaluation sees an encoder as a `FeatureSource`: any callable from a batch of a dataset's
 images to features, and a key that changes whenever its weights do (for an ssl-coded run, the
 checkpoint's content hash). A cache entry is a float32 `.npy` written batch by batch into a memory
-map (a split larger than memory streams through), beside its labels, named after the key.
+map (a split larger than memory streams through), beside its labels, named after the key, and a
+`.sha256` file of both files' checksums, checked before the entry is reused.
 
 `encoder_source` runs an `nn.Module` (or any callable) the way evaluation should: in eval mode,
 on a device, under no_grad, optionally under bf16 autocast.
@@ -15,8 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import inspect
+import json
+import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +33,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ssl_coded.io import atomic_write
+from ssl_coded.io import atomic_write, write_json
+from ssl_coded.notices import RunWarning
 
 
 @dataclass
@@ -177,6 +183,10 @@ def cached_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features memory map, labels) of a split; extracted on first use, then read from the cache.
 
+    A cache entry is two `.npy` files and a `.sha256` file of their checksums, written last: an entry
+    without it (an interrupted extraction) or whose files no longer match it is extracted afresh, with a
+    warning. Features holding NaN or inf are refused before anything is cached.
+
     Args:
         source: the encoder.
         dataset: the split's (image, label) pairs.
@@ -186,34 +196,109 @@ def cached_features(
         data_key: identifies the data and its preprocessing (name, root, subset sizes, image size, ...);
             part of the cache entry's name.
         num_workers: DataLoader workers that load (and, for streamed folders, decode) the images.
+
+    Raises:
+        ValueError: the split is empty, or the encoder's features are not finite.
+        OutputError: the cache cannot be written (e.g. a full disk): no partial file is left, and an entry
+            left without its checksums is never reused.
     """
     if len(dataset) == 0:  # type: ignore[arg-type]
-        raise ValueError(f"the {split} split is empty; check the dataset and its subset sizes")
+        raise ValueError(
+            f"the {split} split is empty; check the dataset and the subset sizes data.max_train, data.max_test, "
+            "data.max_val and data.val_fraction"
+        )
     if not source.key:
-        return extract_features(source, dataset, batch_size, num_workers)
+        features, labels = extract_features(source, dataset, batch_size, num_workers)
+        _refuse_non_finite(int(np.count_nonzero(~np.isfinite(features))), split)
+        return features, labels
     cache_dir = Path(cache_dir)
     stem = cache_dir / cache_stem(source, split, data_key)
-    features_path, labels_path = stem.with_suffix(".features.npy"), stem.with_suffix(".labels.npy")
-    if features_path.is_file() and labels_path.is_file():
-        return np.load(features_path, mmap_mode="r"), np.load(labels_path)
+    features_path, labels_path, checksum_path = _cache_paths(stem)
+    cached = _read_cache(stem)
+    if cached is not None:
+        return cached
+    checksum_path.unlink(missing_ok=True)  # it describes the files about to be replaced
     labels: list[np.ndarray] = []
 
     def write(tmp: str) -> None:
         out = None
-        start = 0
+        start = non_finite = 0
         for batch, targets in encoded_batches(source, dataset, batch_size, num_workers, split):
             if out is None:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(dataset), batch.shape[1]))
+                _reserve(tmp)
+            non_finite += int(np.count_nonzero(~np.isfinite(batch)))
             out[start : start + len(batch)] = batch
             labels.append(targets)
             start += len(batch)
+        _refuse_non_finite(non_finite, split)  # inside the write: the partial file is removed, nothing cached
         out.flush()
         del out
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(features_path, write)
     atomic_write(labels_path, lambda tmp: _save_array(tmp, np.concatenate(labels).astype(np.int64)))
+    write_json(checksum_path, {path.name: file_sha256(path) for path in (features_path, labels_path)})
     return np.load(features_path, mmap_mode="r"), np.load(labels_path)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes, read in chunks: a cache larger than memory is never loaded whole
+    (hashlib.file_digest would do it, from Python 3.11)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_cache(stem: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """A cache entry's arrays if it is complete and matches its checksums; else None, with a warning
+    where some of it is there (it is then extracted afresh and replaced)."""
+    features, labels, checksum = _cache_paths(stem)
+    if not any(path.is_file() for path in (features, labels, checksum)):
+        return None
+    try:
+        expected = json.loads(checksum.read_text())
+        if not isinstance(expected, dict):
+            raise ValueError(f"{checksum.name} is not a mapping of file names to checksums")
+        changed = [path.name for path in (features, labels) if expected.get(path.name) != file_sha256(path)]
+        if not changed:
+            return np.load(features, mmap_mode="r"), np.load(labels)
+        problem = f"{' and '.join(changed)} changed since it was written (its checksum differs)"
+    except FileNotFoundError as error:
+        problem = f"{Path(str(error.filename)).name} is missing"
+    except (OSError, ValueError, EOFError) as error:  # unreadable, not JSON, not an array
+        problem = f"it cannot be read ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+    warnings.warn(f"feature cache {stem}: {problem}; extracting the features again", RunWarning, stacklevel=3)
+    return None
+
+
+def _cache_paths(stem: Path) -> tuple[Path, Path, Path]:
+    """A cache entry's features, labels and checksums."""
+    return stem.with_suffix(".features.npy"), stem.with_suffix(".labels.npy"), stem.with_suffix(".sha256")
+
+
+def _reserve(path: str) -> None:
+    """Allocate the blocks of the (sparse) memory-mapped file now, so that a full disk is an OSError here
+    rather than a SIGBUS when a page of the map is first written."""
+    allocate = getattr(os, "posix_fallocate", None)  # not on macOS: there the map is written unreserved
+    if allocate is None:
+        return
+    with open(path, "r+b") as handle:
+        try:
+            allocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # a file system without it
+                raise
+
+
+def _refuse_non_finite(count: int, split: str) -> None:
+    if count:
+        raise ValueError(
+            f"the encoder's features for the {split} split hold {count} non-finite values (NaN/inf): "
+            "its weights are likely diverged; check the checkpoint"
+        )
 
 
 def _save_array(path: str, array: np.ndarray) -> None:

@@ -199,16 +199,29 @@ def available_recipes() -> list[str]:
 
 
 def resolve_recipe(recipe: str) -> Path:
-    """A recipe name (`simclr-digits`) or a path to a YAML file."""
+    """A recipe name (`simclr-digits`), a path to a YAML file, or a path to a file without the suffix."""
     path = Path(recipe)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
-            raise ConfigError(f"recipe file {recipe} does not exist; give a path to a YAML file or a recipe name")
+            raise ConfigError(
+                f"recipe file {recipe} does not exist; give a path to a YAML file or a recipe name "
+                "(`ssl-coded recipes` lists the bundled ones)"
+            )
         return path
-    path = recipe_dir() / f"{recipe}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(available_recipes())}")
-    return path
+    bundled = recipe_dir() / f"{recipe}.yaml"
+    if "/" not in recipe and "\\" not in recipe and bundled.is_file():
+        return bundled
+    if path.is_file():  # a recipe file named without the suffix: parsed (and refused if it is not YAML) as any
+        return path
+    for suffix in (".yaml", ".yml"):
+        if Path(f"{recipe}{suffix}").is_file():
+            raise ConfigError(
+                f"recipe {recipe!r} is not a bundled recipe name nor a file; did you mean {recipe}{suffix}? "
+                "(`ssl-coded recipes` lists the bundled ones)"
+            )
+    raise ConfigError(
+        f"unknown recipe {recipe!r}; valid recipes: {', '.join(available_recipes())} (or a path to a YAML file)"
+    )
 
 
 def _valid_keys(node: Any, prefix: str = "") -> list[str]:

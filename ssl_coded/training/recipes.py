@@ -88,6 +88,7 @@ def validate(config: RecipeConfig) -> None:
         "method.mixing": (config.method.mixing, MIXINGS),
         "inference.kind": (config.inference.kind, KINDS),
         "data.name": (config.data.name, DATASETS),
+        "trainer.accelerator": (config.trainer.accelerator, ACCELERATORS),
     }
     for key, (value, valid) in choices.items():
         if value not in valid:
@@ -131,6 +132,9 @@ def validate(config: RecipeConfig) -> None:
         )
 
 
+# the trainer.accelerator values a run can use (Lightning knows more, e.g. tpu, which fail deep inside it)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
 # key -> (lowest allowed, whether the lowest itself is allowed): checked before anything runs, so that
 # a negative size is never read as "all" and an epoch count never overflows inside Lightning
 LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
@@ -144,6 +148,7 @@ LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "trainer.limit_train_batches": (0, False),
     "trainer.log_every_n_steps": (1, True),
     "trainer.threads": (0, True),
+    "trainer.num_nodes": (1, True),
     "eval.knn_k": (1, True),
     "eval.knn_temperature": (0, False),
     "eval.bank_size": (0, True),
@@ -158,14 +163,22 @@ LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "optim.lr": (0, False),
     "optim.weight_decay": (0, True),
     "optim.warmup_epochs": (0, True),
+    "optim.momentum": (0, True),
     "inference.coded_ratio": (0, False),
     "inference.num_draws": (1, True),
     "inference.batch_size": (2, True),
+    "inference.lambda_enc": (0, True),
+    "inference.lambda_dec": (0, True),
     "attack.steps": (1, True),
     "attack.eot_samples": (1, True),
     "attack.square_queries": (0, True),
     "attack.num_examples": (1, True),
     "model.width": (1, True),
+    "model.pool": (1, True),
+    "model.patch_size": (0, True),
+    "model.vit_dim": (1, True),
+    "model.vit_depth": (1, True),
+    "model.vit_heads": (1, True),
     "method.projection_dim": (1, True),
     "method.hidden_dim": (1, True),
     "method.temperature": (0, False),
@@ -173,14 +186,61 @@ LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "method.noise_std": (0, True),
     "method.mixing_weight": (0, True),
     "method.mixing_alpha": (0, False),
+    "method.decoder_dim": (1, True),
+    "augment.noise": (0, True),
 }
 
 
+# key -> closed interval: probabilities, jitter strengths relative to the [0, 1] pixel range, EMA momenta
+INTERVALS: dict[str, tuple[float, float]] = {
+    "augment.brightness": (0, 1),
+    "augment.contrast": (0, 1),
+    "augment.horizontal_flip": (0, 1),
+    "method.momentum_start": (0, 1),
+    "method.momentum_end": (0, 1),
+}
+
+# the run's seed reaches numpy (through Lightning's seed_everything), which takes [0, 2**32 - 1] and says so
+# without naming the key; the split seed is held to the same range
+SEED_KEYS = ("seed", "data.split_seed")
+SEED_MAX = 2**32 - 1
+
+
 def check_numbers(config: RecipeConfig) -> None:
-    """Every numeric key within its range, named in full in the message."""
+    """Every numeric key within its range and finite, named in full in the message."""
     for key, (low, inclusive) in LOWER_BOUNDS.items():
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
+        value = _value(config, key)
         if not math.isfinite(value) or value < low or (value == low and not inclusive):
             bound = f">= {low:g}" if inclusive else f"> {low:g}"
             raise ConfigError(f"{key}={value} must be {bound}")
+    for key, (low, high) in INTERVALS.items():
+        value = _value(config, key)
+        if not (math.isfinite(value) and low <= value <= high):  # NaN fails every comparison: test it first
+            raise ConfigError(f"{key}={value} must be in [{low:g}, {high:g}]")
+    for key in SEED_KEYS:
+        if not 0 <= _value(config, key) <= SEED_MAX:
+            raise ConfigError(f"{key}={_value(config, key)} must be in [0, 2**32 - 1]")
+    check_attack(config)
+
+
+def check_attack(config: RecipeConfig) -> None:
+    """The attack radii: L-inf balls on [0, 1] pixels, so each in (0, 1]."""
+    eps, sanity = list(config.attack.eps), config.attack.sanity_eps
+    if not eps:
+        raise ConfigError("attack.eps=[] names no radius; give at least one, e.g. attack.eps=[0.02,0.05]")
+    if not all(_radius(e) for e in eps):
+        raise ConfigError(f"attack.eps={eps} must each be in (0, 1]: L-inf radii on [0, 1] pixels")
+    if not _radius(sanity):
+        raise ConfigError(f"attack.sanity_eps={sanity} must be in (0, 1]: an L-inf radius on [0, 1] pixels")
+
+
+def _radius(eps: float) -> bool:
+    return math.isfinite(eps) and 0 < eps <= 1
+
+
+def _value(config: RecipeConfig, key: str) -> float:
+    """The value of a dotted key (`seed`, `data.max_train`)."""
+    node: object = config
+    for name in key.split("."):
+        node = getattr(node, name)
+    return node  # type: ignore[return-value]

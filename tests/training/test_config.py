@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from ssl_coded.training.config import ConfigError, available_recipes
@@ -81,3 +83,22 @@ def test_a_smoothing_is_taken_where_the_spline_uses_it():
     assert config.coded.lambda_enc == 0.1
     config = load_config("simclr-digits", ["coded.lambda_dec=0.1"])  # the SSL recipes' default is the spline
     assert config.coded.lambda_dec == 0.1
+
+
+def test_a_recipe_path_without_its_suffix_names_the_file_meant(tmp_path, monkeypatch):
+    (tmp_path / "my-recipe.yaml").write_text("data:\n  name: digits\nmethod:\n  name: simclr\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        ConfigError, match=re.escape("not a bundled recipe name nor a file; did you mean ./my-recipe.yaml?")
+    ):
+        load_config("./my-recipe")
+
+
+def test_a_recipe_file_without_the_yaml_suffix_is_read(tmp_path):
+    recipe = tmp_path / "my-recipe"
+    recipe.write_text("data:\n  name: digits\nmethod:\n  name: byol\n")
+    config = load_config(str(recipe))
+    assert config.method.name == "byol" and config.name == "my-recipe"
+    recipe.write_text("method: [byol\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):  # read as YAML like any recipe file
+        load_config(str(recipe))
