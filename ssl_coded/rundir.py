@@ -140,7 +140,7 @@ class RunLock:
             if _flock(handle, fcntl.LOCK_EX):
                 self._handle = handle
                 self.clean_litter()
-            acquired = _flock(handle, fcntl.LOCK_SH)
+            acquired = _shared(handle)
         else:
             acquired = _flock(handle, fcntl.LOCK_EX)
         if not acquired:
@@ -194,6 +194,17 @@ def results_lock(out_dir: Path) -> Iterator[None]:
     with path.open("a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+def _shared(handle: IO[str], patience: float = 2.0) -> bool:
+    """A shared lock, waiting out another reader's moment of exclusivity (its litter clean-up, milliseconds);
+    a writer holds it for its whole run, so one still there after `patience` seconds is a writer."""
+    deadline = time.monotonic() + patience
+    while not _flock(handle, fcntl.LOCK_SH):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _holder(handle: IO[str]) -> str:

@@ -4,6 +4,9 @@
 import json
 import multiprocessing
 import os
+import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,10 +14,15 @@ import sys
 import pytest
 
 from ssl_coded.cli import main
-from tests.console import one_line_error, run_cli
+from ssl_coded.rundir import RunLock
+from tests.console import SSL_CODED, one_line_error, run_cli
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
 SPAWN = multiprocessing.get_context("spawn")
+
+
+def seed_of(config_yaml):
+    return int(re.search(r"^seed: (\d+)$", config_yaml.read_text(), re.MULTILINE).group(1))
 
 
 def snapshot(run):
@@ -115,7 +123,7 @@ def test_two_pretrains_of_one_name_at_once_one_is_refused(tmp_path):
         process.join(300)
     assert sorted(p.exitcode for p in processes) == [0, 2]
     winner = [0, 1][[p.exitcode for p in processes].index(0)]
-    assert f"seed: {winner}\n" in (tmp_path / "x" / "config.yaml").read_text()
+    assert seed_of(tmp_path / "x" / "config.yaml") == winner
     assert json.loads((tmp_path / "x" / "summary.json").read_text())["rows"]
     assert sorted(p.name for p in (tmp_path / "x" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
@@ -155,3 +163,60 @@ def test_an_interrupted_pretrain_says_what_it_kept_and_resumes(tmp_path, signum,
     assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "run" / "summary.json").exists()
     assert main([*args, "--resume"]) == 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 3
+
+
+# --- fault injection: SIGKILL at seeded random moments ------------------------------------------------
+
+
+def killed_after(args, cwd, seconds):
+    """Start `ssl-coded ARGS` and SIGKILL it after `seconds` (if it has not ended): its exit status."""
+    process = subprocess.Popen([SSL_CODED, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def settled(run):
+    """What the next command sees: the state after it takes the lock (litter cleaned, a replacement settled)."""
+    with RunLock(run) as lock:
+        lock.clean_litter()
+    assert not list(run.parent.rglob("*.tmp")) and not list(run.parent.glob("run.replaced-*"))
+    return snapshot(run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_seed", [0, 1, 2, 3])
+def test_a_replacing_pretrain_killed_anywhere_leaves_the_old_run_or_a_resumable_new_one(finished, tmp_path, kill_seed):
+    run, old = finished
+    run = shutil.copytree(run, tmp_path / "run")
+    new = ["pretrain", "simclr-digits", *QUICK, "trainer.max_epochs=3", f"out_dir={tmp_path}", "name=run", "seed=1"]
+    killed_after([*new, "--overwrite"], tmp_path, random.Random(kill_seed).uniform(1.0, 12.0))
+    files = settled(run)
+    if seed_of(run / "config.yaml") == 0:
+        assert files == old  # the old run, byte for byte
+        assert run_cli(*new, "--overwrite", cwd=tmp_path).returncode == 0
+    else:  # the new run: resumable or finished, never a mix
+        assert "checkpoints/last.ckpt" in files
+        assert not any(name in files and files[name] == old[name] for name in ("checkpoints/last.ckpt", "summary.json"))
+        assert run_cli(*new, "--resume", cwd=tmp_path).returncode == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 3
+    assert seed_of(run / "config.yaml") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_seed", [0, 1, 2])
+def test_an_evaluation_killed_anywhere_leaves_readable_results_and_runs_again(finished, tmp_path, kill_seed):
+    run, _ = finished
+    run = shutil.copytree(run, tmp_path / "run")
+    evaluate = ["eval", "all", str(run), "--device", "cpu"]
+    assert run_cli("eval", "knn", str(run), "--device", "cpu", "--no-floors", cwd=tmp_path).returncode == 0
+    before = json.loads((run / "results.json").read_text())
+    killed_after(evaluate, tmp_path, random.Random(kill_seed).uniform(1.0, 10.0))
+    settled(run)
+    after = json.loads((run / "results.json").read_text())  # the old results or the merged new ones
+    assert after == before or set(after["rows"]) == {"encoder", "random init", "raw pixels"}
+    assert run_cli(*evaluate, cwd=tmp_path).returncode == 0
+    rows = json.loads((run / "results.json").read_text())["rows"]
+    assert set(rows) == {"encoder", "random init", "raw pixels"} and "linear_top1" in rows["encoder"]
