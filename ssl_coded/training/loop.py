@@ -108,7 +108,7 @@ def _train(
         # an epoch shorter than the logging interval would log no training loss at all
         trainer.log_every_n_steps = max(1, min(config.trainer.log_every_n_steps, batches))
         # every check passed: the run starts here, the first write into its directory
-        replaced = _clear_for(out) if replace and trainer.global_rank == 0 else None
+        replaced = _clear_for(out) if (replace or false_start(out)) and trainer.global_rank == 0 else None
         last = out / "checkpoints" / "last.ckpt"
         try:
             write_text(out / "config.yaml", to_yaml(config))
@@ -138,7 +138,8 @@ def _clear_for(out: Path) -> Path | None:
     """Make room for a replacing run: a false start goes, an earlier run is moved aside (returned)."""
     if not out.exists():
         return None
-    if false_start(out):
+    if false_start(out):  # its config and logs describe nothing that exists; its logs would mix with ours
+        print(f"ssl-coded: note: {out} held a run stopped before its first checkpoint; started afresh", file=sys.stderr)
         shutil.rmtree(out)
         return None
     return move_aside(out)

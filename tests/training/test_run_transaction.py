@@ -70,6 +70,18 @@ def test_overwrite_refused_for_another_reason_keeps_the_old_run(finished, capsys
 
 
 @pytest.mark.slow
+def test_a_run_stopped_before_its_first_checkpoint_does_not_block_the_corrected_rerun(tmp_path, capsys):
+    stopped = tmp_path / "run"  # what a run that failed in its first epoch leaves: its config and logs
+    (stopped / "logs" / "version_0").mkdir(parents=True)
+    (stopped / "config.yaml").write_text("seed: 7\n")
+    (stopped / "logs" / "version_0" / "metrics.csv").write_text("epoch,step,train_loss\n0,0,nan\n")
+    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=run"]) == 0
+    assert "stopped before its first checkpoint; started afresh" in capsys.readouterr().err
+    assert seed_of(stopped / "config.yaml") == 0 and [p.name for p in (stopped / "logs").iterdir()] == ["version_0"]
+    assert "nan" not in (stopped / "metrics.csv").read_text()
+
+
+@pytest.mark.slow
 def test_resume_of_a_finished_run_leaves_it_as_it_is(finished, capsys):
     run, files = finished
     assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={run.parent}", "name=run", "--resume"]) == 0
