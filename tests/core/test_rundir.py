@@ -18,6 +18,7 @@ def _hold(run_dir, held, release):
         release.wait(60)
 
 
+@pytest.mark.slow  # spawns interpreters
 def test_a_second_writer_is_refused_naming_the_holders_pid(tmp_path):
     held, release = SPAWN.Event(), SPAWN.Event()
     holder = SPAWN.Process(target=_hold, args=(tmp_path / "run", held, release))
@@ -37,6 +38,7 @@ def test_a_second_writer_is_refused_naming_the_holders_pid(tmp_path):
     assert not (tmp_path / "run").exists()  # the lock lives beside the run, not in it
 
 
+@pytest.mark.slow  # spawns interpreters
 def test_the_lock_dies_with_its_process(tmp_path):
     held, release = SPAWN.Event(), SPAWN.Event()
     holder = SPAWN.Process(target=_hold, args=(tmp_path / "run", held, release))

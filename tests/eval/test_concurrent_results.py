@@ -25,6 +25,7 @@ def _evaluate_rows(out, worker, barrier, count):
         evaluate_sources({f"w{worker}-{i}": source}, {"train": data, "test": data}, 4, out, ("knn",), plots=False)
 
 
+@pytest.mark.slow  # spawns interpreters
 def test_concurrent_evaluations_keep_every_row(tmp_path):
     workers, each = 4, 5
     barrier = SPAWN.Barrier(workers)
@@ -52,6 +53,7 @@ def test_a_results_file_that_is_not_ours_is_refused_before_anything_is_written(t
     assert (tmp_path / "results.json").read_text() == "[1, 2]"
 
 
+@pytest.mark.slow  # spawns interpreters
 def test_ctrl_c_in_eval_is_one_line_and_exit_status_130(tmp_path):
     # the interrupt lands while the command runs (an encoder that interrupts itself): no traceback
     code = (
