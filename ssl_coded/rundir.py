@@ -5,7 +5,9 @@ The lock of `runs/<name>/` is a file beside it, `runs/.<name>.lock`, held with `
 life of the command: the kernel releases it when the process dies, however it dies, so a lock is never
 stale. A writer (pretraining, training) holds it exclusively and a second writer is refused at once,
 naming the holder's pid; readers that write results into the directory (evaluation) hold it shared, so
-several may run at once, and merge their results under a second, short exclusive lock.
+several may run at once, and merge their results under a second, short exclusive lock. A writer removes
+the lock file as it ends (a process that locked the removed file sees that and locks the current one),
+so that a refused or finished training leaves nothing beside the run.
 
 Replacing a run (`--overwrite`) renames the old directory to `<name>.replaced-<time>` just before the
 new run writes its first file, and deletes it once the new run has its first checkpoint. A command
@@ -134,23 +136,19 @@ class RunLock:
                 self._nested = True
                 return self
             raise RunBusyError(f"{self.run_dir} is being evaluated by this process; train it in another command")
-        handle = path.open("a+")
-        if self.shared:
-            # exclusive for a moment first: then no writer is alive and its litter can go
-            if _flock(handle, fcntl.LOCK_EX):
-                self._handle = handle
-                self.clean_litter()
-            acquired = _shared(handle)
-        else:
-            acquired = _flock(handle, fcntl.LOCK_EX)
-        if not acquired:
-            holder = _holder(handle)
-            handle.close()
-            what = "being trained" if self.shared else "in use"
-            raise RunBusyError(
-                f"{self.run_dir} is {what} by another ssl-coded process{holder}; wait for it to end, "
-                "or use another name=... (or --out)"
-            )
+        while True:
+            handle = path.open("a+")
+            if not self._acquire(handle, path):
+                holder = _holder(handle)
+                handle.close()
+                what = "being trained" if self.shared else "in use"
+                raise RunBusyError(
+                    f"{self.run_dir} is {what} by another ssl-coded process{holder}; wait for it to end, "
+                    "or use another name=... (or --out)"
+                )
+            if _same_file(handle, path):
+                break
+            handle.close()  # its writer ended and removed this lock file meanwhile: lock the current one
         if not self.shared:  # the holder's pid, for the refusal of the next one
             handle.seek(0)
             handle.truncate()
@@ -163,13 +161,25 @@ class RunLock:
     def __exit__(self, *exc: object) -> None:
         if launched_rank():
             return
-        key = str(lock_path(self.run_dir).resolve())
+        path = lock_path(self.run_dir)
+        key = str(path.resolve())
         count, kind = _HELD.pop(key, (1, ""))
         if count > 1:
             _HELD[key] = (count - 1, kind)
         if self._handle is not None and not self._nested:
+            if not self.shared and _same_file(self._handle, path):
+                path.unlink()  # no lock file is left behind by a writer; a waiting process sees it gone
             self._handle.close()  # closing releases the flock
             self._handle = None
+
+    def _acquire(self, handle: IO[str], path: Path) -> bool:
+        if not self.shared:
+            return _flock(handle, fcntl.LOCK_EX)
+        # a reader: exclusive for a moment first, then no writer is alive and its litter can go
+        if _flock(handle, fcntl.LOCK_EX) and _same_file(handle, path):
+            self._handle = handle
+            self.clean_litter()
+        return _shared(handle)
 
     def clean_litter(self) -> list[Path]:
         """Remove what killed writers left: temporary files of atomic writes, and settle a replaced run.
@@ -205,6 +215,14 @@ def _shared(handle: IO[str], patience: float = 2.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def _same_file(handle: IO[str], path: Path) -> bool:
+    """Whether the locked file is still the one at `path` (a writer removes its lock file as it ends)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _holder(handle: IO[str]) -> str:

@@ -35,7 +35,7 @@ def test_a_second_writer_is_refused_naming_the_holders_pid(tmp_path):
         holder.join(60)
     with RunLock(tmp_path / "run"):  # released when its holder ended
         pass
-    assert not (tmp_path / "run").exists()  # the lock lives beside the run, not in it
+    assert not any(tmp_path.iterdir())  # the lock lives beside the run, and its last writer removed it
 
 
 @pytest.mark.slow  # spawns interpreters
@@ -55,6 +55,7 @@ def test_a_process_may_claim_a_run_twice_and_evaluate_what_it_trains(tmp_path):
         pass
     with RunLock(tmp_path / "run"):  # every level released
         pass
+    assert not any(tmp_path.iterdir())  # a writer leaves no lock file behind
 
 
 def test_litter_of_killed_writers_is_cleaned_by_the_next_writer(tmp_path):
