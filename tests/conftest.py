@@ -3,7 +3,16 @@ from pathlib import Path
 
 import pytest
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+def fashion_mnist_folder() -> Path:
+    """Where the loader looks for Fashion-MNIST when data.root is empty: $SSL_CODED_FASHION_MNIST, else
+    Debian's folder; pointing the variable at an empty folder hides the data from the tests. It mirrors
+    `fashion_mnist_dir` (ssl_coded/training/datasets.py) so that this file imports no torch; a test in
+    tests/training/test_data_faults.py checks that the two agree."""
+    return Path(os.environ.get("SSL_CODED_FASHION_MNIST") or "/usr/share/datasets/fashion-mnist")
+
+
+FASHION_MNIST = fashion_mnist_folder()  # as this session started; the fixture reads the variable when used
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -19,14 +28,22 @@ def calibration_cache(tmp_path_factory):
         os.environ["SSL_CODED_CACHE_DIR"] = previous
 
 
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+FASHION_MNIST_FILES += ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
 @pytest.fixture
 def fashion_mnist_root() -> Path:
-    """The Debian Fashion-MNIST folder: skipped on a laptop without it, a failure under CI."""
-    if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+    """The Fashion-MNIST folder the loader would use (`fashion_mnist_folder`), its four IDX files gzipped or
+    not: skipped on a laptop without them, a failure under CI."""
+    folder = fashion_mnist_folder()
+    if not all((folder / stem).is_file() or (folder / f"{stem}.gz").is_file() for stem in FASHION_MNIST_FILES):
         if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must provide Fashion-MNIST in {FASHION_MNIST} (.ci/run installs dataset-fashion-mnist)")
-        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-    return FASHION_MNIST
+            pytest.fail(f"CI must provide Fashion-MNIST in {folder} (.ci/run installs dataset-fashion-mnist)")
+        pytest.skip(
+            f"Fashion-MNIST not in {folder} (apt-get install dataset-fashion-mnist, or SSL_CODED_FASHION_MNIST=FOLDER)"
+        )
+    return folder
 
 
 QUICK_PRETRAIN = [

@@ -18,10 +18,12 @@ from __future__ import annotations
 import gzip
 import os
 import sys
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,7 +33,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssl_coded.training.config import DataConfig
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+if TYPE_CHECKING:  # PIL is imported where an image is read
+    from PIL.Image import Image as PILImage
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # where Debian's dataset-fashion-mnist puts the files
+FASHION_MNIST_ENV = "SSL_CODED_FASHION_MNIST"  # a folder of the four IDX files, used where data.root is empty
 FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -276,26 +282,47 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def _find(root: Path, stem: str) -> Path:
+# Every "no Fashion-MNIST here" error names both ways to point at the files, and the package.
+_FASHION_FIX = (
+    f"point data.root=FOLDER or {FASHION_MNIST_ENV}=FOLDER at a folder with the four IDX files, "
+    "or apt-get install dataset-fashion-mnist"
+)
+
+
+def fashion_mnist_dir(root: str | Path = "") -> tuple[Path, str]:
+    """The Fashion-MNIST folder and where it came from: `root` (data.root), else the folder that
+    $SSL_CODED_FASHION_MNIST names, else Debian's `/usr/share/datasets/fashion-mnist`.
+
+    Example:
+        >>> fashion_mnist_dir("")  # with SSL_CODED_FASHION_MNIST=/data/fmnist
+        (PosixPath('/data/fmnist'), 'SSL_CODED_FASHION_MNIST')
+    """
+    if root:
+        return Path(root), "data.root"
+    if os.environ.get(FASHION_MNIST_ENV):
+        return Path(os.environ[FASHION_MNIST_ENV]), FASHION_MNIST_ENV
+    return Path(FASHION_MNIST_DIR), "the default"
+
+
+def _find(root: Path, source: str, stem: str) -> Path:
     for candidate in (root / stem, root / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
-    raise DatasetError(
-        f"missing {stem}[.gz] in {root}; put the four Fashion-MNIST IDX files there "
-        "(Debian: apt-get install dataset-fashion-mnist) or set data.root"
-    )
+    raise DatasetError(f"missing {stem}[.gz] in Fashion-MNIST folder {root} ({source}); {_FASHION_FIX}")
 
 
 def load_fashion_mnist(root: str | Path) -> dict[str, tuple[Tensor, Tensor]]:
-    root = Path(root or FASHION_MNIST_DIR)
+    """Fashion-MNIST's train and test splits from the folder `fashion_mnist_dir(root)` names.
+
+    Raises:
+        DatasetError: the folder or one of its four IDX files (gzipped or not) is missing or damaged.
+    """
+    root, source = fashion_mnist_dir(root)
     if not root.is_dir():
-        raise DatasetError(
-            f"Fashion-MNIST folder {root} does not exist; apt-get install dataset-fashion-mnist, "
-            "or set data.root to a folder with the four IDX files"
-        )
+        raise DatasetError(f"Fashion-MNIST folder {root} ({source}) does not exist; {_FASHION_FIX}")
     out = {}
     for split, (images_stem, labels_stem) in FASHION_MNIST_FILES.items():
-        images_path, labels_path = _find(root, images_stem), _find(root, labels_stem)
+        images_path, labels_path = _find(root, source, images_stem), _find(root, source, labels_stem)
         images, labels = read_idx(images_path), read_idx(labels_path)
         # Each file can be well-formed on its own and still be the wrong file (or a mismatched pair).
         if images.ndim != 3:
@@ -346,11 +373,58 @@ def load_torchvision(name: str, root: str, download: bool) -> dict[str, tuple[Te
 
 
 def _unreadable_reason(error: Exception) -> str:
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     if isinstance(error, UnidentifiedImageError):  # its own text only repeats the path
         return "not an image PIL can read"
-    return " ".join(str(error).split())  # one line, whatever PIL put in it
+    reason = " ".join(str(error).split())  # one line, whatever PIL put in it
+    if isinstance(error, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return f"{reason.rstrip('.')} (PIL.Image.MAX_IMAGE_PIXELS); downscale it if it is a real image"
+    return reason
+
+
+def _open_image(path: str) -> PILImage:
+    """PIL's `Image.open`, with its decompression-bomb warning (an image over `Image.MAX_IMAGE_PIXELS`)
+    raised like its error (over twice that): a training image so large is a damaged or hostile file, and a
+    warning would let it through, to be decoded in full by every worker that meets it."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+# PIL modes whose pixels do not fit 8 bits: integers (16-bit files open as "I;16..." or, e.g. a 16-bit PGM,
+# as 32-bit "I") and 32-bit floats. PIL's own convert("RGB") clips them at 255 (16-bit: nearly all white;
+# floats in [0, 1]: 0 or 1), so they are scaled here by the range their values are taken to use.
+_INTEGER_RANGE = 65535  # integer pixels are read as 16-bit: 0..65535 -> 0..255, v / 257 rounded
+_FLOAT_RANGE = 1.0  # float pixels are read as 0..1 -> 0..255, v * 255 rounded
+
+
+def _as_uint8(pixels: np.ndarray, mode: str, path: str, fix: str) -> np.ndarray:
+    """A high-bit-depth grayscale image (mode "F", "I" or "I;16...") as uint8, scaled by its range.
+
+    Raises:
+        DatasetError: a value outside that range (or not finite), whose scale is unknown.
+    """
+    top = _FLOAT_RANGE if mode == "F" else _INTEGER_RANGE
+    low, high = float(pixels.min()), float(pixels.max())
+    if not (low >= 0 and high <= top):  # NaN fails both
+        kind = "floats are read as [0, 1]" if mode == "F" else "integers are read as 16-bit [0, 65535]"
+        raise DatasetError(
+            f"cannot read image {path}: mode {mode} pixels span [{low:g}, {high:g}], but {kind} "
+            f"(save it as 8- or 16-bit); {fix}"
+        )
+    return np.rint(pixels.astype(np.float64) * (255 / top)).astype(np.uint8)
+
+
+def _as_rgb(image: PILImage, path: str, fix: str) -> PILImage:
+    """`image` converted to RGB; a high-bit-depth one (`_as_uint8`) first scaled to 8 bits, not clipped."""
+    from PIL import Image
+
+    if image.mode == "F" or image.mode.startswith("I"):
+        return Image.fromarray(_as_uint8(np.asarray(image), image.mode, path, fix)).convert("RGB")
+    return image.convert("RGB")
 
 
 def square_crop(pixels: Tensor, size: int) -> Tensor:
@@ -375,6 +449,11 @@ def square_crop(pixels: Tensor, size: int) -> Tensor:
 def read_square_image(path: str, size: int, fix: str = _UNREADABLE_FIX) -> Tensor:
     """One image file as uint8 (3, size, size): converted to RGB, then `square_crop`.
 
+    A 16-bit image (or a 32-bit integer one with values in 0..65535) is scaled by 255 / 65535 and a float
+    image in [0, 1] by 255, both rounded, as 8-bit files of the same picture would be; one whose values
+    fall outside that range is refused (`_as_uint8`). PIL's decompression-bomb guard applies: an image
+    over `PIL.Image.MAX_IMAGE_PIXELS` is refused.
+
     A JPEG is decoded at the smallest of its DCT scales (1/2, 1/4, 1/8) that still covers `size` on both
     sides (PIL's `draft`), which skips most of the decoding work for a photo much larger than `size`.
 
@@ -384,8 +463,9 @@ def read_square_image(path: str, size: int, fix: str = _UNREADABLE_FIX) -> Tenso
         fix: what the error message tells the user to do about an unreadable file.
 
     Raises:
-        DatasetError: the file is not an image PIL can read, or is cut short or damaged; one line
-            naming the file and `fix`.
+        DatasetError: the file is not an image PIL can read, is cut short or damaged, is over PIL's
+            decompression-bomb limit, or holds high-bit-depth values out of range; one line naming the
+            file and `fix`.
 
     Example:
         >>> read_square_image("train/cat/0.jpg", 64).shape
@@ -395,12 +475,12 @@ def read_square_image(path: str, size: int, fix: str = _UNREADABLE_FIX) -> Tenso
     from torchvision.transforms.functional import pil_to_tensor
 
     try:
-        with Image.open(path) as image:  # closed here: a large folder would otherwise run out of file handles
+        with _open_image(path) as image:  # closed here: a large folder would otherwise run out of file handles
             image.draft("RGB", (size, size))
-            rgb = image.convert("RGB")
+            rgb = _as_rgb(image, path, fix)
     # UnidentifiedImageError (not an image) and cut-short or damaged files are OSError; some PIL plugins
-    # report a malformed file as SyntaxError.
-    except (OSError, SyntaxError) as error:
+    # report a malformed file as SyntaxError; an image over PIL's pixel limit raises a decompression bomb.
+    except (OSError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise DatasetError(f"cannot read image {path}: {_unreadable_reason(error)}; {fix}") from error
     return square_crop(pil_to_tensor(rgb), size)
 
@@ -420,6 +500,80 @@ class ImageFiles:
         return ImageFiles(self.folder, [self.paths[i] for i in kept], [self.labels[i] for i in kept])
 
 
+def _dir_key(path: str | Path) -> tuple[int, int]:
+    status = os.stat(path)  # follows a link: the directory it leads to
+    return status.st_dev, status.st_ino
+
+
+def _walk_class(folder: Path, seen: set[tuple[int, int]], revisits: list[str]) -> list[str]:
+    """The image files under one class folder, in torchvision's order (sorted folders, then sorted names),
+    symlinked folders followed unless they lead to one in `seen` (then added to `revisits`)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    walked = []
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        kept = []
+        for path in (os.path.join(top, name) for name in sorted(dirs)):
+            key = _dir_key(path)
+            if key in seen:
+                revisits.append(f"{path} -> {os.path.realpath(path)}")
+            else:
+                seen.add(key)
+                kept.append(os.path.basename(path))
+        dirs[:] = kept  # os.walk descends into these only
+        walked.append((top, names))
+    images = (os.path.join(top, name) for top, names in sorted(walked) for name in sorted(names))
+    return [path for path in images if path.lower().endswith(IMG_EXTENSIONS)]
+
+
+def list_split(folder: Path) -> tuple[list[str], ImageFiles]:
+    """The sorted class names of one split folder and its image files (by extension; none opened), in
+    torchvision ImageFolder's order.
+
+    Symlinks are followed, but no folder is walked twice: a symlinked folder that leads back to the split
+    folder, one above it, a class folder or a folder already walked is not entered, with one warning line
+    on stderr. Following it would list the same files again under this class, and a loop (e.g.
+    `train/cat/loop -> ..`) would list them until the path grew too long. A link to a folder listed
+    nowhere else, and a symlinked file, is followed as usual.
+
+    Raises:
+        DatasetError: no class folders, a class folder without images, or a class folder that is itself a
+            link to the split folder, one above it or another class folder.
+    """
+    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    real = folder.resolve()
+    seen = {_dir_key(path) for path in (real, *real.parents)}
+    for name in classes:
+        key = _dir_key(folder / name)
+        if key in seen:
+            raise DatasetError(
+                f"class folder {folder / name} leads to {os.path.realpath(folder / name)}, the split folder, one "
+                "above it or another class folder (a symlink loop); make it a folder of that class's own images"
+            )
+        seen.add(key)
+    paths: list[str] = []
+    labels: list[int] = []
+    revisits: list[str] = []
+    empty: list[str] = []
+    for label, name in enumerate(classes):
+        found = _walk_class(folder / name, seen, revisits)
+        paths += found
+        labels += [label] * len(found)
+        empty += [] if found else [name]
+    if not classes or empty:
+        raise DatasetError(
+            f"{folder} has no images in class subfolders (none in {', '.join(empty) or 'its folders'}); "
+            "put <class>/<image> files there"
+        )
+    if revisits:
+        print(
+            f"ssl-coded: warning: did not enter {len(revisits)} symlinked folder(s) in {folder} that lead to a "
+            f"folder already listed (e.g. {revisits[0]}): a symlink loop, or a second link to it",
+            file=sys.stderr,
+        )
+    return classes, ImageFiles(folder, paths, labels)
+
+
 def list_image_folder(root: str) -> dict[str, ImageFiles]:
     """The files of root/train/<class>/*, root/test/<class>/* (and optionally root/val/...), none opened.
 
@@ -430,14 +584,13 @@ def list_image_folder(root: str) -> dict[str, ImageFiles]:
         {"train": files, "test": ..., and "val" where root/val exists}; labels index the sorted class names.
 
     Raises:
-        DatasetError: a missing split folder, one without images, or classes that differ between splits.
+        DatasetError: a missing split folder, one without images, a class folder linked to one already
+            listed (`list_split`), or classes that differ between splits.
 
     Example:
         >>> files = list_image_folder("data/imagenet100")
         >>> len(files["train"]), files["train"].paths[0]
     """
-    from torchvision.datasets import ImageFolder
-
     if not root:
         raise DatasetError("data.root is required for imagefolder: a folder with train/ and test/ class folders")
     base = Path(root)
@@ -452,16 +605,10 @@ def list_image_folder(root: str) -> dict[str, ImageFiles]:
         folder_path = base / split
         if not folder_path.is_dir():
             continue
-        try:
-            folder = ImageFolder(folder_path)  # lists the files (by extension); opens none
-        except FileNotFoundError as error:  # torchvision: no class subfolders, or no image files in them
-            raise DatasetError(
-                f"{folder_path} has no images in class subfolders ({error}); put <class>/<image> files there"
-            ) from error
-        if classes is not None and folder.classes != classes:
-            raise DatasetError(f"{folder_path} has classes {folder.classes}, but train has {classes}")
-        classes = folder.classes
-        out[split] = ImageFiles(folder_path, [path for path, _ in folder.samples], list(folder.targets))
+        names, out[split] = list_split(folder_path)
+        if classes is not None and names != classes:
+            raise DatasetError(f"{folder_path} has classes {names}, but train has {classes}")
+        classes = names
     return out
 
 
@@ -512,8 +659,8 @@ def check_readable(files: ImageFiles) -> ImageFiles:
     line on stderr for those it cannot: what `data.skip_unreadable` does for a streamed folder, which
     would otherwise meet a bad file only when a batch holding it is read.
 
-    A file can pass and still fail to decode (a cut-short JPEG): reading it then raises a DatasetError
-    that names it.
+    A high-bit-depth image is also decoded, as its range is known only then (`_as_uint8`). A file can pass
+    and still fail to decode (a cut-short JPEG): reading it then raises a DatasetError that names it.
 
     Raises:
         DatasetError: every file of the split is unreadable.
@@ -523,9 +670,15 @@ def check_readable(files: ImageFiles) -> ImageFiles:
     kept, skipped = [], []
     for i, path in enumerate(files.paths):
         try:
-            with Image.open(path) as image:
+            with _open_image(path) as image:
                 image.verify()
-        except (OSError, SyntaxError, ValueError):  # ValueError: a malformed header some plugins reject so
+                high_depth = image.mode == "F" or image.mode.startswith("I")
+            if high_depth:
+                with _open_image(path) as image:  # verify() leaves the image unusable
+                    _as_rgb(image, path, "")
+        # ValueError: a malformed header some plugins reject so, or a DatasetError from `_as_rgb`; an image
+        # over PIL's pixel limit raises a decompression bomb (as `read_square_image` would)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
             skipped.append(path)
             continue
         kept.append(i)

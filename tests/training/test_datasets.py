@@ -39,11 +39,12 @@ def test_fashion_mnist_from_idx_files_with_explicit_splits(tmp_path, compress):
 
 
 def test_missing_and_truncated_files_name_the_fix(tmp_path):
-    with pytest.raises(DatasetError, match="does not exist; apt-get install dataset-fashion-mnist"):
+    fix = r"point data\.root=FOLDER or SSL_CODED_FASHION_MNIST=FOLDER at .*apt-get install dataset-fashion-mnist"
+    with pytest.raises(DatasetError, match=rf"{tmp_path / 'nowhere'} \(data\.root\) does not exist; {fix}"):
         load_splits(DataConfig(name="fashion-mnist", root=str(tmp_path / "nowhere")))
     make_fashion_folder(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(DatasetError, match="missing t10k-labels-idx1-ubyte"):
+    with pytest.raises(DatasetError, match=rf"missing t10k-labels-idx1-ubyte\[\.gz\] in Fashion-MNIST .*; {fix}"):
         load_splits(DataConfig(name="fashion-mnist", root=str(tmp_path)))
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 20, 1, 2]))
     with pytest.raises(DatasetError, match="truncated"):
