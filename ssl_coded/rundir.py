@@ -7,7 +7,7 @@ stale. A writer (pretraining, training) holds it exclusively and a second writer
 naming the holder's pid; readers that write results into the directory (evaluation) hold it shared, so
 several may run at once, and merge their results under a second, short exclusive lock. A writer removes
 the lock file as it ends (a process that locked the removed file sees that and locks the current one),
-so that a refused or finished training leaves nothing beside the run.
+so that a refused or finished command leaves nothing beside the run; so does the last reader.
 
 Replacing a run (`--overwrite`) renames the old directory to `<name>.replaced-<time>` just before the
 new run writes its first file, and deletes it once the new run has its first checkpoint. A command
@@ -167,8 +167,11 @@ class RunLock:
         if count > 1:
             _HELD[key] = (count - 1, kind)
         if self._handle is not None and not self._nested:
-            if not self.shared and _same_file(self._handle, path):
-                path.unlink()  # no lock file is left behind by a writer; a waiting process sees it gone
+            # the last holder removes the lock file (a reader only when no other reader holds it); a process
+            # that locked it meanwhile sees it gone and locks the current one
+            last = not self.shared or _flock(self._handle, fcntl.LOCK_EX)
+            if last and _same_file(self._handle, path):
+                path.unlink()
             self._handle.close()  # closing releases the flock
             self._handle = None
 
@@ -199,8 +202,8 @@ class RunLock:
 def results_lock(out_dir: Path) -> Iterator[None]:
     """A short exclusive lock around the read-modify-write of `out_dir`'s results files (blocking: the
     other holder is a reader merging its rows, a matter of milliseconds)."""
-    path = out_dir.parent / f".{out_dir.name}.results.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ".results.lock"  # inside: the folder holds the results it guards, nothing is left outside
+    out_dir.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield

@@ -9,6 +9,8 @@ import sys
 import pytest
 import torch
 
+from ssl_coded.rundir import lock_path
+
 SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter: no fork of torch's threads
 
 
@@ -37,6 +39,7 @@ def test_concurrent_evaluations_keep_every_row(tmp_path):
         assert process.exitcode == 0
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert set(rows) == {f"w{w}-{i}" for w in range(workers) for i in range(each)}
+    assert not lock_path(tmp_path).exists()  # the last reader removed the run's lock file
 
 
 def test_a_results_file_that_is_not_ours_is_refused_before_anything_is_written(tmp_path):
