@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from ssl_coded import calibration
+from ssl_coded.data import load_splits
 from ssl_coded.hardware import native_bf16
-from ssl_coded.training.datasets import load_splits
 from ssl_coded.training.methods import build_method
 from ssl_coded.training.precision import training_precision
 from ssl_coded.training.recipes import load_config

@@ -71,8 +71,8 @@ def npz_features(path: str | Path) -> Splits:
 
 def dataset_features(name: str, max_train: int = 0, max_test: int = 0, root: str = "") -> Splits:
     """Raw pixels of a dataset's splits, flattened and scaled to [0, 1]."""
+    from ssl_coded.data import load_splits
     from ssl_coded.training.config import DataConfig
-    from ssl_coded.training.datasets import load_splits
 
     splits = load_splits(DataConfig(name=name, root=root, max_train=max_train, max_test=max_test))
     return {

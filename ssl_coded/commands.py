@@ -166,11 +166,11 @@ def evaluate_foreign(
     """Evaluate an encoder trained elsewhere (`torchvision:NAME`, `timm:NAME`, `module.path:callable`,
     with `weights`) on the data `data_overrides` describe (`name=imagefolder root=DIR image_size=32`),
     beside its random initialisation and raw pixels; results go to `out_dir` (default ./eval-runs/<name>)."""
+    from ssl_coded.data import load_splits
     from ssl_coded.eval.encoders import KINDS, build_encoder, input_channels, load_weights
     from ssl_coded.eval.features import encoder_source, module_key, resolve_device
     from ssl_coded.eval.preprocess import Preprocess, normalisation
     from ssl_coded.eval.report import PROTOCOLS, evaluate_sources, raw_pixels
-    from ssl_coded.training.datasets import load_splits
 
     if prefix is not None and not weights:
         raise ConfigError("--prefix needs --weights: the file whose keys carry it")

@@ -7,8 +7,8 @@ import pytest
 def fashion_mnist_folder() -> Path:
     """Where the loader looks for Fashion-MNIST when data.root is empty: $SSL_CODED_FASHION_MNIST, else
     Debian's folder; pointing the variable at an empty folder hides the data from the tests. It mirrors
-    `fashion_mnist_dir` (ssl_coded/training/datasets.py) so that this file imports no torch; a test in
-    tests/training/test_data_faults.py checks that the two agree."""
+    `fashion_mnist_dir` (ssl_coded/data/idx.py) so that this file imports no torch; a test in
+    tests/data/test_data_faults.py checks that the two agree."""
     return Path(os.environ.get("SSL_CODED_FASHION_MNIST") or "/usr/share/datasets/fashion-mnist")
 
 

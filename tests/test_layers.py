@@ -1,8 +1,9 @@
 """The layers of the package and the one direction their imports may run (README, "Architecture").
 
     core      ssl_coded/*.py but cli, commands, study   torch, numpy and the standard library only
-    training  ssl_coded/training/                        core
-    eval      eval/ (ssl_coded.eval)                     core
+    data      ssl_coded/data/                            core (never a training framework)
+    training  ssl_coded/training/                        core, data
+    eval      eval/ (ssl_coded.eval)                     core, data
     top       ssl_coded/{cli,commands,encoders,study}.py everything below
 
 Every import in every module is read from its source (lazy ones inside functions too), so an upward
@@ -24,10 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TOP = {"ssl_coded.cli", "ssl_coded.commands", "ssl_coded.encoders", "ssl_coded.study"}
 MAY_IMPORT = {
     "core": {"core"},
-    "training": {"core", "training", "recipes"},
-    "eval": {"core", "eval"},
+    "data": {"core", "data"},
+    "training": {"core", "data", "training", "recipes"},
+    "eval": {"core", "data", "eval"},
     "recipes": {"core"},
-    "top": {"core", "training", "eval", "recipes", "top"},
+    "top": {"core", "data", "training", "eval", "recipes", "top"},
 }
 CORE_THIRD_PARTY = {"torch", "numpy"}
 TRAINING_ONLY = {"pytorch_lightning", "lightning", "lightning_fabric", "lightly", "omegaconf"}  # never in eval
@@ -38,6 +40,7 @@ def layer_of(module: str) -> str | None:
     if module in TOP:
         return "top"
     for prefix, layer in (
+        ("ssl_coded.data", "data"),
         ("ssl_coded.training", "training"),
         ("ssl_coded.eval", "eval"),
         ("ssl_coded.recipes", "recipes"),
@@ -89,14 +92,16 @@ def violations(module: str, source: str, is_package: bool = False) -> list[str]:
         top_level = name.split(".")[0]
         if layer == "core" and target is None and top_level not in CORE_THIRD_PARTY | set(sys.stdlib_module_names):
             problems.append(f"{module} (core) imports {top_level}: the core needs only torch and numpy")
-        if layer == "eval" and top_level in TRAINING_ONLY:
-            problems.append(f"{module} (eval) imports {top_level}: a training framework; eval takes callables")
+        if layer in ("eval", "data") and top_level in TRAINING_ONLY:
+            problems.append(f"{module} ({layer}) imports {top_level}: a training framework; {layer} never needs one")
     return problems
 
 
 def test_every_import_runs_down_the_layers():
     modules = package_modules()
-    assert {"ssl_coded.coding", "ssl_coded.training.loop", "ssl_coded.eval.report", "ssl_coded.cli"} <= set(modules)
+    assert {"ssl_coded.coding", "ssl_coded.data.splits", "ssl_coded.training.loop", "ssl_coded.eval.report"} <= set(
+        modules
+    )
     problems = [
         p for name, path in modules.items() for p in violations(name, path.read_text(), path.name == "__init__.py")
     ]
@@ -113,6 +118,9 @@ def test_every_import_runs_down_the_layers():
         ("ssl_coded.coding", "import pytorch_lightning"),
         ("ssl_coded.training.summary", "from ..eval import report"),
         ("ssl_coded.eval.robustness.seeds", "from omegaconf import OmegaConf"),
+        ("ssl_coded.data.splits", "from ssl_coded.training.config import RecipeConfig"),
+        ("ssl_coded.data.idx", "def f():\n    from ssl_coded.eval import features"),
+        ("ssl_coded.data.images", "import pytorch_lightning"),
     ],
 )
 def test_an_upward_import_is_caught(module, source):
@@ -137,7 +145,8 @@ def test_the_core_imports_with_only_torch_and_numpy():
                 top = name.split(".")[0]
                 if top in ALLOWED or top in sys.stdlib_module_names or top.startswith("_"):
                     return None
-                if name.startswith(("ssl_coded.training", "ssl_coded.eval", "ssl_coded.cli", "ssl_coded.commands")):
+                if name.startswith(("ssl_coded.training", "ssl_coded.eval", "ssl_coded.cli", "ssl_coded.commands",
+                            "ssl_coded.data")):
                     return importlib.machinery.ModuleSpec(name, Refuse())
                 # torch's own optional imports (sympy, typing_extensions, ...) stay allowed: only the
                 # packages of the extras are blocked
@@ -160,3 +169,24 @@ def test_the_core_imports_with_only_torch_and_numpy():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and "core ok" in done.stdout, done.stderr
+
+
+def test_the_data_layer_loads_without_a_training_framework():
+    script = textwrap.dedent(
+        """
+        import sys
+
+        class Block:  # a training framework is never imported by the data layer
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {"pytorch_lightning", "lightning", "lightning_fabric", "lightly", "omegaconf"}:
+                    raise ImportError(f"data imported {name}")
+
+        sys.meta_path.insert(0, Block())
+        from ssl_coded.data import DataConfig, load_splits
+        splits = load_splits(DataConfig(name="digits", max_train=100, max_test=50))
+        assert len(splits.train) == 100 and splits.num_classes == 10
+        print("data ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and "data ok" in done.stdout, done.stderr

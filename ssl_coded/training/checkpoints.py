@@ -23,9 +23,9 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 
+from ssl_coded.data import Splits, load_splits
 from ssl_coded.io import atomic_write
 from ssl_coded.training.config import RecipeConfig, to_yaml
-from ssl_coded.training.datasets import Splits, load_splits
 from ssl_coded.training.methods import SSLMethod, build_method, build_random_init
 from ssl_coded.training.recipes import config_from_yaml, with_overrides
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from ssl_coded.data import Splits
 from ssl_coded.training.config import RecipeConfig
-from ssl_coded.training.datasets import Splits
 
 
 class SplitsDataModule(pl.LightningDataModule):

@@ -28,13 +28,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from ssl_coded.data import load_splits
 from ssl_coded.io import write_json, write_text
 from ssl_coded.rundir import RunInterrupted, RunLock, false_start, launched_rank, looks_like_run, move_aside, started
 from ssl_coded.training.checkpoints import AtomicCheckpointIO, CheckpointError, RecipeCheckpoint, load_checkpoint_file
 from ssl_coded.training.config import ConfigError, RecipeConfig, parse_yaml, to_yaml
 from ssl_coded.training.curves import write_curves
 from ssl_coded.training.data_module import SplitsDataModule
-from ssl_coded.training.datasets import load_splits
 from ssl_coded.training.methods import build_method
 from ssl_coded.training.metrics_log import merge_metrics
 from ssl_coded.training.precision import FALLBACK_WARNING, training_precision

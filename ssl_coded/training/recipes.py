@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 
 from ssl_coded.coding import KINDS, LAMBDA_UNITS
+from ssl_coded.data import DATASETS
 from ssl_coded.regularizer import SCORES
 from ssl_coded.training.backbones import BACKBONES
 from ssl_coded.training.config import ConfigError, RecipeConfig, parse_overrides, parse_recipe, parse_yaml
-from ssl_coded.training.datasets import DATASETS
 from ssl_coded.training.methods import METHODS
 from ssl_coded.training.methods.base import MIXINGS, OPTIMIZERS
 from ssl_coded.training.methods.supervised import CODED_TARGETS, REGULARIZERS

@@ -9,10 +9,10 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 
+from ssl_coded.data import ImageDataset, Splits, TensorImageDataset
 from ssl_coded.knn import PRESETS, KnnBank, knn_metrics
 from ssl_coded.training.checkpoints import load_checkpoint_file
 from ssl_coded.training.config import RecipeConfig
-from ssl_coded.training.datasets import ImageDataset, Splits, TensorImageDataset
 from ssl_coded.training.methods import SSLMethod, build_random_init
 
 ENCODER, RANDOM_INIT, RAW_PIXELS = "encoder", "random init", "raw pixels"  # the row names of results.json too

@@ -3,7 +3,7 @@ import statistics
 import pytest
 
 from benchmarks.bench_regularizers import run
-from tests.training.test_datasets import make_fashion_folder
+from tests.data.test_datasets import make_fashion_folder
 
 
 @pytest.mark.slow

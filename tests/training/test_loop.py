@@ -13,7 +13,7 @@ from ssl_coded.training.config import available_recipes
 from ssl_coded.training.loop import pretrain
 from ssl_coded.training.recipes import load_config
 from tests.console import one_line_error, run_cli, run_cli_together
-from tests.training.test_datasets import make_image_folder
+from tests.data.test_datasets import make_image_folder
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=256"]
 QUICK += ["trainer.log_every_n_steps=1"]

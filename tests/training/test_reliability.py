@@ -228,7 +228,7 @@ def test_run_names_stay_inside_out_dir():
 
 
 def test_every_method_stops_on_a_non_finite_loss():
-    from ssl_coded.training.datasets import load_splits
+    from ssl_coded.data import load_splits
     from ssl_coded.training.methods import build_method
     from ssl_coded.training.methods.base import DivergenceError
 

@@ -11,8 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ssl_coded.training.config import ConfigError, DataConfig
-from ssl_coded.training.datasets import (
+from ssl_coded.data import (
     DatasetError,
     StreamingImageFolder,
     TensorImageDataset,
@@ -23,6 +22,7 @@ from ssl_coded.training.datasets import (
     read_square_image,
     streams,
 )
+from ssl_coded.training.config import ConfigError, DataConfig
 from ssl_coded.training.recipes import load_config
 from ssl_coded.training.summary import raw_pixel_row, streamed_neighbours
 

@@ -2,8 +2,8 @@
 
 import torch
 
+from ssl_coded.data import Splits
 from ssl_coded.training.config import RecipeConfig
-from ssl_coded.training.datasets import Splits
 from ssl_coded.training.methods.base import SSLMethod
 from ssl_coded.training.methods.byol import BYOL
 from ssl_coded.training.methods.mae import MAE

@@ -18,13 +18,13 @@ from lightly.utils.lars import LARS
 from lightly.utils.scheduler import CosineWarmupScheduler
 from torch import Tensor
 
+from ssl_coded.data import Splits
 from ssl_coded.hook import CodedSmoothingHook
 from ssl_coded.knn import KnnBank
 from ssl_coded.regularizer import CodedSmoothing
 from ssl_coded.training.augment import BatchAugment
 from ssl_coded.training.backbones import build_backbone
 from ssl_coded.training.config import CodedConfig, RecipeConfig
-from ssl_coded.training.datasets import Splits
 
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd", "lars")
 MIXINGS: tuple[str, ...] = ("none", "imix")  # method.mixing of simclr and byol: the SSL positive control

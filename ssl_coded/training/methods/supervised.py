@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_coded.data import ImageDataset, Splits
 from ssl_coded.hook import CodedSmoothingHook
-from ssl_coded.training.datasets import ImageDataset, Splits
 from ssl_coded.training.methods.base import SSLMethod, coded_regularizer
 from ssl_coded.training.mixing import check_layers, manifold_mixup_loss, mix, mixed_cross_entropy, mixing_weight
 

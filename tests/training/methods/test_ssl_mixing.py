@@ -2,8 +2,8 @@ import pytest
 import torch
 from lightly.loss import NTXentLoss
 
+from ssl_coded.data import load_splits
 from ssl_coded.training.config import ConfigError
-from ssl_coded.training.datasets import load_splits
 from ssl_coded.training.methods import build_method
 from ssl_coded.training.mixing import imix_contrastive_loss, imix_regression_loss
 from ssl_coded.training.recipes import load_config

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_coded.training.datasets import load_splits
+from ssl_coded.data import load_splits
 from ssl_coded.training.methods import build_method
 from ssl_coded.training.recipes import load_config
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
+from ssl_coded.data import DatasetError, TensorImageDataset, load_splits, read_idx
 from ssl_coded.training.config import DataConfig
-from ssl_coded.training.datasets import DatasetError, TensorImageDataset, load_splits, read_idx
 
 
 def write_idx(path, array, compress):
@@ -155,7 +155,7 @@ def test_dataset_error_from_a_worker_keeps_its_one_line():
     wrapped = (
         "Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
         '  File "x.py", line 1, in f\n    raise DatasetError(...)\n'
-        "ssl_coded.training.datasets.DatasetError: cannot read image a/b.png: image file is truncated; replace it\n"
+        "ssl_coded.data.DatasetError: cannot read image a/b.png: image file is truncated; replace it\n"
     )
     assert str(DatasetError(wrapped)) == "cannot read image a/b.png: image file is truncated; replace it"
     assert str(DatasetError("plain message")) == "plain message"

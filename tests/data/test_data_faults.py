@@ -9,8 +9,7 @@ import torch
 from PIL import Image
 
 from ssl_coded.cli import main
-from ssl_coded.training.config import DataConfig
-from ssl_coded.training.datasets import (
+from ssl_coded.data import (
     DatasetError,
     StreamingImageFolder,
     decode_files,
@@ -18,8 +17,9 @@ from ssl_coded.training.datasets import (
     list_image_folder,
     load_splits,
 )
+from ssl_coded.training.config import DataConfig
 from tests.conftest import fashion_mnist_folder
-from tests.training.test_datasets import make_fashion_folder, make_image_folder
+from tests.data.test_datasets import make_fashion_folder, make_image_folder
 
 
 def real_images(folder):
