@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ssl_coded.io import atomic_write, write_json
+from ssl_coded.io import atomic_write, file_sha256, write_json
 from ssl_coded.notices import RunWarning
 
 
@@ -240,16 +240,6 @@ def cached_features(
     atomic_write(labels_path, lambda tmp: _save_array(tmp, np.concatenate(labels).astype(np.int64)))
     write_json(checksum_path, {path.name: file_sha256(path) for path in (features_path, labels_path)})
     return np.load(features_path, mmap_mode="r"), np.load(labels_path)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """The SHA-256 of a file's bytes, read in chunks: a cache larger than memory is never loaded whole
-    (hashlib.file_digest would do it, from Python 3.11)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_cache(stem: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,8 +1,9 @@
 """What the command line runs: the glue that loads runs with the training layer and hands their
 encoders (callables) and data (datasets) to the evaluation layer. Only this layer sees both.
 
-The evaluation layer is imported inside the functions that use it, so that pretraining and
-training need only the `train` extra.
+The training and evaluation layers are imported inside the functions that use them, so that
+pretraining needs only the `train` extra, evaluating a foreign encoder only the `eval` extra (no
+Lightning), and a refusal of bad input comes back before either framework is imported.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ssl_coded.coding import CodingScheme
+from ssl_coded.data import DataConfig, check_data, load_splits, parse_data_overrides
+from ssl_coded.errors import ConfigError
 from ssl_coded.inference import RandomizedCodedClassifier
-from ssl_coded.io import write_text
+from ssl_coded.io import file_sha256, write_text
+from ssl_coded.results import ENCODER, RANDOM_INIT, RAW_PIXELS
 from ssl_coded.rundir import RunLock
-from ssl_coded.training.checkpoints import CheckpointError, TrainedRun, file_hash, load_trained, random_init
-from ssl_coded.training.config import ConfigError, RecipeConfig
-from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
-from ssl_coded.training.methods.supervised import COMPARED, REGULARIZERS
-from ssl_coded.training.recipes import load_config, with_overrides
-from ssl_coded.training.summary import ENCODER, RANDOM_INIT, RAW_PIXELS, format_summary, read_summary
 
 if TYPE_CHECKING:
     from ssl_coded.eval.features import FeatureSource
     from ssl_coded.eval.robustness.harness import Target
+    from ssl_coded.training.checkpoints import TrainedRun
+    from ssl_coded.training.config import RecipeConfig
 
 
 def run_pretrain(
@@ -41,6 +41,10 @@ def run_pretrain(
 ) -> dict[str, Any]:
     """Pretrain; with `compare`, also the same recipe with coded-smoothing flipped, in `<name>-coded`
     or `<name>-plain`, and print one table."""
+    from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
+    from ssl_coded.training.recipes import load_config
+    from ssl_coded.training.summary import format_summary, read_summary
+
     config = load_config(recipe, overrides)
     if config.method.name == "supervised":
         raise ConfigError(f"recipe {recipe!r} trains a classifier: run `ssl-coded train {recipe}`")
@@ -78,6 +82,7 @@ def run_sources(trained: TrainedRun, floors: bool) -> dict[str, FeatureSource]:
     """The run's encoder and, with `floors`, its random-init and raw-pixel floors, as the evaluation sees them."""
     from ssl_coded.eval.features import FeatureSource
     from ssl_coded.eval.report import raw_pixels
+    from ssl_coded.training.checkpoints import random_init
 
     sources = {ENCODER: FeatureSource(trained.features, trained.checkpoint_hash)}
     if floors:
@@ -118,6 +123,7 @@ def evaluate_run(
     are cached in `cache_dir`, by default `features/` there). `device`: "cpu", "auto", "cuda[:N]"."""
     from ssl_coded.eval.features import resolve_device
     from ssl_coded.eval.report import PROTOCOLS, evaluate_sources
+    from ssl_coded.training.checkpoints import load_trained
 
     where = resolve_device(device)
     trained = load_trained(run_or_checkpoint, device=str(where), data_overrides=data_overrides)
@@ -137,7 +143,7 @@ def evaluate_run(
         plots=plots,
         record={
             "checkpoint_hash": trained.checkpoint_hash,
-            "data": data_record(trained.config),
+            "data": data_record(trained.config.data),
             "preprocess": preprocess,
         },
         batch_size=batch_size,
@@ -166,7 +172,6 @@ def evaluate_foreign(
     """Evaluate an encoder trained elsewhere (`torchvision:NAME`, `timm:NAME`, `module.path:callable`,
     with `weights`) on the data `data_overrides` describe (`name=imagefolder root=DIR image_size=32`),
     beside its random initialisation and raw pixels; results go to `out_dir` (default ./eval-runs/<name>)."""
-    from ssl_coded.data import load_splits
     from ssl_coded.eval.encoders import KINDS, build_encoder, input_channels, load_weights
     from ssl_coded.eval.features import encoder_source, module_key, resolve_device
     from ssl_coded.eval.preprocess import Preprocess, normalisation
@@ -174,11 +179,12 @@ def evaluate_foreign(
 
     if prefix is not None and not weights:
         raise ConfigError("--prefix needs --weights: the file whose keys carry it")
-    config = eval_data_config(data_overrides or [], seed)
+    data = parse_data_overrides(data_overrides or [])
+    check_data(data)
     where = resolve_device(device)
     encoder = build_encoder(spec, seed)
     loaded = load_weights(encoder, weights, prefix) if weights else {}
-    splits = load_splits(config.data)
+    splits = load_splits(data)
     channels = input_channels(encoder) or splits.channels
     stats = normalisation(normalize, channels, (splits.mean, splits.std))  # grayscale stats repeat to RGB
     preprocess = Preprocess(channels, *(stats or (None, None)))
@@ -196,10 +202,10 @@ def evaluate_foreign(
     record = {
         "encoder": spec,
         "weights": str(weights) if weights else None,
-        "weights_sha256": file_hash(Path(weights)) if weights else None,
+        "weights_sha256": file_sha256(weights) if weights else None,
         **loaded,
         "preprocess": {"normalize": normalize, "image_size": splits.image_size, **preprocess.describe()},
-        "data": data_record(config),
+        "data": data_record(data),
     }
     return evaluate_sources(
         sources,
@@ -218,18 +224,9 @@ def evaluate_foreign(
     )
 
 
-def eval_data_config(data_overrides: list[str], seed: int = 0) -> RecipeConfig:
-    """The data of a foreign encoder's evaluation: `key=value` settings of a recipe's data section
-    (typed and checked like recipe overrides), on the defaults' digits otherwise."""
-    for item in data_overrides:
-        if "=" not in item:
-            raise ConfigError(f"--dataset {item!r} is not key=value (e.g. name=imagefolder root=/data image_size=32)")
-    return with_overrides(RecipeConfig(name="eval", seed=seed), [f"data.{item}" for item in data_overrides])
-
-
-def data_record(config: RecipeConfig) -> dict[str, Any]:
+def data_record(config: DataConfig) -> dict[str, Any]:
     """The data settings that change what is evaluated (not how it is loaded: workers, downloads)."""
-    data = dataclasses.asdict(config.data)
+    data = dataclasses.asdict(config)
     how = ("num_workers", "download", "stream", "memory_budget_mb")
     return {key: value for key, value in data.items() if key not in how}
 
@@ -290,6 +287,11 @@ def run_train(
     """Train a classifier from a supervised recipe. With `compare`, train `regularizers` (ERM, mixup and
     coded-smoothing by default; same backbone, data and budget) into `<out_dir>/<name>/<regularizer>`
     and print one table; with `attack`, then run the attack harness on them and write its report beside them."""
+    from ssl_coded.training.checkpoints import CheckpointError
+    from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
+    from ssl_coded.training.methods.supervised import COMPARED, REGULARIZERS
+    from ssl_coded.training.recipes import load_config
+
     if regularizers is not None and not compare:
         raise ConfigError(
             f"--regularizers picks the runs of --compare; add --compare, or train one with "
@@ -361,6 +363,10 @@ def run_attack_command(
     runs: list[str], out_dir: str | None, overrides: list[str], device: str = "auto"
 ) -> dict[str, Any]:
     """`ssl-coded attack RUN...`: a directory holding erm/mixup/coded runs stands for all of them."""
+    from ssl_coded.training.config import RecipeConfig
+    from ssl_coded.training.methods.supervised import REGULARIZERS
+    from ssl_coded.training.recipes import with_overrides
+
     expanded = []
     for run in map(Path, runs):
         children = [run / r for r in REGULARIZERS if (run / r / "checkpoints").is_dir()]
@@ -389,6 +395,7 @@ def rci_model(classify: Any, config: RecipeConfig, reference: torch.Tensor) -> R
 def load_targets(runs: list[str | Path], device: str | torch.device = "cpu") -> tuple[list[Target], TrainedRun]:
     """Classifiers from run directories (named by their regularizer), each coded one also behind RCI."""
     from ssl_coded.eval.robustness.harness import Target
+    from ssl_coded.training.checkpoints import load_trained
 
     targets: list[Target] = []
     first: TrainedRun | None = None
@@ -423,6 +430,7 @@ def attack_runs(
     from CPU generators, so a seed gives the same images and starts everywhere."""
     from ssl_coded.eval.features import resolve_device
     from ssl_coded.eval.robustness.harness import AttackSettings, run_attack
+    from ssl_coded.training.recipes import with_overrides
 
     where = resolve_device(device)
     targets, first = load_targets(runs, where)

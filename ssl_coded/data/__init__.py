@@ -15,7 +15,7 @@ Example:
     >>> loader = splits.train.loader(batch_size=256, shuffle=True)
 """
 
-from ssl_coded.data.config import DataConfig
+from ssl_coded.data.config import DataConfig, parse_data_overrides
 from ssl_coded.data.errors import DatasetError
 from ssl_coded.data.idx import fashion_mnist_dir, load_fashion_mnist, read_idx
 from ssl_coded.data.image_folder import (
@@ -28,7 +28,7 @@ from ssl_coded.data.image_folder import (
     streams,
 )
 from ssl_coded.data.images import read_square_image, square_crop
-from ssl_coded.data.splits import DATASETS, LOADERS, ImageDataset, Splits, channel_stats, load_splits
+from ssl_coded.data.splits import DATASETS, LOADERS, ImageDataset, Splits, channel_stats, check_data, load_splits
 from ssl_coded.data.tensors import TensorImageDataset, batch_loader
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "TensorImageDataset",
     "batch_loader",
     "channel_stats",
+    "check_data",
     "check_readable",
     "decode_files",
     "decoded_bytes",
@@ -50,6 +51,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_image_folder",
     "load_splits",
+    "parse_data_overrides",
     "read_idx",
     "read_square_image",
     "square_crop",

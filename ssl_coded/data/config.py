@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ssl_coded.errors import ConfigError
@@ -32,3 +35,65 @@ class DataConfig:
         self.stream = str(self.stream).lower()
         if self.stream not in STREAM_MODES:
             raise ConfigError(f"data.stream={self.stream!r} must be auto, true or false")
+
+
+# key -> (lowest allowed, whether the lowest itself is allowed): a negative size is never read as "all"
+LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
+    "max_train": (0, True),
+    "max_test": (0, True),
+    "max_val": (0, True),
+    "image_size": (0, True),
+    "num_workers": (0, True),
+    "memory_budget_mb": (1, True),
+}
+SEED_MAX = 2**32 - 1  # numpy's seed range
+
+
+def check_numbers(config: DataConfig) -> None:
+    """Every number of the data section within its range, named by its full key (`data.max_train=-5 must be >= 0`)."""
+    for key, (low, inclusive) in LOWER_BOUNDS.items():
+        value = getattr(config, key)
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise ConfigError(f"data.{key}={value} must be {'>=' if inclusive else '>'} {low:g}")
+    if not 0.0 < config.val_fraction < 1.0:  # NaN fails too
+        raise ConfigError(f"data.val_fraction={config.val_fraction} must be in (0, 1): validation is carved from train")
+    if not 0 <= config.split_seed <= SEED_MAX:
+        raise ConfigError(f"data.split_seed={config.split_seed} must be in [0, 2**32 - 1]")
+
+
+def parse_data_overrides(items: Sequence[str]) -> DataConfig:
+    """A data section from `key=value` settings (`name=imagefolder root=DIR image_size=32`, as `ssl-coded eval
+    --dataset` takes them), each typed as its field's default is; the defaults elsewhere.
+
+    Raises:
+        ConfigError: an item that is not key=value, an unknown key (the valid ones listed) or a value of the
+            wrong type, named by its full key.
+    """
+    values = dataclasses.asdict(DataConfig())
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigError(f"--dataset {item!r} is not key=value (e.g. name=imagefolder root=/data image_size=32)")
+        if key not in values:
+            valid = ", ".join(f"data.{name}" for name in values)
+            raise ConfigError(f"data.{key} is not a key of the data section; valid keys: {valid}")
+        values[key] = _typed(key, raw.strip(), values[key])
+    return DataConfig(**values)
+
+
+def _typed(key: str, raw: str, default: object) -> object:
+    """`raw` as the type of `default` (bool: true/false; int; float; str as given)."""
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false"):
+                raise ValueError(raw)
+            return raw.lower() == "true"
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        kind = {bool: "true or false", int: "an integer", float: "a number"}[type(default)]
+        raise ConfigError(f"data.{key}={raw!r} must be {kind}") from None
+    return raw

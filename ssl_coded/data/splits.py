@@ -17,11 +17,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ssl_coded.data.builtin import load_digits_uint8, load_torchvision
-from ssl_coded.data.config import DataConfig
+from ssl_coded.data.config import DataConfig, check_numbers
 from ssl_coded.data.errors import DatasetError
 from ssl_coded.data.idx import load_fashion_mnist
 from ssl_coded.data.image_folder import StreamingImageFolder, image_folder_datasets
 from ssl_coded.data.tensors import TensorImageDataset
+from ssl_coded.errors import ConfigError
 
 # A split as training and evaluation see it: either kind gives the same batches.
 ImageDataset = TensorImageDataset | StreamingImageFolder
@@ -85,6 +86,13 @@ LOADERS: dict[str, Callable[[DataConfig], dict[str, tuple[Tensor, Tensor]] | dic
 
 
 DATASETS = tuple(LOADERS)
+
+
+def check_data(config: DataConfig) -> None:
+    """A data section's name and numbers, before anything is read (`ConfigError` naming the key)."""
+    if config.name not in LOADERS:
+        raise ConfigError(f"data.name={config.name!r} is not one of {', '.join(DATASETS)}")
+    check_numbers(config)
 
 
 def _as_dataset(split: tuple[Tensor, Tensor] | ImageDataset) -> ImageDataset:

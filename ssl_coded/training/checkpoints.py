@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 
 from ssl_coded.data import Splits, load_splits
-from ssl_coded.io import atomic_write
+from ssl_coded.io import atomic_write, file_sha256
 from ssl_coded.training.config import RecipeConfig, to_yaml
 from ssl_coded.training.methods import SSLMethod, build_method, build_random_init
 from ssl_coded.training.recipes import config_from_yaml, with_overrides
@@ -87,14 +86,6 @@ class RecipeCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         if not trainer.sanity_checking and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_checkpoint(run_or_checkpoint: str | Path) -> Path:
@@ -174,7 +165,7 @@ def load_trained(
         method.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not fit its recipe's model ({str(error).splitlines()[0]})") from error
-    return TrainedRun(method.to(device).eval(), config, splits, file_hash(path))
+    return TrainedRun(method.to(device).eval(), config, splits, file_sha256(path))
 
 
 def random_init(trained: TrainedRun) -> TrainedRun:

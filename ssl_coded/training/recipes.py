@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from ssl_coded.coding import KINDS, LAMBDA_UNITS
-from ssl_coded.data import DATASETS
+from ssl_coded.data.splits import check_data
 from ssl_coded.regularizer import SCORES
 from ssl_coded.training.backbones import BACKBONES
 from ssl_coded.training.config import ConfigError, RecipeConfig, parse_overrides, parse_recipe, parse_yaml
@@ -87,7 +87,6 @@ def validate(config: RecipeConfig) -> None:
         "coded.target": (config.coded.target, CODED_TARGETS),
         "method.mixing": (config.method.mixing, MIXINGS),
         "inference.kind": (config.inference.kind, KINDS),
-        "data.name": (config.data.name, DATASETS),
         "trainer.accelerator": (config.trainer.accelerator, ACCELERATORS),
     }
     for key, (value, valid) in choices.items():
@@ -95,10 +94,7 @@ def validate(config: RecipeConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
     if not (config.model.backbone in BACKBONES or config.model.backbone.startswith("resnet")):
         raise ConfigError(f"model.backbone={config.model.backbone!r} is not one of {', '.join(BACKBONES)}")
-    if not 0.0 < config.data.val_fraction < 1.0:
-        raise ConfigError(
-            f"data.val_fraction={config.data.val_fraction} must be in (0, 1): validation is carved from train"
-        )
+    check_data(config.data)
     low, high = [*config.augment.crop_scale, 0, 0][:2]
     if len(config.augment.crop_scale) != 2 or not 0 < low <= high <= 1:
         raise ConfigError(
@@ -138,12 +134,6 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # key -> (lowest allowed, whether the lowest itself is allowed): checked before anything runs, so that
 # a negative size is never read as "all" and an epoch count never overflows inside Lightning
 LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
-    "data.max_train": (0, True),
-    "data.max_test": (0, True),
-    "data.max_val": (0, True),
-    "data.image_size": (0, True),
-    "data.num_workers": (0, True),
-    "data.memory_budget_mb": (1, True),
     "trainer.max_epochs": (1, True),
     "trainer.limit_train_batches": (0, False),
     "trainer.log_every_n_steps": (1, True),
@@ -201,8 +191,8 @@ INTERVALS: dict[str, tuple[float, float]] = {
 }
 
 # the run's seed reaches numpy (through Lightning's seed_everything), which takes [0, 2**32 - 1] and says so
-# without naming the key; the split seed is held to the same range
-SEED_KEYS = ("seed", "data.split_seed")
+# without naming the key (the data section checks data.split_seed likewise)
+SEED_KEYS = ("seed",)
 SEED_MAX = 2**32 - 1
 
 

@@ -11,11 +11,10 @@ from torch import Tensor
 
 from ssl_coded.data import ImageDataset, Splits, TensorImageDataset
 from ssl_coded.knn import PRESETS, KnnBank, knn_metrics
+from ssl_coded.results import ENCODER, RANDOM_INIT, RAW_PIXELS
 from ssl_coded.training.checkpoints import load_checkpoint_file
 from ssl_coded.training.config import RecipeConfig
 from ssl_coded.training.methods import SSLMethod, build_random_init
-
-ENCODER, RANDOM_INIT, RAW_PIXELS = "encoder", "random init", "raw pixels"  # the row names of results.json too
 
 
 @torch.no_grad()

@@ -1,0 +1,4 @@
+"""The vocabulary of results files: the row names that a run's summary.json (training) and an evaluation's
+results.json (eval) share, so that the two can be read side by side."""
+
+ENCODER, RANDOM_INIT, RAW_PIXELS = "encoder", "random init", "raw pixels"
