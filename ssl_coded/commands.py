@@ -41,15 +41,17 @@ def run_pretrain(
 ) -> dict[str, Any]:
     """Pretrain; with `compare`, also the same recipe with coded-smoothing flipped, in `<name>-coded`
     or `<name>-plain`, and print one table."""
-    from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
     from ssl_coded.training.recipes import load_config
-    from ssl_coded.training.summary import format_summary, read_summary
 
     config = load_config(recipe, overrides)
     if config.method.name == "supervised":
         raise ConfigError(f"recipe {recipe!r} trains a classifier: run `ssl-coded train {recipe}`")
     if compare and (config.trainer.num_nodes > 1 or str(config.trainer.devices) not in ("1", "auto")):
         raise ConfigError("--compare trains two runs one after the other in one process; under DDP run them separately")
+    # the recipe is sound: now Lightning (a refusal above comes back without it)
+    from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
+    from ssl_coded.training.summary import format_summary, read_summary
+
     flipped = dataclasses.replace(
         config,
         coded=dataclasses.replace(config.coded, enabled=not config.coded.enabled),
@@ -253,6 +255,11 @@ def run_eval(
 
     protocols = None if protocol == "all" else (protocol,)
     foreign = [e for e in encoders if not is_run(e)]
+    if missing := [e for e in encoders if is_run(e) and not Path(e).exists()]:
+        raise ConfigError(
+            f"{missing[0]} is neither a run directory nor a checkpoint file (nor an encoder spec: "
+            "torchvision:NAME, timm:NAME, module.path:callable)"
+        )
     if weights and len(foreign) != 1:
         raise ConfigError(f"--weights belongs to one foreign encoder; got {len(foreign)} ({', '.join(foreign)})")
     if (weights or prefix) and not foreign:
@@ -287,9 +294,7 @@ def run_train(
     """Train a classifier from a supervised recipe. With `compare`, train `regularizers` (ERM, mixup and
     coded-smoothing by default; same backbone, data and budget) into `<out_dir>/<name>/<regularizer>`
     and print one table; with `attack`, then run the attack harness on them and write its report beside them."""
-    from ssl_coded.training.checkpoints import CheckpointError
-    from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
-    from ssl_coded.training.methods.supervised import COMPARED, REGULARIZERS
+    from ssl_coded.training.methods import COMPARED, REGULARIZERS
     from ssl_coded.training.recipes import load_config
 
     if regularizers is not None and not compare:
@@ -309,6 +314,10 @@ def run_train(
         raise ConfigError(
             "--compare trains three runs one after the other in one process; under DDP run them separately"
         )
+    # the recipe and flags are sound: now Lightning (a refusal above comes back without it)
+    from ssl_coded.training.checkpoints import CheckpointError
+    from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
+
     parent = run_dir(config)
     variants = {
         regularizer: dataclasses.replace(
@@ -364,7 +373,7 @@ def run_attack_command(
 ) -> dict[str, Any]:
     """`ssl-coded attack RUN...`: a directory holding erm/mixup/coded runs stands for all of them."""
     from ssl_coded.training.config import RecipeConfig
-    from ssl_coded.training.methods.supervised import REGULARIZERS
+    from ssl_coded.training.methods import REGULARIZERS
     from ssl_coded.training.recipes import with_overrides
 
     expanded = []

@@ -46,11 +46,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ssl_coded.calibration import cpu_model
-from ssl_coded.commands import evaluate_run
 from ssl_coded.eval.statistics import csv_text, format_difference, paired_difference
 from ssl_coded.io import write_json, write_text
 from ssl_coded.training.config import ConfigError
-from ssl_coded.training.loop import pretrain
 from ssl_coded.training.precision import training_precision
 from ssl_coded.training.recipes import load_config
 
@@ -152,6 +150,9 @@ def cell_result(study: Study, row: StudyRow, seed: int) -> Path:
 
 def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str], probe: str) -> dict[str, Any]:
     """Pretrain (resuming a half-finished run) and evaluate the best checkpoint; runs in the child."""
+    from ssl_coded.commands import evaluate_run
+    from ssl_coded.training.loop import pretrain  # here: the runner itself never trains, nor imports Lightning
+
     config = load_config(recipe, [*overrides, f"out_dir={out.parent}", f"name={out.name}"])
     resumed = False  # trained in two or more sessions: `seconds` covers only the last
     if not (out / "summary.json").is_file():

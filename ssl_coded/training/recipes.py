@@ -19,9 +19,7 @@ from ssl_coded.data.splits import check_data
 from ssl_coded.regularizer import SCORES
 from ssl_coded.training.backbones import BACKBONES
 from ssl_coded.training.config import ConfigError, RecipeConfig, parse_overrides, parse_recipe, parse_yaml
-from ssl_coded.training.methods import METHODS
-from ssl_coded.training.methods.base import MIXINGS, OPTIMIZERS
-from ssl_coded.training.methods.supervised import CODED_TARGETS, REGULARIZERS
+from ssl_coded.training.methods import CODED_TARGETS, METHODS, MIXINGS, OPTIMIZERS, REGULARIZERS
 
 
 def load_config(recipe: str, overrides: list[str] | None = None) -> RecipeConfig:

@@ -1,22 +1,41 @@
-"""Registry of methods: name -> LightningModule class, and building one for a recipe and its data."""
+"""Registry of methods: a name -> the module and class of its LightningModule, imported when a method is
+built, so that checking a recipe (names, choices) never imports Lightning or lightly.
+
+A new method is one file here (a class on `base.SSLMethod`), its recipes and a line in `METHODS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ssl_coded.data import Splits
-from ssl_coded.training.config import RecipeConfig
-from ssl_coded.training.methods.base import SSLMethod
-from ssl_coded.training.methods.byol import BYOL
-from ssl_coded.training.methods.mae import MAE
-from ssl_coded.training.methods.simclr import SimCLR
-from ssl_coded.training.methods.supervised import Supervised
+if TYPE_CHECKING:
+    from ssl_coded.data import Splits
+    from ssl_coded.training.config import RecipeConfig
+    from ssl_coded.training.methods.base import SSLMethod
 
-METHODS: dict[str, type[SSLMethod]] = {"simclr": SimCLR, "byol": BYOL, "mae": MAE, "supervised": Supervised}
+METHODS: dict[str, str] = {
+    "simclr": "simclr:SimCLR",
+    "byol": "byol:BYOL",
+    "mae": "mae:MAE",
+    "supervised": "supervised:Supervised",
+}
+# the choices of the methods' own keys, here so that a recipe is checked without importing the methods
+OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd", "lars")
+MIXINGS: tuple[str, ...] = ("none", "imix")  # method.mixing of simclr and byol: the SSL positive control
+REGULARIZERS: tuple[str, ...] = ("erm", "mixup", "manifold_mixup", "noise", "coded")  # supervised
+COMPARED: tuple[str, ...] = ("erm", "mixup", "coded")  # what `train --compare` trains side by side
+CODED_TARGETS: tuple[str, ...] = ("labels", "outputs")  # what a classifier's decoded logits are scored against
 
 
 def get_method(name: str) -> type[SSLMethod]:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[name]
+    module, cls = METHODS[name].split(":")
+    method: type[SSLMethod] = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    return method
 
 
 def build_method(config: RecipeConfig, splits: Splits) -> SSLMethod:
@@ -37,13 +56,25 @@ def build_random_init(config: RecipeConfig, splits: Splits) -> SSLMethod:
     return build_method(config, splits)
 
 
+def __getattr__(name: str) -> Any:
+    """`from ssl_coded.training.methods import SimCLR` (or SSLMethod) imports that method's module then."""
+    if name == "SSLMethod":
+        from ssl_coded.training.methods.base import SSLMethod
+
+        return SSLMethod
+    for key, where in METHODS.items():
+        if where.endswith(f":{name}"):
+            return get_method(key)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "BYOL",
-    "MAE",
+    "CODED_TARGETS",
+    "COMPARED",
     "METHODS",
-    "SSLMethod",
-    "SimCLR",
-    "Supervised",
+    "MIXINGS",
+    "OPTIMIZERS",
+    "REGULARIZERS",
     "build_method",
     "build_random_init",
     "get_method",

@@ -26,9 +26,6 @@ from ssl_coded.training.augment import BatchAugment
 from ssl_coded.training.backbones import build_backbone
 from ssl_coded.training.config import CodedConfig, RecipeConfig
 
-OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd", "lars")
-MIXINGS: tuple[str, ...] = ("none", "imix")  # method.mixing of simclr and byol: the SSL positive control
-
 
 class DivergenceError(ValueError):
     """The training loss became non-finite; the message names the step, the value and the last good checkpoint."""

@@ -32,10 +32,6 @@ from ssl_coded.hook import CodedSmoothingHook
 from ssl_coded.training.methods.base import SSLMethod, coded_regularizer
 from ssl_coded.training.mixing import check_layers, manifold_mixup_loss, mix, mixed_cross_entropy, mixing_weight
 
-REGULARIZERS: tuple[str, ...] = ("erm", "mixup", "manifold_mixup", "noise", "coded")
-COMPARED: tuple[str, ...] = ("erm", "mixup", "coded")  # what `train --compare` trains side by side
-CODED_TARGETS: tuple[str, ...] = ("labels", "outputs")  # what decoded logits are scored against
-
 
 class Supervised(SSLMethod):
     placements: ClassVar[dict[str, str]] = {"input": "", "embedding": "classifier"}
