@@ -4,7 +4,7 @@
     data      ssl_coded/data/                            core (never a training framework)
     training  ssl_coded/training/                        core, data
     eval      eval/ (ssl_coded.eval)                     core, data
-    top       ssl_coded/{cli,commands,encoders,study}.py everything below
+    top       ssl_coded/cli/, ssl_coded/{commands,encoders,study}.py   everything below; nothing imports cli/
 
 Every import in every module is read from its source (lazy ones inside functions too), so an upward
 import fails here before any code runs; a subprocess then imports the core with every third-party
@@ -37,7 +37,7 @@ TRAINING_ONLY = {"pytorch_lightning", "lightning", "lightning_fabric", "lightly"
 
 def layer_of(module: str) -> str | None:
     """The layer of a module of this package (None: not ours)."""
-    if module in TOP:
+    if module in TOP or module.startswith("ssl_coded.cli."):
         return "top"
     for prefix, layer in (
         ("ssl_coded.data", "data"),
@@ -190,3 +190,16 @@ def test_the_data_layer_loads_without_a_training_framework():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and "data ok" in done.stdout, done.stderr
+
+
+def test_nothing_imports_the_command_line():
+    modules = package_modules()
+    assert {"ssl_coded.cli", "ssl_coded.cli.eval", "ssl_coded.cli.pretrain"} <= set(modules)
+    importers = [
+        f"{name} imports {target}"
+        for name, path in modules.items()
+        if not name.startswith("ssl_coded.cli")
+        for target in imported_modules(path.read_text(), name, path.name == "__init__.py")
+        if target == "ssl_coded.cli" or target.startswith("ssl_coded.cli.")
+    ]
+    assert not importers, importers

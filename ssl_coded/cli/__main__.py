@@ -1,0 +1,7 @@
+"""`python -m ssl_coded.cli ...`, as the `ssl-coded` command."""
+
+import sys
+
+from ssl_coded.cli import main
+
+sys.exit(main())

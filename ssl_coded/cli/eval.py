@@ -1,0 +1,72 @@
+"""`ssl-coded eval knn|linear|all ENCODER...`: encoders from anywhere, by the field's protocols, beside the floors."""
+
+from __future__ import annotations
+
+import argparse
+
+from ssl_coded.cli.common import DEVICE_HELP
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate encoders from anywhere: kNN and retrieval, linear probe, beside the floors",
+        description="Evaluate encoders: ssl-coded runs or checkpoints, or torchvision:NAME, timm:NAME, "
+        "module.path:callable with --weights (a state_dict or a lightly / solo-learn / Lightning checkpoint), e.g. "
+        "`ssl-coded eval all torchvision:resnet18 --weights w.pt --dataset name=imagefolder root=DIR image_size=32`. "
+        "Writes results.json, results-eval.md and plots into --out (default: the run directory, or "
+        "eval-runs/<name>) and prints one table with a row per encoder and floor.",
+    )
+    evaluate.add_argument("protocol", choices=("knn", "linear", "all"))
+    evaluate.add_argument(
+        "encoders",
+        nargs="+",
+        metavar="ENCODER",
+        help="run directory, checkpoint, torchvision:NAME, timm:NAME, module:fn",
+    )
+    evaluate.add_argument(
+        "--dataset", nargs="*", default=[], metavar="KEY=VALUE", help="data settings, e.g. name=imagefolder root=/data"
+    )
+    evaluate.add_argument("--weights", metavar="FILE", help="weights of a torchvision:/timm:/module: encoder")
+    evaluate.add_argument("--prefix", help="prefix of the encoder's keys in --weights (default: found automatically)")
+    evaluate.add_argument(
+        "--normalize",
+        metavar="imagenet|dataset|none|M1,M2,M3:S1,S2,S3",
+        help="mean/std of a foreign encoder's input (default: imagenet); runs use their stored ones",
+    )
+    evaluate.add_argument("--out", metavar="DIR", help="where results, feature caches and plots go")
+    evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
+    evaluate.add_argument("--batch-size", type=int, default=256, help="images per encoder call (default 256)")
+    evaluate.add_argument("--workers", type=int, default=0, help="DataLoader workers that load and decode images")
+    evaluate.add_argument("--no-floors", action="store_true", help="skip the raw-pixel and random-init rows")
+    evaluate.add_argument(
+        "--index",
+        choices=("exact", "flat", "ivf"),
+        default="exact",
+        help="kNN search: exact (the project's certified search), flat (FAISS fp32), ivf (reports its recall)",
+    )
+    evaluate.add_argument(
+        "--probe", choices=("lbfgs", "sgd"), default="lbfgs", help="linear probe: L-BFGS (C on validation) or SGD"
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    from ssl_coded.commands import run_eval
+
+    if args.batch_size < 1 or args.workers < 0:
+        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+    run_eval(
+        args.protocol,
+        args.encoders,
+        args.dataset,
+        floors=not args.no_floors,
+        index_kind=args.index,
+        probe=args.probe,
+        weights=args.weights,
+        prefix=args.prefix,
+        normalize=args.normalize,
+        out=args.out,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+    )
