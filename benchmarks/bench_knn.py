@@ -22,7 +22,7 @@ per-round ratios (robust to a machine whose load changes during the benchmark).
 Writes bench-knn.json, bench-knn.md and bench-knn.png into --out-dir.
 
 The exact search runs as `KnnBank` does by default: its backend (certified bf16 or the fp32
-product) is the one `ssl_coded.calibration` chose on this machine, printed in the header with the
+product) is the one `ssl_coded.search.calibration` chose on this machine, printed in the header with the
 measured bf16/fp32 ratio; the table's "speed vs lightly" is lightly's median time over each row's.
 
 Run: python -m benchmarks.bench_knn [--run runs/fmnist-simclr] [--repeats 3] [--no-sklearn]
@@ -49,11 +49,11 @@ from sklearn.preprocessing import StandardScaler
 from ssl_coded.eval.knn_faiss import make_index, neighbour_recall
 from ssl_coded.eval.linear_probe import linear_probe
 
-from ssl_coded import calibration
-from ssl_coded.exact_search import SearchStats
-from ssl_coded.hardware import native_bf16
 from ssl_coded.io import write_json, write_text
-from ssl_coded.knn import KnnBank, rank_classes
+from ssl_coded.search import calibration
+from ssl_coded.search.exact_search import SearchStats
+from ssl_coded.search.hardware import native_bf16
+from ssl_coded.search.knn import KnnBank, rank_classes
 
 
 @dataclass

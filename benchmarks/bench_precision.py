@@ -2,7 +2,7 @@
 
 Where the CPU multiplies bf16 quickly bf16 autocast is the faster one; where it does not (emulated,
 or native but slow), `ssl_coded.training.precision.training_precision` trains a `bf16-mixed` recipe
-in fp32 instead, as `ssl_coded.calibration` decides from a few timed products. This measures the
+in fp32 instead, as `ssl_coded.search.calibration` decides from a few timed products. This measures the
 whole step that choice stands for: one training step (forward, backward,
 SGD update) of the recipe's backbone on a batch of its training images, fp32 and bf16 autocast
 taking turns (one step each per round, alternating which goes first); the ratio is taken per round
@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from ssl_coded import calibration
 from ssl_coded.data import load_splits
-from ssl_coded.hardware import native_bf16
+from ssl_coded.search import calibration
+from ssl_coded.search.hardware import native_bf16
 from ssl_coded.training.methods import build_method
 from ssl_coded.training.precision import training_precision
 from ssl_coded.training.recipes import load_config

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from ssl_coded import calibration
 from ssl_coded.data import Splits, load_splits
+from ssl_coded.search import calibration
 from ssl_coded.training.methods import build_method
 from ssl_coded.training.recipes import load_config
 

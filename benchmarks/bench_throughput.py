@@ -28,9 +28,9 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ssl_coded import calibration
 from ssl_coded.data import Splits, load_splits
-from ssl_coded.knn import knn_predict
+from ssl_coded.search import calibration
+from ssl_coded.search.knn import knn_predict
 from ssl_coded.training.backbones import build_backbone
 from ssl_coded.training.config import RecipeConfig
 from ssl_coded.training.loop import pretrain

@@ -1,12 +1,12 @@
 """Approximate and FAISS searches for `ssl-coded eval --index flat|ivf`, beside the exact default.
 
 `make_index(bank, kind)` returns an object with `search(queries, k) -> (similarity, indices)`:
-- "exact" (default): `ssl_coded.knn.KnnBank`, the project's one exact search (also behind the
+- "exact" (default): `ssl_coded.search.knn.KnnBank`, the project's one exact search (also behind the
   pretraining summary and the online monitor).
 - "flat": FAISS IndexFlatIP (exact, fp32).
 - "ivf": FAISS IndexIVFFlat, nlist 4 sqrt(N), nprobe 32 (approximate; for large banks with cluster
   structure; `ssl-coded eval --index ivf` reports its recall and top-1 agreement against exact).
-The votes are `ssl_coded.knn`'s: the same neighbours give the same ranking.
+The votes are `ssl_coded.search.knn`'s: the same neighbours give the same ranking.
 
 Example:
     >>> similarity, neighbours = make_index(bank, "ivf").search(queries, k=20)
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ssl_coded.extras import require
-from ssl_coded.knn import KnnBank, check_same_dimension
+from ssl_coded.search.knn import KnnBank, check_same_dimension
 
 INDEX_KINDS = ("exact", "flat", "ivf")
 

@@ -4,7 +4,7 @@ Features and labels may be numpy arrays or torch tensors, on any device; results
 floats (the probe: a `ProbeResult` dataclass). kNN votes as InstDisc and lightly's `knn_predict`
 do (the k nearest train rows by cosine similarity, weighted exp(sim / T)), with the presets dino
 (k=20, T=0.07) and instdisc (k=200, T=0.1), top-1 and top-5, from one exact search
-(`ssl_coded.knn`, the same search as a pretraining run's monitor and summary). Retrieval ranks the
+(`ssl_coded.search.knn`, the same search as a pretraining run's monitor and summary). Retrieval ranks the
 gallery for each query: recall@1/5/10 and mAP@R (Musgrave et al. 2020) on a seeded subset of queries.
 
 Example:
@@ -24,7 +24,7 @@ from ssl_coded.eval.linear_probe import ProbeResult, linear_probe
 from ssl_coded.eval.retrieval import map_at_r, recall_at_k
 from torch import Tensor
 
-from ssl_coded.knn import PRESETS, KnnBank, knn_metrics, rank_classes
+from ssl_coded.search.knn import PRESETS, KnnBank, knn_metrics, rank_classes
 
 __all__ = ["ProbeResult", "as_tensor", "knn", "knn_report", "linear_probe", "retrieval"]
 

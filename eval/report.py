@@ -4,7 +4,7 @@
 images to features) and any datasets of (image, label); `evaluate_sources(sources, splits, ...)` is
 the same over several named encoders (an encoder and its floors) at once. Both extract (and, with a
 key, cache) frozen features of each split, then run weighted kNN (presets dino k=20 T=0.07 and
-instdisc k=200 T=0.1, top-1 and top-5 from one search, `ssl_coded.knn`), retrieval (test queries
+instdisc k=200 T=0.1, top-1 and top-5 from one search, `ssl_coded.search.knn`), retrieval (test queries
 against the train gallery: recall@1/5/10, mAP@R on a seeded subset of queries) and the linear probe
 (C chosen on validation; without a validation split, on 10% of train carved with the seed). With an
 output directory they write `results.json`, `results-eval.md` and the plots (`embedding.png`,
@@ -34,8 +34,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ssl_coded.io import write_json, write_text
-from ssl_coded.knn import KnnBank
 from ssl_coded.rundir import RunLock, results_lock
+from ssl_coded.search.knn import KnnBank
 
 PROTOCOLS = ("knn", "linear")
 

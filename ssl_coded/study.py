@@ -45,9 +45,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from ssl_coded.calibration import cpu_model
 from ssl_coded.eval.statistics import csv_text, format_difference, paired_difference
 from ssl_coded.io import write_json, write_text
+from ssl_coded.search.calibration import cpu_model
 from ssl_coded.training.config import ConfigError
 from ssl_coded.training.precision import training_precision
 from ssl_coded.training.recipes import load_config

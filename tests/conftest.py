@@ -17,7 +17,7 @@ FASHION_MNIST = fashion_mnist_folder()  # as this session started; the fixture r
 
 @pytest.fixture(scope="session", autouse=True)
 def calibration_cache(tmp_path_factory):
-    """The bf16 calibration (ssl_coded.calibration) is cached in a folder of this test session, never in
+    """The bf16 calibration (ssl_coded.search.calibration) is cached in a folder of this test session, never in
     the user's ~/.cache; subprocesses inherit it."""
     previous = os.environ.get("SSL_CODED_CACHE_DIR")
     os.environ["SSL_CODED_CACHE_DIR"] = str(tmp_path_factory.mktemp("calibration"))

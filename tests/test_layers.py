@@ -159,7 +159,7 @@ def test_the_core_imports_with_only_torch_and_numpy():
         sys.meta_path.insert(0, Block())
         import torch
         from ssl_coded import CodedSmoothing, CodedSmoothingHook, CodingScheme, randomized_coded_predict
-        import ssl_coded.knn, ssl_coded.exact_search, ssl_coded.io, ssl_coded.extras
+        import ssl_coded.search.knn, ssl_coded.search.exact_search, ssl_coded.io, ssl_coded.extras
         model = torch.nn.Sequential(torch.nn.Linear(4, 3))
         hook = CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="0")
         model(torch.randn(8, 4))

@@ -1,7 +1,7 @@
 """The training precision a recipe gets on this machine.
 
 bf16 autocast is fast where the CPU multiplies bf16 quickly and slower than fp32 where it does not
-(emulated, or native but slow); a CPU flag does not tell which, so `ssl_coded.calibration` times a
+(emulated, or native but slow); a CPU flag does not tell which, so `ssl_coded.search.calibration` times a
 few small bf16 and fp32 products once per machine and torch version (cached; `SSL_CODED_BF16=0|1`
 overrides it). Where bf16 does not win, `bf16-mixed` is trained as `32-true` instead: `pretrain`
 prints FALLBACK_WARNING once the run has started, and the run's config.yaml records the precision
@@ -13,11 +13,11 @@ Example:
 
 from __future__ import annotations
 
-from ssl_coded import calibration
+from ssl_coded.search import calibration
 
 FALLBACK_WARNING = (
     "ssl-coded: warning: bf16 products are not faster than fp32 on this CPU (measured once, see "
-    "ssl_coded.calibration), so bf16 autocast would slow training down; training with trainer.precision=32-true "
+    "ssl_coded.search.calibration), so bf16 autocast would slow training down; training with trainer.precision=32-true "
     "instead (SSL_CODED_BF16=1 keeps bf16)"
 )
 
@@ -54,7 +54,7 @@ def training_precision(precision: str, accelerator: str) -> str:
 
     Returns:
         "32-true" where `precision` means bf16 autocast on this CPU and bf16 does not pay off here
-        (`ssl_coded.calibration.bf16_training()`); otherwise `precision` unchanged.
+        (`ssl_coded.search.calibration.bf16_training()`); otherwise `precision` unchanged.
     """
     if str(precision) in BF16_AUTOCAST_ON_CPU and trains_on_cpu(accelerator) and not calibration.bf16_training():
         return "32-true"

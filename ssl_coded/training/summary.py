@@ -1,5 +1,5 @@
 """The summary of a pretraining run: test kNN of its best checkpoint beside the raw-pixel and
-random-init floors, by the same search and metric names as `ssl-coded eval` (`ssl_coded.knn`)."""
+random-init floors, by the same search and metric names as `ssl-coded eval` (`ssl_coded.search.knn`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 
 from ssl_coded.data import ImageDataset, Splits, TensorImageDataset
-from ssl_coded.knn import PRESETS, KnnBank, knn_metrics
 from ssl_coded.results import ENCODER, RANDOM_INIT, RAW_PIXELS
+from ssl_coded.search.knn import PRESETS, KnnBank, knn_metrics
 from ssl_coded.training.checkpoints import load_checkpoint_file
 from ssl_coded.training.config import RecipeConfig
 from ssl_coded.training.methods import SSLMethod, build_random_init

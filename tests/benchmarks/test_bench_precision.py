@@ -3,7 +3,7 @@ import statistics
 import pytest
 
 from benchmarks.bench_precision import run_precision_benchmark
-from ssl_coded import calibration
+from ssl_coded.search import calibration
 
 
 def test_precision_benchmark_reports_medians_of_interleaved_rounds(monkeypatch, capsys):

@@ -4,7 +4,7 @@ import torch
 from lightly.utils.benchmarking import knn_predict as lightly_knn_predict
 from ssl_coded.eval.knn_faiss import FaissIndex, make_index
 
-from ssl_coded.knn import KnnBank, rank_classes
+from ssl_coded.search.knn import KnnBank, rank_classes
 from tests.oracles import brute_force_knn
 
 

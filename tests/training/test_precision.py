@@ -4,8 +4,8 @@ import pytest
 import pytorch_lightning as pl
 import yaml
 
-from ssl_coded import calibration, hardware
 from ssl_coded.cli import main
+from ssl_coded.search import calibration, hardware
 from ssl_coded.training.loop import pretrain
 from ssl_coded.training.precision import FALLBACK_WARNING, training_precision, trains_on_cpu
 from ssl_coded.training.recipes import load_config

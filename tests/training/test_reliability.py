@@ -196,8 +196,8 @@ def test_a_normal_run_prints_only_what_the_user_asked_for(tmp_path):
 
 
 def test_k_larger_than_the_bank_is_said_once():
-    from ssl_coded.knn import knn_metrics
     from ssl_coded.notices import RunWarning
+    from ssl_coded.search.knn import knn_metrics
 
     bank, labels = torch.randn(47, 4), torch.randint(0, 3, (47,))  # a size no other test uses
     with pytest.warns(RunWarning, match=r"k=200 is larger than the bank \(47 rows\)") as record:

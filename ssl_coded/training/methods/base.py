@@ -20,8 +20,8 @@ from torch import Tensor
 
 from ssl_coded.data import Splits
 from ssl_coded.hook import CodedSmoothingHook
-from ssl_coded.knn import KnnBank
 from ssl_coded.regularizer import CodedSmoothing
+from ssl_coded.search.knn import KnnBank
 from ssl_coded.training.augment import BatchAugment
 from ssl_coded.training.backbones import build_backbone
 from ssl_coded.training.config import CodedConfig, RecipeConfig

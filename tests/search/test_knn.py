@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_coded import calibration
-from ssl_coded.knn import PRESETS, KnnBank, knn_metrics, knn_predict
+from ssl_coded.search import calibration
+from ssl_coded.search.knn import PRESETS, KnnBank, knn_metrics, knn_predict
 from tests.oracles import brute_force_knn
 
 

@@ -4,8 +4,8 @@ import os
 import pytest
 import torch
 
-from ssl_coded import calibration
-from ssl_coded.calibration import Calibration
+from ssl_coded.search import calibration
+from ssl_coded.search.calibration import Calibration
 
 SLOW_BF16 = Calibration(100.0, 30.0, 50.0, 20.0)  # emulated bf16: a third of fp32's speed
 FAST_BF16 = Calibration(100.0, 300.0, 50.0, 150.0)

@@ -4,7 +4,7 @@ A CPU flag says whether bf16 products are native, not whether they are faster: a
 AVX512-BF16 and still multiply bf16 slower than fp32. So a few small timed products (bf16 and fp32
 taking turns, the median of per-round ratios; well under a second) decide two things:
 
-- the kNN search of `ssl_coded.knn.KnnBank` (`knn_backend()`): the certified bf16 product where bf16
+- the kNN search of `ssl_coded.search.knn.KnnBank` (`knn_backend()`): the certified bf16 product where bf16
   products are at least KNN_BF16_MIN_SPEEDUP times as fast as fp32 (the re-rank and the
   certificate cost the rest), the fp32 product elsewhere;
 - whether `trainer.precision=bf16-mixed` keeps bf16 autocast on this CPU (`bf16_training()`).

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_coded.exact_search import (
+from ssl_coded.search.exact_search import (
     ExactIndex,
     SearchStats,
     block_max_candidates,

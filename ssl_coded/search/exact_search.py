@@ -9,7 +9,7 @@ fp32 score, with `delta` bounded from the measured rounding of the query and the
 of the bf16 output and fp32 accumulation. Queries whose certificate fails are searched again in
 fp32, so every answer equals the fp32 brute-force search (up to fp32 rounding of the re-rank).
 
-Where bf16 products are not faster (no native bf16; `ssl_coded.calibration` measures it once per
+Where bf16 products are not faster (no native bf16; `ssl_coded.search.calibration` measures it once per
 machine), the search is the fp32 product itself, made cheaper than a plain product + top-k in two
 ways: the scores go into one buffer reused for every chunk (a fresh chunk-sized tensor per product
 costs page faults comparable to a good share of the product), and the top-k of each row runs on
@@ -84,7 +84,7 @@ class ExactIndex:
         chunk_size: queries per product.
         bf16: use the certified bf16 product on a CPU; False searches in fp32 throughout (the same
             answer; faster where bf16 products are not clearly faster than fp32 ones, as
-            `ssl_coded.calibration` measures). Off the CPU the search is always fp32.
+            `ssl_coded.search.calibration` measures). Off the CPU the search is always fp32.
     """
 
     def __init__(self, bank: Tensor, chunk_size: int = 512, bf16: bool = True) -> None:

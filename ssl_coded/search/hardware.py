@@ -2,7 +2,7 @@
 
 `native_bf16()` says whether oneDNN finds bf16 instructions (AVX512-BF16, AMX); it does not say
 whether bf16 products are faster than fp32 ones, which is what the kNN search and the training
-precision need: `ssl_coded.calibration` measures that. The flag is printed by the benchmarks beside
+precision need: `ssl_coded.search.calibration` measures that. The flag is printed by the benchmarks beside
 the measurement.
 
 Example:

@@ -4,7 +4,7 @@ The pretraining run's online monitor (validation kNN each epoch), its summary (t
 checkpoint) and `ssl-coded eval` all search with `KnnBank` and vote with `rank_classes`, so the same
 features give the same numbers everywhere. The search is exact: `ExactIndex` (a certified bf16
 product re-ranked in fp32 on CPUs where bf16 products are measured to be clearly faster than fp32
-ones, `ssl_coded.calibration`; the fp32 product elsewhere and on GPUs). Votes of the k nearest
+ones, `ssl_coded.search.calibration`; the fp32 product elsewhere and on GPUs). Votes of the k nearest
 bank rows (cosine similarity) are weighted by exp(sim / T), as in InstDisc and lightly's
 `knn_predict`. Presets: dino (k=20, T=0.07), instdisc (k=200, T=0.1).
 
@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ssl_coded import calibration
-from ssl_coded.exact_search import ExactIndex, SearchStats
 from ssl_coded.notices import warn_once
+from ssl_coded.search import calibration
+from ssl_coded.search.exact_search import ExactIndex, SearchStats
 
 PRESETS: dict[str, tuple[int, float]] = {"dino": (20, 0.07), "instdisc": (200, 0.1)}
 
@@ -32,7 +32,7 @@ class KnnBank:
         features: (num_bank, dim) float features, on any device.
         labels: (num_bank,) int64 class labels (needed by `predict`).
         bf16: the certified bf16 product on a CPU (default: where this machine's calibration chose
-            it, `ssl_coded.calibration.knn_backend()`; never measured for a bank off the CPU).
+            it, `ssl_coded.search.calibration.knn_backend()`; never measured for a bank off the CPU).
     """
 
     def __init__(self, features: Tensor, labels: Tensor | None = None, bf16: bool | None = None) -> None:
