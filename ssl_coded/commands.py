@@ -16,19 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ssl_coded.coding import CodingScheme
 from ssl_coded.data import DataConfig, check_data, load_splits, parse_data_overrides
 from ssl_coded.errors import ConfigError
-from ssl_coded.inference import RandomizedCodedClassifier
 from ssl_coded.io import file_sha256, write_text
 from ssl_coded.results import ENCODER, RANDOM_INIT, RAW_PIXELS
 from ssl_coded.rundir import RunLock
 
 if TYPE_CHECKING:
     from ssl_coded.eval.features import FeatureSource
-    from ssl_coded.eval.robustness.harness import Target
     from ssl_coded.training.checkpoints import TrainedRun
-    from ssl_coded.training.config import RecipeConfig
 
 
 def run_pretrain(
@@ -353,6 +349,8 @@ def run_train(
     print(table)
     if attack:
         runs = [parent / r for r in variants] if compare else [parent]
+        from ssl_coded.attacks import attack_runs
+
         attack_runs(runs, parent)
     print(f"run directory: {parent}")
     return summaries
@@ -366,103 +364,3 @@ def format_classifiers(summaries: dict[str, dict[str, Any]]) -> str:
             f"| {name} | {s['test_accuracy']:.4f} | {train} | {s['best_val_accuracy']:.4f} | {s['seconds']:.0f} |"
         )
     return "\n".join(lines)
-
-
-def run_attack_command(
-    runs: list[str], out_dir: str | None, overrides: list[str], device: str = "auto"
-) -> dict[str, Any]:
-    """`ssl-coded attack RUN...`: a directory holding erm/mixup/coded runs stands for all of them."""
-    from ssl_coded.training.config import RecipeConfig
-    from ssl_coded.training.methods import REGULARIZERS
-    from ssl_coded.training.recipes import with_overrides
-
-    expanded = []
-    for run in map(Path, runs):
-        children = [run / r for r in REGULARIZERS if (run / r / "checkpoints").is_dir()]
-        expanded += children if children and not (run / "checkpoints").is_dir() else [run]
-    for item in overrides:
-        if "=" not in item or not item.startswith("attack."):
-            raise ConfigError(f"override {item!r} is not attack.<key>=<value> (e.g. attack.num_examples=100)")
-    with_overrides(RecipeConfig(name="check"), overrides)  # bad keys and values fail before any attack
-    return attack_runs(expanded, out_dir or (runs[0] if len(runs) == 1 else expanded[0].parent), overrides, device)
-
-
-def rci_model(classify: Any, config: RecipeConfig, reference: torch.Tensor) -> RandomizedCodedClassifier:
-    """The recipe's randomized coded inference around a classifier; short groups are padded with `reference`."""
-    inference = config.inference
-    scheme = CodingScheme(
-        inference.kind,
-        coded_ratio=inference.coded_ratio,
-        lambda_enc=inference.lambda_enc,
-        lambda_dec=inference.lambda_dec,
-    )
-    return RandomizedCodedClassifier(
-        classify, scheme, inference.batch_size, inference.num_draws, reference=reference, generator=config.seed
-    )
-
-
-def load_targets(runs: list[str | Path], device: str | torch.device = "cpu") -> tuple[list[Target], TrainedRun]:
-    """Classifiers from run directories (named by their regularizer), each coded one also behind RCI."""
-    from ssl_coded.eval.robustness.harness import Target
-    from ssl_coded.training.checkpoints import load_trained
-
-    targets: list[Target] = []
-    first: TrainedRun | None = None
-    for run in runs:
-        trained = load_trained(run, device=str(device))
-        config = trained.config
-        if config.method.name != "supervised":
-            raise ValueError(f"{run} is a {config.method.name} run; attacks need a classifier from `ssl-coded train`")
-        classify = trained.method.classify
-        name = config.method.regularizer
-        if any(t.name == name for t in targets):
-            raise ValueError(f"two runs trained with {name!r}; attack one run per regularizer at a time")
-        if first is not None and config.data != first.config.data:
-            raise ValueError(f"{run} was trained on other data than {runs[0]}; attack runs of one dataset together")
-        targets.append(Target(name, classify))
-        first = first or trained
-        if name == "coded":
-            generator = torch.Generator().manual_seed(config.seed)
-            pick = torch.randperm(len(trained.splits.train), generator=generator)[: config.inference.batch_size]
-            reference = trained.splits.train.take(pick)[0].to(device).float() / 255  # documented, seeded padding rows
-            targets.append(Target(f"{name} + RCI", rci_model(classify, config, reference), classify))
-    if first is None:
-        raise ValueError("no runs to attack; give classifier run directories")
-    return targets, first
-
-
-def attack_runs(
-    runs: list[str | Path], out_dir: str | Path, overrides: list[str] | None = None, device: str = "auto"
-) -> dict[str, Any]:
-    """Attack every run (and RCI on the coded ones) on a seeded subset of the test split; write the report.
-    `device`: "auto" (a GPU where there is one), "cpu", "cuda[:N]"; the attacks' random draws come
-    from CPU generators, so a seed gives the same images and starts everywhere."""
-    from ssl_coded.eval.features import resolve_device
-    from ssl_coded.eval.robustness.harness import AttackSettings, run_attack
-    from ssl_coded.training.recipes import with_overrides
-
-    where = resolve_device(device)
-    targets, first = load_targets(runs, where)
-    config, test = first.config, first.splits.test
-    cfg = AttackSettings(**dataclasses.asdict(with_overrides(config, overrides or []).attack))
-    # attack.rci=false: the deterministic models alone, e.g. on more images than RCI's cost allows
-    targets = [target for target in targets if cfg.rci or not target.randomized]
-    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))[: cfg.num_examples]
-    inference = config.inference
-    defence = (
-        f"RCI: {inference.kind}, N/K={inference.coded_ratio:g}, K={inference.batch_size}, {inference.num_draws} draw(s)"
-        if any(target.randomized for target in targets)
-        else ""
-    )
-    return run_attack(
-        targets,
-        test.take(pick)[0].to(where).float() / 255,
-        test.labels[pick].to(where),
-        cfg,
-        out_dir,
-        batch_size=inference.batch_size,
-        seed=config.seed,
-        data_name=config.data.name,
-        defence=defence,
-        record={"inference": dataclasses.asdict(inference), "runs": [str(r) for r in runs]},
-    )

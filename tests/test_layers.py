@@ -1,10 +1,10 @@
 """The layers of the package and the one direction their imports may run (README, "Architecture").
 
-    core      ssl_coded/*.py but cli, commands, study   torch, numpy and the standard library only
+    core      ssl_coded/*.py but the top ones            torch, numpy and the standard library only
     data      ssl_coded/data/                            core (never a training framework)
     training  ssl_coded/training/                        core, data
     eval      eval/ (ssl_coded.eval)                     core, data
-    top       ssl_coded/cli/, ssl_coded/{commands,encoders,study}.py   everything below; nothing imports cli/
+    top       ssl_coded/cli/, ssl_coded/{commands,attacks,encoders,study}.py   everything below; nothing imports cli/
 
 Every import in every module is read from its source (lazy ones inside functions too), so an upward
 import fails here before any code runs; a subprocess then imports the core with every third-party
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP = {"ssl_coded.cli", "ssl_coded.commands", "ssl_coded.encoders", "ssl_coded.study"}
+TOP = {"ssl_coded.cli", "ssl_coded.commands", "ssl_coded.attacks", "ssl_coded.encoders", "ssl_coded.study"}
 MAY_IMPORT = {
     "core": {"core"},
     "data": {"core", "data"},

@@ -21,6 +21,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ssl_coded.commands import run_attack_command
+    from ssl_coded.attacks import run_attack_command
 
     run_attack_command(args.runs, args.out, args.set, args.device)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from ssl_coded.commands import run_attack_command
+from ssl_coded.attacks import run_attack_command
 from ssl_coded.training.config import ConfigError, RecipeConfig
 from ssl_coded.training.recipes import load_config, with_overrides
 
