@@ -117,10 +117,10 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path):
         ["pretrain", "simclr-digits", "coded.wieght=1"],
         ["pretrain", "simclr-fashion-mnist", f"data.root={tmp_path}/none", f"out_dir={tmp_path}"],
         [*broken, "--resume"],
-        broken,
         cwd=tmp_path,
     )
-    unknown, misspelt, missing, unreadable, again = results
+    unknown, misspelt, missing, unreadable = results
+    again = run_cli(*broken, cwd=tmp_path)  # not beside the resume: one run, one command at a time (its lock)
     one_line_error(unknown, "unknown recipe", "simclr-digits")
     one_line_error(misspelt, "coded.weight")
     one_line_error(missing, "does not exist", "dataset-fashion-mnist")
