@@ -4,7 +4,8 @@
 - the demo's path: `pretrain --compare simclr-digits coded.enabled=true` (a quick budget): both runs'
   summary rows beside the floors, and the compare table's shape;
 - a supervised run: `train supervised-digits method.regularizer=coded`: its summary's accuracies;
-- a foreign encoder: `eval knn torchvision:resnet18` on a digits subset: its rows and preprocessing record.
+- a foreign encoder: `eval knn torchvision:resnet18` on a digits subset: its rows and preprocessing record;
+- a run's evaluation: `eval all RUN` (kNN, retrieval and the probe beside the floors): its rows and record.
 
 The figures in `tests/golden/outputs.json` were made on one CPU with `python -m tests.test_golden`; another
 CPU may round a float differently and move a kNN vote, so accuracies are compared to within
@@ -58,7 +59,17 @@ def foreign(out: Path) -> dict[str, Any]:
     return {"rows": results["rows"], "preprocess": results["preprocess"], "data": results["data"]}
 
 
-PATHS = {"demo": demo, "supervised": supervised, "foreign": foreign}
+def run_eval(out: Path) -> dict[str, Any]:
+    from ssl_coded.cli import main
+
+    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={out}", "name=r"]) == 0
+    assert main(["eval", "all", str(out / "r"), "--device", "cpu"]) == 0
+    results = json.loads((out / "r" / "results.json").read_text())
+    settings = {name: {k: v for k, v in made.items() if k != "made"} for name, made in results["protocols"].items()}
+    return {"rows": results["rows"], "preprocess": results["preprocess"], "data": results["data"], "settings": settings}
+
+
+PATHS = {"demo": demo, "supervised": supervised, "foreign": foreign, "run_eval": run_eval}
 
 
 def assert_close(actual: Any, expected: Any, where: str = "") -> None:
@@ -80,11 +91,13 @@ def test_the_outputs_are_those_captured_before_the_code_moved(tmp_path, path):
     assert_close(PATHS[path](tmp_path), expected, path)
 
 
-if __name__ == "__main__":  # python -m tests.test_golden: capture the outputs of this checkout
+if __name__ == "__main__":  # python -m tests.test_golden [PATH...]: capture what is missing, or PATH again
     import tempfile
 
-    outputs = {}
+    outputs = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
     for name, run in PATHS.items():
+        if name in outputs and name not in sys.argv[1:]:  # kept: captured on an earlier checkout
+            continue
         with tempfile.TemporaryDirectory() as folder:
             outputs[name] = run(Path(folder))
     GOLDEN.parent.mkdir(exist_ok=True)
