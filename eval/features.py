@@ -7,7 +7,8 @@ map (a split larger than memory streams through), beside its labels, named after
 `.sha256` file of both files' checksums, checked before the entry is reused.
 
 `encoder_source` runs an `nn.Module` (or any callable) the way evaluation should: in eval mode,
-on a device, under no_grad, optionally under bf16 autocast.
+on a device, under no_grad, optionally under bf16 autocast. The pass over the data is the project's one
+feature extractor, `ssl_coded.data.encode`.
 
 Example:
     >>> source = encoder_source(model, key=module_key(model), device=resolve_device("auto"))
@@ -18,11 +19,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import inspect
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
+from ssl_coded.data.encode import encode, encoded_batches
 from ssl_coded.io import atomic_write, file_sha256, write_json
 from ssl_coded.notices import RunWarning
 
@@ -108,51 +108,6 @@ def encoder_source(
     return FeatureSource(encode, key)
 
 
-def batches(
-    dataset: Dataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False
-) -> Iterable[tuple[Tensor, Tensor]]:
-    """(images, labels) batches in order: the dataset's own loader where it has one (in-memory data:
-    a batch in one call; streamed folders: decoded in the workers), else a DataLoader."""
-    loader = _batch_loader(dataset)
-    if loader is not None:  # no workers named: a streamed folder takes its own data.num_workers
-        return loader(batch_size, num_workers=num_workers) if num_workers else loader(batch_size)
-    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
-
-
-def _batch_loader(dataset: Dataset) -> Any:
-    """The project datasets' `loader(batch_size, ..., num_workers)`, or None (torchvision's ImageFolder
-    has a `loader` attribute too: its image-file reader)."""
-    loader = getattr(dataset, "loader", None)
-    try:
-        parameters = inspect.signature(loader).parameters if callable(loader) else {}
-    except (TypeError, ValueError):
-        return None
-    return loader if {"batch_size", "num_workers"} <= set(parameters) else None
-
-
-def encoded_batches(
-    source: FeatureSource, dataset: Dataset, batch_size: int, num_workers: int = 0, split: str = ""
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(float32 features, labels) per batch, with a progress bar on a terminal."""
-    pin = torch.cuda.is_available()
-    loader = batches(dataset, batch_size, num_workers, pin_memory=pin)
-    total = -(-len(dataset) // batch_size)  # type: ignore[arg-type]
-    for images, targets in tqdm(loader, total=total, desc=f"features {split}".strip(), leave=False, disable=None):
-        yield source.encode(images).float().cpu().numpy(), np.asarray(targets)
-
-
-@torch.no_grad()
-def extract_features(
-    source: FeatureSource, dataset: Dataset, batch_size: int = 512, num_workers: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(float32 features, int64 labels) of a whole dataset, in memory."""
-    features, labels = [], []
-    for batch, targets in encoded_batches(source, dataset, batch_size, num_workers):
-        features.append(batch)
-        labels.append(targets)
-    return np.concatenate(features), np.concatenate(labels).astype(np.int64)
-
-
 def module_key(module: nn.Module, *extra: object) -> str:
     """A hash of a module's weights and buffers (and of `extra`, e.g. its spec): a feature-cache key
     that changes whenever the weights do, whatever file they came from."""
@@ -208,7 +163,7 @@ def cached_features(
             "data.max_val and data.val_fraction"
         )
     if not source.key:
-        features, labels = extract_features(source, dataset, batch_size, num_workers)
+        features, labels = encode(source.encode, dataset, batch_size, num_workers)
         _refuse_non_finite(int(np.count_nonzero(~np.isfinite(features))), split)
         return features, labels
     cache_dir = Path(cache_dir)
@@ -223,7 +178,7 @@ def cached_features(
     def write(tmp: str) -> None:
         out = None
         start = non_finite = 0
-        for batch, targets in encoded_batches(source, dataset, batch_size, num_workers, split):
+        for batch, targets in encoded_batches(source.encode, dataset, batch_size, num_workers, split):
             if out is None:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(dataset), batch.shape[1]))
                 _reserve(tmp)

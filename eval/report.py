@@ -33,6 +33,7 @@ from ssl_coded.eval.protocols import knn_report
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ssl_coded.data.encode import raw_pixels as flattened_pixels
 from ssl_coded.io import write_json, write_text
 from ssl_coded.rundir import RunLock, results_lock
 from ssl_coded.search.knn import KnnBank
@@ -42,11 +43,7 @@ PROTOCOLS = ("knn", "linear")
 
 def raw_pixels() -> FeatureSource:
     """The raw-pixel floor: images flattened to vectors, uint8 ones scaled to [0, 1] (not cached)."""
-    return FeatureSource(_flattened)
-
-
-def _flattened(images: Tensor) -> Tensor:
-    return images.flatten(1).float() / 255 if images.dtype == torch.uint8 else images.flatten(1).float()
+    return FeatureSource(flattened_pixels)
 
 
 def evaluate(

@@ -113,8 +113,7 @@ class TrainedRun:
     @torch.no_grad()
     def features(self, images: Tensor) -> Tensor:
         """Backbone features of uint8 images (n, C, H, W): the encoder as a plain callable."""
-        method = self.method
-        return method.backbone(method.to_input(images.to(method.device))).float()
+        return self.method.encode(images)
 
     @property
     def encoder(self) -> RunEncoder:
@@ -131,7 +130,7 @@ class RunEncoder(nn.Module):
         self.method = method
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.method.backbone(self.method.to_input(images)).float()
+        return self.method.encode(images)
 
 
 def load_trained(

@@ -10,6 +10,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 
 from ssl_coded.data import ImageDataset, Splits, TensorImageDataset
+from ssl_coded.data.encode import encode
 from ssl_coded.results import ENCODER, RANDOM_INIT, RAW_PIXELS
 from ssl_coded.search.knn import PRESETS, KnnBank, knn_metrics
 from ssl_coded.training.checkpoints import load_checkpoint_file
@@ -17,10 +18,10 @@ from ssl_coded.training.config import RecipeConfig
 from ssl_coded.training.methods import SSLMethod, build_random_init
 
 
-@torch.no_grad()
 def extract(method: SSLMethod, dataset: ImageDataset) -> Tensor:
+    """The encoder's features of a split, on the method's device (where the search then runs)."""
     method.eval()
-    return torch.cat([method.backbone(method.to_input(x.to(method.device))).float() for x, _ in dataset.loader(512)])
+    return torch.from_numpy(encode(method.encode, dataset)[0]).to(method.device)
 
 
 def knn_row(method: SSLMethod, splits: Splits) -> dict[str, float]:

@@ -138,6 +138,11 @@ class SSLMethod(pl.LightningModule):
         """uint8 (n, C, H, W) -> normalised, in the parameters' dtype and the recipe's memory format."""
         return self.formatted((images.to(self.mean.dtype) / 255 - self.mean) / self.std)
 
+    def encode(self, images: Tensor) -> Tensor:
+        """Backbone features (float32) of uint8 images (n, C, H, W), moved to the model's device: the
+        encoder as training monitors it and as evaluation and the run summary see it."""
+        return self.backbone(self.to_input(images.to(self.device))).float()
+
     def formatted(self, x: Tensor) -> Tensor:
         x = x.to(self.dtype)
         return x.contiguous(memory_format=torch.channels_last) if self.config.trainer.channels_last else x
@@ -183,13 +188,13 @@ class SSLMethod(pl.LightningModule):
         features, labels = [], []
         with torch.no_grad():
             for images, targets in datamodule.bank_loader():
-                features.append(self.backbone(self.to_input(images.to(self.device))).float())
+                features.append(self.encode(images))
                 labels.append(targets.to(self.device))
         self._bank = KnnBank(torch.cat(features), torch.cat(labels))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, labels = batch
-        features = self.backbone(self.to_input(images)).float()
+        features = self.encode(images)
         self.log_val_knn(features, labels)
         _, cls_log = self.online_classifier.validation_step((features, labels), batch_idx)
         self.log_dict(cls_log, sync_dist=True, batch_size=len(labels))
