@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 from ssl_coded.eval.features import FeatureSource, cached_features, encoder_source, resolve_device
-from ssl_coded.eval.linear_probe import linear_probe, sgd_probe
 from ssl_coded.eval.plots import confusion_plot, embedding_map, retrieval_grid
-from ssl_coded.eval.protocols import knn_report
+from ssl_coded.eval.protocols import PROTOCOLS, Task, get_protocol
+from ssl_coded.eval.settings import EvalSettings
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -37,8 +37,6 @@ from ssl_coded.data.encode import raw_pixels as flattened_pixels
 from ssl_coded.io import write_json, write_text
 from ssl_coded.rundir import RunLock, results_lock
 from ssl_coded.search.knn import KnnBank
-
-PROTOCOLS = ("knn", "linear")
 
 
 def raw_pixels() -> FeatureSource:
@@ -51,7 +49,7 @@ def evaluate(
     train: Dataset,
     test: Dataset,
     val: Dataset | None = None,
-    protocols: tuple[str, ...] = PROTOCOLS,
+    protocols: tuple[str, ...] = tuple(PROTOCOLS),
     floors: dict[str, Callable[[Tensor], Tensor] | FeatureSource] | None = None,
     num_classes: int | None = None,
     device: str = "auto",
@@ -60,6 +58,8 @@ def evaluate(
     autocast: bool = False,
     out_dir: str | Path | None = None,
     key: str = "",
+    seed: int = 0,
+    record: dict[str, Any] | None = None,
     **options: Any,
 ) -> dict[str, dict[str, float]]:
     """Evaluate an encoder on (image, label) datasets: {"encoder": {metric: value}, floor name: ...}.
@@ -70,7 +70,7 @@ def evaluate(
         encoder: an `nn.Module` or any callable from a batch of the datasets' images to (n, dim) features.
         train, test: datasets of (image tensor, label); the project's datasets too.
         val: the split that chooses the probe's C (default: 10% of train, carved with the seed).
-        protocols: "knn" (kNN and retrieval) and/or "linear" (the probe).
+        protocols: names on the protocol registry: "knn" (kNN and retrieval), "linear" (the probe).
         floors: more encoders to evaluate beside it, e.g. {"random init": untrained_model,
             "raw pixels": raw_pixels()}; a callable is run like `encoder`.
         num_classes: default: the largest label + 1.
@@ -79,17 +79,16 @@ def evaluate(
         autocast: extract under bf16 autocast.
         out_dir: where results.json, results-eval.md, the plots and the feature cache go (None: nowhere).
         key: identifies the encoder's weights, to cache its features in `out_dir` ("" = not cached).
-        options: `evaluate_sources`'s index_kind, probe, seed, plots, record, cache_dir.
+        seed, record: as `evaluate_sources`'s.
+        options: more `EvalSettings` (index_kind, probe, plots, cache_dir).
     """
+    settings = EvalSettings(protocols, device=device, batch_size=batch_size, num_workers=num_workers, **options)
     where = resolve_device(device)
     sources = {"encoder": encoder_source(encoder, key, where, autocast)}
     for name, floor in (floors or {}).items():
         sources[name] = floor if isinstance(floor, FeatureSource) else encoder_source(floor, "", where, autocast)
     splits = {"train": train, "test": test} | ({"val": val} if val is not None else {})
-    return evaluate_sources(
-        sources, splits, num_classes, out_dir, protocols, batch_size=batch_size, num_workers=num_workers, device=where,
-        **options,
-    )  # fmt: skip
+    return evaluate_sources(sources, splits, num_classes, out_dir, settings, seed=seed, record=record)
 
 
 def evaluate_sources(
@@ -97,16 +96,9 @@ def evaluate_sources(
     splits: dict[str, Dataset],
     num_classes: int | None,
     out_dir: str | Path | None,
-    protocols: tuple[str, ...] = PROTOCOLS,
-    cache_dir: str | Path | None = None,
-    index_kind: str = "exact",
-    probe: str = "lbfgs",
+    settings: EvalSettings | None = None,
     seed: int = 0,
-    plots: bool = True,
     record: dict[str, Any] | None = None,
-    batch_size: int = 512,
-    num_workers: int = 0,
-    device: str | torch.device | None = None,
 ) -> dict[str, dict[str, float]]:
     """{source name: {metric: value}}, also written to `out_dir` (results.json holds `record` too).
 
@@ -121,21 +113,14 @@ def evaluate_sources(
             train features, carved with `seed`, choose the probe's C).
         num_classes: number of classes (None: the largest label + 1).
         out_dir: where results, plots and (by default) the feature cache go (None: nothing is written).
-        protocols: "knn" (kNN and retrieval) and/or "linear" (the probe).
-        cache_dir: where features are cached (default: `out_dir`/features).
-        index_kind: "exact", "flat" or "ivf" (see `ssl_coded.eval.knn_faiss`).
-        probe: "lbfgs" (C on validation) or "sgd".
+        settings: the protocols and how they run (default `EvalSettings()`).
         seed: seeds the carved validation split, the retrieval queries and the plots.
         record: what the results are of (e.g. the checkpoint hash and the data settings); also the
             feature cache's data key.
-        batch_size, num_workers: of the feature extraction.
-        device: where the exact kNN search and the probe run (default: the CPU).
     """
-    unknown = set(protocols) - set(PROTOCOLS)
-    if unknown:
-        raise ValueError(f"unknown protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
+    settings = settings or EvalSettings()
     out = Path(out_dir) if out_dir is not None else None
-    cache = Path(cache_dir) if cache_dir else (out / "features" if out is not None else None)
+    cache = Path(settings.cache_dir) if settings.cache_dir else (out / "features" if out is not None else None)
     # one trainer or several evaluations at a time; results.json is merged under a short lock of its own
     with RunLock(out, shared=True) if out is not None else nullcontext():
         if out is not None:
@@ -145,38 +130,29 @@ def evaluate_sources(
         for name, src in sources.items():
             source = src if cache is not None else FeatureSource(src.encode)  # no folder: nothing cached
             features[name] = {
-                split: cached_features(source, dataset, split, cache or "", batch_size, data_key, num_workers)
+                split: cached_features(
+                    source, dataset, split, cache or "", settings.batch_size, data_key, settings.num_workers
+                )
                 for split, dataset in splits.items()
             }
         labels = [y for _, y in next(iter(features.values())).values()]
         num_classes = num_classes or int(max(int(np.max(y)) for y in labels)) + 1
+        task = Task(num_classes, settings, seed, resolve_device(settings.device))
+        protocols = [p for p in PROTOCOLS if p in settings.protocols]  # the registry's order
         rows: dict[str, dict[str, float]] = {}
         confusion = None
         for name, feats in features.items():
-            (train_x, train_y), (test_x, test_y) = feats["train"], feats["test"]
-            row: dict[str, float] = {}
-            if "knn" in protocols:
-                row |= knn_report(train_x, train_y, test_x, test_y, num_classes, index_kind, seed=seed, device=device)
-            if "linear" in protocols:
-                (fit_x, fit_y), (val_x, val_y) = probe_splits(feats, seed)
-                if probe == "sgd":  # no C to choose: train on train + validation
-                    joint_x, joint_y = np.concatenate([fit_x, val_x]), np.concatenate([fit_y, val_y])
-                    row["linear_sgd_top1"] = sgd_probe(joint_x, joint_y, np.asarray(test_x), test_y, device=device)
-                else:
-                    result = linear_probe(
-                        np.asarray(fit_x), fit_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y, device=device
-                    )
-                    row |= {"linear_top1": result.test_top1, "linear_top5": result.test_top5, "linear_c": result.best_c}
-                    confusion = result.confusion if not rows else confusion
-            rows[name] = row
+            rows[name] = {}
+            for protocol in protocols:
+                outcome = get_protocol(protocol)(feats, task)
+                rows[name] |= outcome.row
+                confusion = outcome.confusion if confusion is None and len(rows) == 1 else confusion
         if out is None:
             return rows
-        if plots:
+        if settings.plots:
             write_plots(features[next(iter(features))], splits, out, confusion, seed)
         with results_lock(out):
-            merged = accumulate(
-                out / "results.json", rows, protocols, record or {}, {"index": index_kind, "probe": probe}
-            )
+            merged = accumulate(out / "results.json", rows, tuple(protocols), record or {}, settings.recorded())
             write_text(out / "results-eval.md", format_rows({str(out): merged}) + "\n")
         return rows
 
@@ -194,20 +170,6 @@ def read_results(path: Path) -> dict[str, Any]:
             f"{path} is not an ssl-coded results file (not a JSON object with rows); move it away or choose --out"
         )
     return existing
-
-
-VAL_FRACTION = 0.1  # of train, carved for the probe's C where no validation split is given
-
-
-def probe_splits(features: dict[str, tuple[np.ndarray, np.ndarray]], seed: int) -> tuple[tuple, tuple]:
-    """(train, validation) features of the probe: the given ones, or a seeded 10% of train carved off."""
-    if "val" in features:
-        return features["train"], features["val"]
-    x, y = features["train"]
-    order = np.random.default_rng(seed).permutation(len(y))
-    cut = max(1, round(VAL_FRACTION * len(y)))
-    fit, val = np.sort(order[cut:]), np.sort(order[:cut])
-    return (np.asarray(x)[fit], y[fit]), (np.asarray(x)[val], y[val])
 
 
 def accumulate(

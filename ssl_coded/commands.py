@@ -14,17 +14,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ssl_coded.data import DataConfig, check_data, load_splits, parse_data_overrides
 from ssl_coded.errors import ConfigError
-from ssl_coded.io import file_sha256, write_text
+from ssl_coded.io import write_text
 from ssl_coded.results import ENCODER, RANDOM_INIT, RAW_PIXELS
 from ssl_coded.rundir import RunLock
 
 if TYPE_CHECKING:
-    from ssl_coded.eval.features import FeatureSource
-    from ssl_coded.training.checkpoints import TrainedRun
+    from ssl_coded.eval.settings import EvalSettings
 
 
 def run_pretrain(
@@ -76,20 +72,6 @@ def run_pretrain(
     return summary
 
 
-def run_sources(trained: TrainedRun, floors: bool) -> dict[str, FeatureSource]:
-    """The run's encoder and, with `floors`, its random-init and raw-pixel floors, as the evaluation sees them."""
-    from ssl_coded.eval.features import FeatureSource
-    from ssl_coded.eval.report import raw_pixels
-    from ssl_coded.training.checkpoints import random_init
-
-    sources = {ENCODER: FeatureSource(trained.features, trained.checkpoint_hash)}
-    if floors:
-        floor = random_init(trained)
-        sources[RANDOM_INIT] = FeatureSource(floor.features, floor.checkpoint_hash)
-        sources[RAW_PIXELS] = raw_pixels()
-    return sources
-
-
 def default_out(encoder: str | Path, weights: str | Path | None = None) -> Path:
     """Where `ssl-coded eval` writes without --out: a run's own directory (for a checkpoint, the run
     holding its checkpoints/ folder), else ./eval-runs/<name>."""
@@ -102,154 +84,64 @@ def default_out(encoder: str | Path, weights: str | Path | None = None) -> Path:
     return Path("eval-runs") / (f"{name}-{Path(weights).stem}" if weights else name)
 
 
-def evaluate_run(
-    run_or_checkpoint: str | Path,
-    protocols: tuple[str, ...] | None = None,
-    data_overrides: list[str] | dict[str, Any] | None = None,
-    floors: bool = True,
-    index_kind: str = "exact",
-    probe: str = "lbfgs",
-    plots: bool = True,
-    cache_dir: str | Path | None = None,
-    out_dir: str | Path | None = None,
-    device: str = "cpu",
-    batch_size: int = 512,
-    num_workers: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Evaluate an ssl-coded run (or checkpoint) beside its floors by `protocols` (default: all of
-    `ssl_coded.eval.report.PROTOCOLS`); results go to `out_dir` (default: its run directory; features
-    are cached in `cache_dir`, by default `features/` there). `device`: "cpu", "auto", "cuda[:N]"."""
-    from ssl_coded.eval.features import resolve_device
-    from ssl_coded.eval.report import PROTOCOLS, evaluate_sources
-    from ssl_coded.training.checkpoints import load_trained
-
-    where = resolve_device(device)
-    trained = load_trained(run_or_checkpoint, device=str(where), data_overrides=data_overrides)
-    splits = trained.splits
-    method = trained.method
-    preprocess = {"mean": method.mean.flatten().tolist(), "std": method.std.flatten().tolist(), "stored": True}
-    return evaluate_sources(
-        run_sources(trained, floors),
-        {"train": splits.train, "val": splits.val, "test": splits.test},
-        splits.num_classes,
-        out_dir or default_out(run_or_checkpoint),
-        protocols or PROTOCOLS,
-        cache_dir=cache_dir,
-        index_kind=index_kind,
-        probe=probe,
-        seed=trained.config.seed,
-        plots=plots,
-        record={
-            "checkpoint_hash": trained.checkpoint_hash,
-            "data": data_record(trained.config.data),
-            "preprocess": preprocess,
-        },
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=where,
-    )
-
-
-def evaluate_foreign(
-    spec: str,
-    protocols: tuple[str, ...] | None = None,
-    data_overrides: list[str] | None = None,
-    weights: str | None = None,
+def evaluate_encoder(
+    encoder: str | Path,
+    settings: EvalSettings | None = None,
+    *,
+    data: list[str] | None = None,
+    weights: str | Path | None = None,
     prefix: str | None = None,
-    normalize: str = "imagenet",
-    floors: bool = True,
-    index_kind: str = "exact",
-    probe: str = "lbfgs",
-    plots: bool = True,
+    normalize: str | None = None,
     out_dir: str | Path | None = None,
-    device: str = "auto",
-    batch_size: int = 256,
-    num_workers: int = 0,
-    seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """Evaluate an encoder trained elsewhere (`torchvision:NAME`, `timm:NAME`, `module.path:callable`,
-    with `weights`) on the data `data_overrides` describe (`name=imagefolder root=DIR image_size=32`),
-    beside its random initialisation and raw pixels; results go to `out_dir` (default ./eval-runs/<name>)."""
-    from ssl_coded.eval.encoders import KINDS, build_encoder, input_channels, load_weights
-    from ssl_coded.eval.features import encoder_source, module_key, resolve_device
-    from ssl_coded.eval.preprocess import Preprocess, normalisation
-    from ssl_coded.eval.report import PROTOCOLS, evaluate_sources, raw_pixels
+    """Evaluate one encoder (an ssl-coded run or checkpoint, or a spec: `ssl_coded.encoders.resolve_encoder`)
+    beside its floors, as `settings` say; results go to `out_dir` (default: a run's own directory, else
+    ./eval-runs/<name>).
 
-    if prefix is not None and not weights:
-        raise ConfigError("--prefix needs --weights: the file whose keys carry it")
-    data = parse_data_overrides(data_overrides or [])
-    check_data(data)
-    where = resolve_device(device)
-    encoder = build_encoder(spec, seed)
-    loaded = load_weights(encoder, weights, prefix) if weights else {}
-    splits = load_splits(data)
-    channels = input_channels(encoder) or splits.channels
-    stats = normalisation(normalize, channels, (splits.mean, splits.std))  # grayscale stats repeat to RGB
-    preprocess = Preprocess(channels, *(stats or (None, None)))
+    Example:
+        >>> evaluate_encoder("runs/simclr-digits", EvalSettings(protocols=("knn",), device="cpu"))
+        >>> evaluate_encoder("torchvision:resnet18", weights="w.pt", data=["name=imagefolder", "root=DIR"])
+    """
+    from ssl_coded.encoders import resolve_encoder
+    from ssl_coded.eval.features import encoder_source, resolve_device
+    from ssl_coded.eval.report import evaluate_sources, raw_pixels
+    from ssl_coded.eval.settings import EvalSettings
 
-    def source(model: torch.nn.Module, name: str) -> FeatureSource:
-        model = torch.nn.Sequential(preprocess, model)
-        return encoder_source(model, module_key(model, spec, name), where)
-
-    sources = {ENCODER: source(encoder, "trained")}
-    # without weights the encoder is its random initialisation; user code may load its own weights
-    if floors and weights and spec.split(":")[0] in KINDS:
-        sources[RANDOM_INIT] = source(build_encoder(spec, seed), "random init")
-    if floors:
+    settings = settings or EvalSettings()
+    where = resolve_device(settings.device)
+    resolved = resolve_encoder(encoder, weights, prefix, data=data, normalize=normalize, device=where)
+    sources = {ENCODER: encoder_source(resolved.module, resolved.key, where)}
+    if settings.floors and resolved.random_init is not None:
+        floor = resolved.random_init()
+        sources[RANDOM_INIT] = encoder_source(floor.module, floor.key, where)
+    if settings.floors:
         sources[RAW_PIXELS] = raw_pixels()
-    record = {
-        "encoder": spec,
-        "weights": str(weights) if weights else None,
-        "weights_sha256": file_sha256(weights) if weights else None,
-        **loaded,
-        "preprocess": {"normalize": normalize, "image_size": splits.image_size, **preprocess.describe()},
-        "data": data_record(data),
-    }
+    splits = resolved.splits
     return evaluate_sources(
         sources,
         {"train": splits.train, "val": splits.val, "test": splits.test},
         splits.num_classes,
-        out_dir or default_out(spec, weights),
-        protocols or PROTOCOLS,
-        index_kind=index_kind,
-        probe=probe,
-        seed=seed,
-        plots=plots,
-        record=record,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=where,
+        out_dir or default_out(encoder, weights),
+        settings,
+        seed=resolved.seed,
+        record=resolved.record,
     )
 
 
-def data_record(config: DataConfig) -> dict[str, Any]:
-    """The data settings that change what is evaluated (not how it is loaded: workers, downloads)."""
-    data = dataclasses.asdict(config)
-    how = ("num_workers", "download", "stream", "memory_budget_mb")
-    return {key: value for key, value in data.items() if key not in how}
-
-
 def run_eval(
-    protocol: str,
     encoders: list[str],
-    dataset: list[str],
-    floors: bool = True,
-    index_kind: str = "exact",
-    probe: str = "lbfgs",
+    settings: EvalSettings,
+    dataset: list[str] | None = None,
     weights: str | None = None,
     prefix: str | None = None,
     normalize: str | None = None,
     out: str | None = None,
-    device: str = "auto",
-    batch_size: int = 256,
-    num_workers: int = 0,
 ) -> dict[str, Any]:
     """Evaluate each encoder (an ssl-coded run or checkpoint, or a spec) and print one table with a
     row per encoder (and its floors). With `out` and several encoders, each goes to `out/<name>`."""
     from ssl_coded.encoders import is_run
     from ssl_coded.eval.report import format_rows
 
-    protocols = None if protocol == "all" else (protocol,)
     foreign = [e for e in encoders if not is_run(e)]
     if missing := [e for e in encoders if is_run(e) and not Path(e).exists()]:
         raise ConfigError(
@@ -265,14 +157,8 @@ def run_eval(
     results = {}
     for encoder in encoders:
         where = Path(out) / default_out(encoder, weights).name if out and len(encoders) > 1 else out
-        common = {"floors": floors, "index_kind": index_kind, "probe": probe, "out_dir": where, "device": device}
-        common |= {"batch_size": batch_size, "num_workers": num_workers}
-        if is_run(encoder):
-            results[encoder] = evaluate_run(encoder, protocols, data_overrides=dataset, **common)
-        else:
-            results[encoder] = evaluate_foreign(
-                encoder, protocols, dataset, weights, prefix, normalize or "imagenet", **common
-            )
+        own = {"weights": weights, "prefix": prefix, "normalize": normalize} if encoder in foreign else {}
+        results[encoder] = evaluate_encoder(encoder, settings, data=dataset, out_dir=where, **own)
     print(format_rows(results))
     return results
 

@@ -15,6 +15,7 @@ import difflib
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -150,6 +151,7 @@ class CodedSmoothingHook:
         self._forward_seen = False  # whether the hooked module's forward ran at all
         self.penalties: list[torch.Tensor] = []
         self.passes = 0  # coded passes run since the hook was attached
+        self._labels: torch.Tensor | None = None  # set by `scored_against`
         self._handle = self.module.register_forward_hook(self._on_forward, with_kwargs=True)
 
     def _on_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
@@ -174,7 +176,8 @@ class CodedSmoothingHook:
 
         freeze = frozen_batchnorm_stats(module) if self.regularizer.freeze_bn_stats else contextlib.nullcontext()
         with freeze:
-            self.penalties.append(self.regularizer(coded_fn, args[0], target=output))
+            target = output if self._labels is None else self._labels
+            self.penalties.append(self.regularizer(coded_fn, args[0], target=target))
         if len(self.penalties) == 64:
             warnings.warn(
                 "64 coded-smoothing penalties are waiting, each holding its graph: call "
@@ -276,6 +279,24 @@ class CodedSmoothingHook:
             for handle in handles:
                 handle.remove()
         return [found[key] for key in sorted(found, key=started.__getitem__)]
+
+    @contextlib.contextmanager
+    def scored_against(self, labels: torch.Tensor | None) -> Iterator[None]:
+        """Within the block, score the decoded outputs against `labels` instead of the real outputs: a
+        classifier's integer labels with `score="cross_entropy"` (the paper's supervised reading). None
+        leaves the real outputs as the target.
+
+        Example:
+            >>> hook = CodedSmoothingHook(classifier, CodedSmoothing(weight=0.5, score="cross_entropy"))
+            >>> with hook.scored_against(labels):
+            ...     logits = classifier(x)
+            >>> loss = F.cross_entropy(logits, labels) + hook.pop_penalty()
+        """
+        previous, self._labels = self._labels, labels
+        try:
+            yield
+        finally:
+            self._labels = previous
 
     def remove(self) -> None:
         """Detach the branch: the model is exactly as before the hook was attached."""

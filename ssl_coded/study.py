@@ -150,7 +150,8 @@ def cell_result(study: Study, row: StudyRow, seed: int) -> Path:
 
 def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str], probe: str) -> dict[str, Any]:
     """Pretrain (resuming a half-finished run) and evaluate the best checkpoint; runs in the child."""
-    from ssl_coded.commands import evaluate_run
+    from ssl_coded.commands import evaluate_encoder
+    from ssl_coded.eval.settings import EvalSettings
     from ssl_coded.training.loop import pretrain  # here: the runner itself never trains, nor imports Lightning
 
     config = load_config(recipe, [*overrides, f"out_dir={out.parent}", f"name={out.name}"])
@@ -160,7 +161,8 @@ def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str],
         pretrain(config, resume=resumed, overwrite=not resumed)  # the cell's own directory: a false start is redone
     start = time.perf_counter()
     # no protocols: a classifier's study, which reads its test and train accuracy from the summary
-    rows = evaluate_run(out, tuple(protocols), floors=False, probe=probe, plots=False) if protocols else {}
+    settings = EvalSettings(tuple(protocols), floors=False, probe=probe, plots=False, device="cpu", batch_size=512)
+    rows = evaluate_encoder(out, settings) if protocols else {}
     summary = json.loads((out / "summary.json").read_text())
     monitor = next(key for key in summary if key.startswith("best_val"))
     cell = {

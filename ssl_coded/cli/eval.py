@@ -6,6 +6,10 @@ import argparse
 
 from ssl_coded.cli.common import DEVICE_HELP
 
+# the names on ssl_coded.eval.protocols.PROTOCOLS (tests/cli checks they agree); not imported, so that
+# `ssl-coded eval --help` and its refusals come back without the evaluation's frameworks
+PROTOCOL_NAMES = ("knn", "linear")
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
@@ -17,7 +21,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Writes results.json, results-eval.md and plots into --out (default: the run directory, or "
         "eval-runs/<name>) and prints one table with a row per encoder and floor.",
     )
-    evaluate.add_argument("protocol", choices=("knn", "linear", "all"))
+    evaluate.add_argument("protocol", choices=(*PROTOCOL_NAMES, "all"))
     evaluate.add_argument(
         "encoders",
         nargs="+",
@@ -52,21 +56,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from ssl_coded.commands import run_eval
+    from ssl_coded.eval.settings import EvalSettings
 
-    if args.batch_size < 1 or args.workers < 0:
-        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
-    run_eval(
-        args.protocol,
-        args.encoders,
-        args.dataset,
+    settings = EvalSettings(
+        protocols=PROTOCOL_NAMES if args.protocol == "all" else (args.protocol,),
         floors=not args.no_floors,
         index_kind=args.index,
         probe=args.probe,
-        weights=args.weights,
-        prefix=args.prefix,
-        normalize=args.normalize,
-        out=args.out,
         device=args.device,
         batch_size=args.batch_size,
         num_workers=args.workers,
     )
+    run_eval(args.encoders, settings, args.dataset, args.weights, args.prefix, args.normalize, args.out)

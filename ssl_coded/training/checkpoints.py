@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ssl_coded.data import Splits, load_splits
 from ssl_coded.io import atomic_write, file_sha256
 from ssl_coded.training.config import RecipeConfig, to_yaml
-from ssl_coded.training.methods import SSLMethod, build_method, build_random_init
+from ssl_coded.training.methods import TrainedModel, build_method, build_random_init
 from ssl_coded.training.recipes import config_from_yaml, with_overrides
 
 
@@ -105,7 +105,7 @@ def resolve_checkpoint(run_or_checkpoint: str | Path) -> Path:
 class TrainedRun:
     """A trained method (eval mode) with its recipe, data splits and checkpoint hash."""
 
-    method: SSLMethod
+    method: TrainedModel
     config: RecipeConfig
     splits: Splits
     checkpoint_hash: str
@@ -125,7 +125,7 @@ class RunEncoder(nn.Module):
     """A trained method's encoder as a plain module: uint8 images (n, C, H, W) -> backbone features,
     normalised as in training (with the mean/std its checkpoint stores)."""
 
-    def __init__(self, method: SSLMethod) -> None:
+    def __init__(self, method: TrainedModel) -> None:
         super().__init__()
         self.method = method
 

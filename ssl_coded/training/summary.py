@@ -15,16 +15,16 @@ from ssl_coded.results import ENCODER, RANDOM_INIT, RAW_PIXELS
 from ssl_coded.search.knn import PRESETS, KnnBank, knn_metrics
 from ssl_coded.training.checkpoints import load_checkpoint_file
 from ssl_coded.training.config import RecipeConfig
-from ssl_coded.training.methods import SSLMethod, build_random_init
+from ssl_coded.training.methods import TrainedModel, build_random_init
 
 
-def extract(method: SSLMethod, dataset: ImageDataset) -> Tensor:
+def extract(method: TrainedModel, dataset: ImageDataset) -> Tensor:
     """The encoder's features of a split, on the method's device (where the search then runs)."""
     method.eval()
     return torch.from_numpy(encode(method.encode, dataset)[0]).to(method.device)
 
 
-def knn_row(method: SSLMethod, splits: Splits) -> dict[str, float]:
+def knn_row(method: TrainedModel, splits: Splits) -> dict[str, float]:
     return knn_metrics(
         extract(method, splits.train), splits.train.labels, extract(method, splits.test), splits.test.labels,
         splits.num_classes,
@@ -32,7 +32,7 @@ def knn_row(method: SSLMethod, splits: Splits) -> dict[str, float]:
 
 
 def summarise(
-    config: RecipeConfig, splits: Splits, method: SSLMethod, checkpoint: ModelCheckpoint, seconds: float
+    config: RecipeConfig, splits: Splits, method: TrainedModel, checkpoint: ModelCheckpoint, seconds: float
 ) -> dict[str, Any]:
     """Test kNN (`rows`: encoder and floors, as in results.json) of the best checkpoint, and the run's facts."""
     best = checkpoint.best_model_path or checkpoint.last_model_path

@@ -19,12 +19,13 @@ def test_the_recipe_attack_section_and_the_harness_settings_agree():
 def test_a_run_evaluated_through_the_library_gives_the_commands_numbers(quick_run):
     run = quick_run
     from ssl_coded.eval import evaluate
+    from ssl_coded.eval.settings import EvalSettings
 
-    from ssl_coded.commands import evaluate_run
+    from ssl_coded.commands import evaluate_encoder
     from ssl_coded.encoders import load_encoder
     from ssl_coded.training.checkpoints import load_trained
 
-    by_command = evaluate_run(run, floors=False, plots=False)["encoder"]
+    by_command = evaluate_encoder(run, EvalSettings(floors=False, plots=False, device="cpu"))["encoder"]
     splits = load_trained(run).splits
     by_library = evaluate(load_encoder(run), splits.train, splits.test, val=splits.val, device="cpu")["encoder"]
     assert by_library.keys() == by_command.keys()

@@ -135,6 +135,21 @@ def test_the_readme_python_snippet(image_folder, lightly_weights, tmp_path, monk
     ) in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_the_readme_snippet_of_what_the_command_runs(image_folder, lightly_weights, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.pt").write_bytes(lightly_weights.read_bytes())
+    namespace = {"root": str(image_folder)}
+    exec(compile(readme_python("evaluate_encoder("), str(README), "exec"), namespace)
+    data = ["name=imagefolder", f"root={image_folder}", "image_size=32"]
+    args = ["eval", "knn", "torchvision:resnet18", "--weights", "w.pt", "--dataset", *data, "--out", "by-cli"]
+    assert main(args) == 0
+    by_cli = json.loads((tmp_path / "by-cli" / "results.json").read_text())
+    assert namespace["rows"] == by_cli["rows"]  # one path: the command line is this call
+    assert namespace["encoder"].record == {k: by_cli[k] for k in namespace["encoder"].record}
+    assert namespace["encoder"].record["prefix"] == "backbone."
+
+
 def test_the_readme_snippet_on_features():
     rng = np.random.default_rng(0)
     labels = {s: rng.integers(0, 3, n) for s, n in (("train", 300), ("val", 60), ("test", 90))}

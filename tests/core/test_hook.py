@@ -273,3 +273,17 @@ def test_a_frozen_deepcopy_never_fires():
     assert calls == [8]  # the real forward only, no coded one
     model(torch.randn(8, 6))
     assert hook.passes == 1
+
+
+def test_scored_against_labels_is_cross_entropy_of_the_decoded_logits_then_the_outputs_again():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 10), nn.Tanh(), nn.Linear(10, 4))
+    x, labels = torch.randn(8, 6), torch.arange(8) % 4
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=0.5, kind="berrut", coded_ratio=3.0, score="cross_entropy"))
+    with hook.scored_against(labels):
+        model(x)
+    penalty = hook.pop_penalty()
+    assert hook._labels is None  # the block ended: the real outputs are the target again
+    hook.remove()
+    decoded = coded_pass_by_hand(model, x, "berrut", coded_ratio=3.0).float()
+    torch.testing.assert_close(penalty, 0.5 * nn.functional.cross_entropy(decoded, labels))

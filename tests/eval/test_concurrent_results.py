@@ -17,6 +17,7 @@ SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter: no fork of 
 def _evaluate_rows(out, worker, barrier, count):
     from ssl_coded.eval.features import FeatureSource
     from ssl_coded.eval.report import evaluate_sources
+    from ssl_coded.eval.settings import EvalSettings
 
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.rand(40, 1, 4, 4, generator=generator), torch.arange(40) % 4
@@ -24,7 +25,8 @@ def _evaluate_rows(out, worker, barrier, count):
     barrier.wait(60)
     for i in range(count):
         source = FeatureSource(lambda x: x.flatten(1), key=f"pixels-{worker}-{i}")
-        evaluate_sources({f"w{worker}-{i}": source}, {"train": data, "test": data}, 4, out, ("knn",), plots=False)
+        settings = EvalSettings(("knn",), plots=False, device="cpu")
+        evaluate_sources({f"w{worker}-{i}": source}, {"train": data, "test": data}, 4, out, settings)
 
 
 @pytest.mark.slow  # spawns interpreters

@@ -2,10 +2,12 @@ import json
 
 import numpy as np
 import pytest
-from ssl_coded.eval.report import format_rows, knn_report
+from ssl_coded.eval.protocols import knn_report
+from ssl_coded.eval.report import format_rows
+from ssl_coded.eval.settings import EvalSettings
 
 from ssl_coded.cli import main
-from ssl_coded.commands import evaluate_run
+from ssl_coded.commands import evaluate_encoder
 from tests.oracles import brute_force_knn
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
@@ -27,7 +29,7 @@ def test_knn_report_equals_the_brute_force():
 @pytest.mark.slow
 def test_evaluate_a_run_with_floors(tmp_path):
     assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=run"]) == 0
-    rows = evaluate_run(tmp_path / "run")
+    rows = evaluate_encoder(tmp_path / "run", EvalSettings(device="cpu"))
     assert set(rows) == {"encoder", "random init", "raw pixels"}
     assert rows["raw pixels"]["knn_dino_top1"] > 0.9 and rows["raw pixels"]["linear_top1"] > 0.9  # digits is easy
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -40,7 +42,7 @@ def test_evaluate_a_run_with_floors(tmp_path):
     for name, row in summary["rows"].items():  # one kNN path: the run's summary and the evaluation agree
         for metric, value in row.items():
             assert rows[name][metric] == pytest.approx(value, abs=1e-6), (name, metric)
-    sgd = evaluate_run(tmp_path / "run", ("linear",), floors=False, probe="sgd")
+    sgd = evaluate_encoder(tmp_path / "run", EvalSettings(("linear",), floors=False, probe="sgd", device="cpu"))
     assert set(sgd) == {"encoder"} and sgd["encoder"]["linear_sgd_top1"] > 0.5  # ten classes: chance is 0.1
 
 

@@ -1,5 +1,6 @@
 """Faults that used to give a silently wrong result, lose data or end in a traceback (one test each)."""
 
+import dataclasses
 import json
 import math
 import re
@@ -7,14 +8,17 @@ import re
 import numpy as np
 import pytest
 import torch
+from ssl_coded.eval.settings import EvalSettings
 
 from ssl_coded.cli import main, parse
-from ssl_coded.commands import evaluate_run
+from ssl_coded.commands import evaluate_encoder
 from ssl_coded.io import OutputError, atomic_write
 from ssl_coded.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint_file
 from ssl_coded.training.config import ConfigError
 from ssl_coded.training.recipes import load_config
 from tests.console import one_line_error, run_cli
+
+KNN = EvalSettings(("knn",), floors=False, plots=False, device="cpu")
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
 
@@ -151,19 +155,19 @@ def test_nothing_written_is_replaced_without_overwrite_and_compare_checks_both_f
 
 @pytest.mark.slow
 def test_evaluating_other_data_never_reuses_the_cached_features(quick_run):
-    first = evaluate_run(quick_run, ("knn",), floors=False, plots=False)["encoder"]
-    other = evaluate_run(quick_run, ("knn",), data_overrides=["max_test=50"], floors=False, plots=False)["encoder"]
+    first = evaluate_encoder(quick_run, KNN)["encoder"]
+    other = evaluate_encoder(quick_run, KNN, data=["max_test=50"])["encoder"]
     saved = json.loads((quick_run / "results.json").read_text())
     assert saved["data"]["max_test"] == 50 and saved["rows"]["encoder"] == other
-    fresh = evaluate_run(quick_run, ("knn",), data_overrides=["max_test=50"], floors=False, plots=False)
+    fresh = evaluate_encoder(quick_run, KNN, data=["max_test=50"])
     assert fresh["encoder"] == other and other != first  # 50 test images: not the first run's figures
     assert list(quick_run.glob("results-*.json"))  # the first data's results moved aside, not lost
 
 
 @pytest.mark.slow
 def test_results_of_protocols_accumulate(quick_run):
-    evaluate_run(quick_run, ("knn",), floors=False, plots=False)
-    evaluate_run(quick_run, ("linear",), floors=False, plots=False)
+    evaluate_encoder(quick_run, KNN)
+    evaluate_encoder(quick_run, dataclasses.replace(KNN, protocols=("linear",)))
     saved = json.loads((quick_run / "results.json").read_text())
     assert {"knn_dino_top1", "linear_top1"} <= set(saved["rows"]["encoder"])
     assert set(saved["protocols"]) == {"knn", "linear"} and all("made" in p for p in saved["protocols"].values())

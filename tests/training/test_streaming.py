@@ -234,7 +234,8 @@ from pathlib import Path
 
 import torch
 
-from ssl_coded.commands import evaluate_run
+from ssl_coded.commands import evaluate_encoder
+from ssl_coded.eval.settings import EvalSettings
 from ssl_coded.training.loop import pretrain
 from ssl_coded.training.recipes import load_config
 
@@ -258,7 +259,7 @@ def reset_peak():
 def run(root, name):
     pretrain(load_config("simclr-digits", [*FAST, f"data.root={root}", f"name={name}"]))
     # floors=False: evaluation's raw-pixel floor keeps every train image as float features in memory
-    evaluate_run(Path(out) / name, protocols=("knn",), plots=False, floors=False)
+    evaluate_encoder(Path(out) / name, EvalSettings(("knn",), plots=False, floors=False, device="cpu"))
 
 
 run(small, "first")  # imports and first calls: their transient peaks must not hide the large run's

@@ -1,9 +1,14 @@
-"""The shared base of all methods: data to device, coded-smoothing hook, online monitoring, optimiser.
+"""The shared bases of the methods: `TrainedModel` (data to device, the coded-smoothing hook, kNN
+monitoring, divergence stop, reproducible resume, optimiser) and `SSLMethod` on it.
 
-A method subclasses `SSLMethod`, builds its heads in `__init__`, names where its coded branch
-may sit in `placements`, and implements `ssl_step(images) -> (loss, features)`; the base adds the
-coded penalty in one line, trains lightly's online linear classifier on the detached features,
-and measures weighted-kNN top-1 on the validation split each epoch.
+Coded-smoothing is attached one way for every method: the public `CodedSmoothingHook` on the
+submodule the recipe's `coded.placement` names, in `setup`, and the step adds `pop_coded_penalty()`.
+
+A self-supervised method subclasses `SSLMethod`, builds its heads in `__init__`, names where its coded
+branch may sit in `placements`, and implements `ssl_step(images) -> (loss, features)`; the base adds the
+coded penalty, trains lightly's online linear classifier on the detached features, and measures
+weighted-kNN top-1 on the validation split each epoch. A classifier (`supervised.py`) stands on
+`TrainedModel` directly: it has its own head, so no online one.
 """
 
 from __future__ import annotations
@@ -48,20 +53,20 @@ def coded_regularizer(coded: CodedConfig, score: str) -> CodedSmoothing:
     )
 
 
-class SSLMethod(pl.LightningModule):
-    """Base of SimCLR, BYOL and MAE.
+class TrainedModel(pl.LightningModule):
+    """What every method shares: a backbone on normalised uint8 images, the coded-smoothing hook, kNN
+    monitoring on validation, the divergence stop, the reproducible resume and the optimiser.
 
     Args:
         config: the resolved recipe.
         num_classes, in_channels, image_size, mean, std: from the dataset (for the backbone, the
-            online classifier and the input normalisation).
+            heads and the input normalisation).
     """
 
     # named placements of the coded branch -> dotted submodule names, the default first;
     # a recipe may also give any dotted submodule name
     placements: ClassVar[dict[str, str]] = {}
     monitor: ClassVar[str] = "val_knn_top1"  # the validation metric that picks the best checkpoint
-    uses_coded_hook: ClassVar[bool] = True  # False: the method calls its regularizer itself
 
     def __init__(
         self,
@@ -93,22 +98,23 @@ class SSLMethod(pl.LightningModule):
         # saved in checkpoints, so that a checkpoint alone says how its inputs were normalised
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-        self.online_classifier = OnlineLinearClassifier(self.feature_dim, num_classes, topk=(1,))
         self.num_classes = num_classes
         self.coded_hook: CodedSmoothingHook | None = None
         self._bank: KnnBank | None = None
 
-    # --- to implement ---------------------------------------------------------------------------
-    def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """(method loss, backbone features of the un-augmented or first view) for a float batch."""
-        raise NotImplementedError
+    # --- coded-smoothing: what a method may change ----------------------------------------------
+    def wants_coded(self) -> bool:
+        """Whether the recipe asks for the coded branch."""
+        return self.config.coded.enabled
 
-    def with_mixing(self, loss: Tensor, mixing_loss: Tensor, batch_size: int) -> Tensor:
-        """The method's loss plus its i-Mix term (method.mixing), weighted; the term is logged."""
-        self.log("train_mixing_loss", mixing_loss, batch_size=batch_size)
-        return loss + self.config.method.mixing_weight * mixing_loss
+    def coded_score(self) -> str:
+        """How decoded outputs are scored (CodedSmoothing's `score`)."""
+        return self.config.coded.score
 
-    # --- coded-smoothing ------------------------------------------------------------------------
+    def coded_passes(self) -> int | None:
+        """Coded passes per step at most (None: every forward through the hooked submodule)."""
+        return self.config.coded.max_passes_per_step or None
+
     def coded_submodule(self) -> str:
         placement = self.config.coded.placement or next(iter(self.placements))
         name = self.placements.get(placement, placement)
@@ -126,12 +132,21 @@ class SSLMethod(pl.LightningModule):
         torch.manual_seed(self.config.seed + self.global_rank)
         if self.config.trainer.channels_last:
             self.to(memory_format=torch.channels_last)
-        coded = self.config.coded
-        if coded.enabled and self.uses_coded_hook and self.coded_hook is None:
-            regularizer = coded_regularizer(coded, coded.score)
+        if self.wants_coded() and self.coded_hook is None:
+            regularizer = coded_regularizer(self.config.coded, self.coded_score())
             self.coded_hook = CodedSmoothingHook(
-                self, regularizer, self.coded_submodule(), max_passes_per_step=coded.max_passes_per_step or None
+                self, regularizer, self.coded_submodule(), max_passes_per_step=self.coded_passes()
             )
+
+    def pop_coded_penalty(self, batch_size: int) -> Tensor:
+        """The step's coded penalty (0 without the branch), logged with its decoding fidelity."""
+        if self.coded_hook is None:
+            return torch.zeros((), device=self.device)
+        penalty = self.coded_hook.pop_penalty()
+        self.log("train_coded_penalty", penalty, prog_bar=True, batch_size=batch_size)
+        for name, value in self.coded_hook.regularizer.last_fidelity.items():
+            self.log(f"train_coded_{name}", value, batch_size=batch_size)
+        return penalty
 
     # --- steps ----------------------------------------------------------------------------------
     def to_input(self, images: Tensor) -> Tensor:
@@ -150,21 +165,6 @@ class SSLMethod(pl.LightningModule):
     def view(self, x: Tensor) -> Tensor:
         """An augmented view of a normalised batch (grid_sample returns NCHW: format it again)."""
         return self.formatted(self.augment(x) if self.config.augment.enabled else x)
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        images, labels = batch
-        loss, features = self.ssl_step(self.to_input(images))
-        penalty = self.coded_hook.pop_penalty() if self.coded_hook else loss.new_zeros(())
-        cls_loss, cls_log = self.online_classifier.training_step((features.detach(), labels), batch_idx)
-        batch_size = len(labels)
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch_size)
-        self.log_dict(cls_log, batch_size=batch_size)
-        if self.coded_hook:
-            self.log("train_coded_penalty", penalty, prog_bar=True, batch_size=batch_size)
-            fidelity = self.coded_hook.regularizer.last_fidelity
-            if "relative_error" in fidelity:
-                self.log("train_coded_relative_error", fidelity["relative_error"], batch_size=batch_size)
-        return loss + penalty + cls_loss
 
     def on_before_backward(self, loss: Tensor) -> None:
         # every method's loss passes here (the supervised one too): stop before the step, so the
@@ -191,13 +191,6 @@ class SSLMethod(pl.LightningModule):
                 features.append(self.encode(images))
                 labels.append(targets.to(self.device))
         self._bank = KnnBank(torch.cat(features), torch.cat(labels))
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        images, labels = batch
-        features = self.encode(images)
-        self.log_val_knn(features, labels)
-        _, cls_log = self.online_classifier.validation_step((features, labels), batch_idx)
-        self.log_dict(cls_log, sync_dist=True, batch_size=len(labels))
 
     def log_val_knn(self, features: Tensor, labels: Tensor) -> None:
         ranked = self._bank.predict(
@@ -236,19 +229,20 @@ class SSLMethod(pl.LightningModule):
             state_dict.setdefault(name, getattr(self, name).clone())
 
     # --- optimisation ---------------------------------------------------------------------------
+    def parameter_groups(self, apart: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Weights with weight decay, and biases and norms without (lightly's split), over every child
+        module but those `apart` (which a subclass puts in groups of its own)."""
+        trained = [m for name, m in self.named_children() if name not in apart]
+        decay, no_decay = get_weight_decay_parameters(trained)
+        decay, no_decay = [p for p in decay if p.requires_grad], [p for p in no_decay if p.requires_grad]
+        no_decay += [p for p in self.parameters(recurse=False) if p.requires_grad]  # e.g. MAE's mask token
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config.optim
         world = self.trainer.world_size if self._trainer is not None else 1
         lr = optim.lr * self.config.trainer.batch_size * world / 256
-        trained = [m for name, m in self.named_children() if name != "online_classifier"]
-        decay, no_decay = get_weight_decay_parameters(trained)
-        decay, no_decay = [p for p in decay if p.requires_grad], [p for p in no_decay if p.requires_grad]
-        no_decay += [p for p in self.parameters(recurse=False) if p.requires_grad]  # e.g. MAE's mask token
-        groups = [
-            {"params": decay},
-            {"params": no_decay, "weight_decay": 0.0},
-            {"params": list(self.online_classifier.parameters()), "weight_decay": 0.0},
-        ]
+        groups = self.parameter_groups()
         if optim.name == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=optim.weight_decay)
         elif optim.name == "sgd":
@@ -261,3 +255,44 @@ class SSLMethod(pl.LightningModule):
             optimizer, warmup_epochs=min(optim.warmup_epochs * steps_per_epoch, total_steps), max_epochs=total_steps
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class SSLMethod(TrainedModel):
+    """Base of SimCLR, BYOL and MAE: `ssl_step` gives the loss, the coded penalty is added, and lightly's
+    online linear classifier follows the detached features (in its own parameter group)."""
+
+    def __init__(self, config: RecipeConfig, **data: Any) -> None:
+        super().__init__(config, **data)
+        self.online_classifier = OnlineLinearClassifier(self.feature_dim, self.num_classes, topk=(1,))
+
+    # --- to implement ---------------------------------------------------------------------------
+    def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(method loss, backbone features of the un-augmented or first view) for a float batch."""
+        raise NotImplementedError
+
+    def with_mixing(self, loss: Tensor, mixing_loss: Tensor, batch_size: int) -> Tensor:
+        """The method's loss plus its i-Mix term (method.mixing), weighted; the term is logged."""
+        self.log("train_mixing_loss", mixing_loss, batch_size=batch_size)
+        return loss + self.config.method.mixing_weight * mixing_loss
+
+    # --- steps ----------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        loss, features = self.ssl_step(self.to_input(images))
+        batch_size = len(labels)
+        penalty = self.pop_coded_penalty(batch_size)
+        cls_loss, cls_log = self.online_classifier.training_step((features.detach(), labels), batch_idx)
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log_dict(cls_log, batch_size=batch_size)
+        return loss + penalty + cls_loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        features = self.encode(images)
+        self.log_val_knn(features, labels)
+        _, cls_log = self.online_classifier.validation_step((features, labels), batch_idx)
+        self.log_dict(cls_log, sync_dist=True, batch_size=len(labels))
+
+    def parameter_groups(self, apart: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        online = {"params": list(self.online_classifier.parameters()), "weight_decay": 0.0}
+        return [*super().parameter_groups((*apart, "online_classifier")), online]

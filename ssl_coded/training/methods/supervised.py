@@ -1,4 +1,5 @@
-"""Supervised classification with coded-smoothing, and its baselines ERM and mixup, on the shared base.
+"""Supervised classification with coded-smoothing, and its baselines ERM and mixup: a classifier on the
+shared `TrainedModel` (its own linear head; no online probe).
 
 `method.regularizer` picks the training loss, all on the same backbone, augmentations and budget:
 - "erm": cross-entropy on an augmented view.
@@ -7,13 +8,14 @@
   `method.mixup_layers` (the input and two hidden blocks of the small CNN by default).
 - "noise": cross-entropy on views with Gaussian noise of `method.noise_std` (in [0, 1] pixel units)
   added: the cheap robustness baseline.
-- "coded": cross-entropy + mu x score of the decoded logits (the `coded` section): with
-  `coded.target=labels` (the paper's reading) the decoded logits are scored by cross-entropy against
-  the true labels; with `coded.target=outputs` by the mean squared error against the model's own
-  logits (stop-gradient). `coded.placement`: "input" (default; the whole network runs on coded
-  images), "embedding" (only the classifier head runs on coded features) or any dotted submodule
-  (e.g. `backbone.features.3`, an intermediate block): that block runs on coded copies of its own
-  inputs through the forward hook, and its decoded outputs are scored against its real ones (MSE).
+- "coded": cross-entropy + mu x score of the decoded logits (the `coded` section), through the same
+  `CodedSmoothingHook` as every method: with `coded.target=labels` (the paper's reading) the decoded
+  logits are scored by cross-entropy against the true labels (`hook.scored_against(labels)`); with
+  `coded.target=outputs` by the mean squared error against the model's own logits (stop-gradient).
+  `coded.placement`: "input" (default; the hook on the whole classifier, which runs on coded images),
+  "embedding" (on the linear head, which runs on coded features) or any dotted submodule (e.g.
+  `backbone.features.3`, an intermediate block): that block runs on coded copies of its own inputs,
+  and its decoded outputs are scored against its real ones (MSE).
 
 `classify(images01)` maps [0, 1] pixels to logits: the function that randomized coded inference and
 the attack harness wrap.
@@ -21,47 +23,48 @@ the attack harness wrap.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from contextlib import nullcontext
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_coded.data import ImageDataset, Splits
-from ssl_coded.hook import CodedSmoothingHook
-from ssl_coded.training.methods.base import SSLMethod, coded_regularizer
+from ssl_coded.training.methods.base import TrainedModel
 from ssl_coded.training.mixing import check_layers, manifold_mixup_loss, mix, mixed_cross_entropy, mixing_weight
 
 
-class Supervised(SSLMethod):
+class Supervised(TrainedModel):
     placements: ClassVar[dict[str, str]] = {"input": "", "embedding": "classifier"}
     monitor: ClassVar[str] = "val_accuracy"
-    uses_coded_hook: ClassVar[bool] = False
 
     def __init__(self, config, **data) -> None:
         super().__init__(config, **data)
         self.classifier = nn.Linear(self.feature_dim, self.num_classes)
-        self.coded = None
         if config.method.regularizer == "manifold_mixup":
             check_layers(self, config.method.mixup_layers)
-        if config.method.regularizer == "coded" and self.codes_a_block:
+        if config.method.regularizer == "coded":
             self.coded_submodule()  # a bad name fails here, listing valid ones, before any training
-        elif config.method.regularizer == "coded":
-            score = "cross_entropy" if config.coded.target == "labels" else "mse"
-            self.coded = coded_regularizer(config.coded, score)
 
     @property
     def codes_a_block(self) -> bool:
-        """The coded branch sits at a dotted submodule (the hook), not at the input or the embedding."""
+        """The coded branch sits at a dotted submodule, not at the input or the embedding."""
         return self.config.coded.placement not in ("", *self.placements)
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        coded = self.config.coded
-        if self.config.method.regularizer == "coded" and self.codes_a_block and self.coded_hook is None:
-            self.coded_hook = CodedSmoothingHook(
-                self, coded_regularizer(coded, "mse"), self.coded_submodule(), max_passes_per_step=1
-            )
+    @property
+    def scores_labels(self) -> bool:
+        """Decoded logits are scored against the labels (cross-entropy), not against the real outputs."""
+        return self.config.coded.target == "labels" and not self.codes_a_block
+
+    def wants_coded(self) -> bool:
+        return self.config.method.regularizer == "coded"
+
+    def coded_score(self) -> str:
+        return "cross_entropy" if self.scores_labels else "mse"
+
+    def coded_passes(self) -> int | None:
+        return 1  # the one forward of the step
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of normalised inputs."""
@@ -82,28 +85,13 @@ class Supervised(SSLMethod):
         elif regularizer == "manifold_mixup":
             loss = manifold_mixup_loss(self, x, labels, self.config.method.mixup_layers, self.config.method.mixup_alpha)
         else:
-            features = self.backbone(x)
-            logits = self.classifier(features)
-            loss = F.cross_entropy(logits, labels)
+            scored = self.coded_hook and self.scores_labels
+            with self.coded_hook.scored_against(labels) if scored else nullcontext():
+                logits = self(x)  # with the hook: its coded pass too
+            loss = F.cross_entropy(logits, labels) + self.pop_coded_penalty(len(labels))
             self.log("train_accuracy", (logits.argmax(1) == labels).float().mean(), batch_size=len(labels))
-            if self.coded is not None:
-                loss = loss + self.coded_penalty(x, features, logits, labels)
-            elif self.coded_hook is not None:
-                penalty = self.coded_hook.pop_penalty()
-                self.log("train_coded_penalty", penalty, prog_bar=True, batch_size=len(labels))
-                loss = loss + penalty
         self.log("train_loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
-
-    def coded_penalty(self, x: Tensor, features: Tensor, logits: Tensor, labels: Tensor) -> Tensor:
-        placement = self.config.coded.placement or "input"
-        fn, inputs = (self.classifier, features) if placement == "embedding" else (self, x)
-        target = labels if self.config.coded.target == "labels" else logits
-        penalty = self.coded(fn, inputs, target=target)
-        self.log("train_coded_penalty", penalty, prog_bar=True, batch_size=len(labels))
-        for name, value in self.coded.last_fidelity.items():
-            self.log(f"train_coded_{name}", value, batch_size=len(labels))
-        return penalty
 
     def mixup_loss(self, x: Tensor, labels: Tensor) -> Tensor:
         weight = mixing_weight(self.config.method.mixup_alpha)
@@ -126,6 +114,15 @@ class Supervised(SSLMethod):
         )
         return correct / len(dataset)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        drop_online_classifier(checkpoint)
+        super().on_load_checkpoint(checkpoint)
+
+    def fill_normalisation(self, state_dict: dict[str, Tensor]) -> None:
+        super().fill_normalisation(state_dict)
+        for key in [k for k in state_dict if k.startswith("online_classifier.")]:
+            del state_dict[key]  # a checkpoint written while classifiers carried an unused online probe
+
     def test_metrics(self, splits: Splits) -> dict[str, float | str]:
         # train accuracy beside test accuracy: their gap is what a regularizer is meant to close
         train, test = self.accuracy(splits.train), self.accuracy(splits.test)
@@ -135,3 +132,13 @@ class Supervised(SSLMethod):
             "generalization_gap": train - test,
             "regularizer": self.config.method.regularizer,
         }
+
+
+def drop_online_classifier(checkpoint: dict[str, Any]) -> None:
+    """Make a classifier's checkpoint of an earlier version (an unused online probe in the state_dict and a third
+    parameter group, its own, last) fit the classifier, so that such a run still resumes."""
+    for optimizer in checkpoint.get("optimizer_states", []):
+        groups = optimizer.get("param_groups", [])
+        if len(groups) == 3:
+            for index in groups.pop()["params"]:
+                optimizer.get("state", {}).pop(index, None)

@@ -14,6 +14,7 @@ def method_and_batch(*overrides):
     splits = load_splits(config.data)
     torch.manual_seed(0)
     method = build_method(config, splits)
+    method.setup("fit")  # where Lightning attaches the coded-smoothing hook
     images, labels = splits.train.images[:32], splits.train.labels[:32]
     return method, images, labels
 
@@ -34,23 +35,42 @@ def test_coded_loss_is_cross_entropy_plus_mu_times_decoded_cross_entropy():
     # tests/core; this network's batch norm makes a pass per coded sample differ by design)
     method, images, labels = method_and_batch("method.regularizer=coded", "coded.weight=0.7")
     loss = step_loss(method, images, labels)
+    regularizer = method.coded_hook.regularizer
+    method.coded_hook.remove()  # the expectation runs the model by hand
     torch.manual_seed(1)
     x = method.view(method.to_input(images))
     logits = method(x)
-    decoded = method.coded.scheme.coded_forward(method, x)
+    decoded = regularizer.scheme.coded_forward(method, x)
     expected = F.cross_entropy(logits, labels) + 0.7 * F.cross_entropy(decoded, labels)
     torch.testing.assert_close(loss, expected)
-    assert 0.0 <= float(method.coded.last_fidelity["decoded_accuracy"]) <= 1.0
+    assert 0.0 <= float(regularizer.last_fidelity["decoded_accuracy"]) <= 1.0
 
 
 def test_alternative_reading_scores_decoded_logits_against_the_models_own():
     method, images, labels = method_and_batch("method.regularizer=coded", "coded.target=outputs", "coded.weight=2.0")
     loss = step_loss(method, images, labels)
+    regularizer = method.coded_hook.regularizer
+    method.coded_hook.remove()
     torch.manual_seed(1)
     x = method.view(method.to_input(images))
     logits = method(x)
-    decoded = method.coded.scheme.coded_forward(method, x)
+    decoded = regularizer.scheme.coded_forward(method, x)
     torch.testing.assert_close(loss, F.cross_entropy(logits, labels) + 2.0 * F.mse_loss(decoded, logits.detach()))
+
+
+def test_the_embedding_placement_codes_the_head_alone_and_a_classifier_has_no_online_probe():
+    method, images, labels = method_and_batch("method.regularizer=coded", "coded.placement=embedding")
+    loss = step_loss(method, images, labels)
+    regularizer = method.coded_hook.regularizer
+    method.coded_hook.remove()
+    torch.manual_seed(1)
+    features = method.backbone(method.view(method.to_input(images)))
+    decoded = regularizer.scheme.coded_forward(method.classifier, features)
+    expected = F.cross_entropy(method.classifier(features), labels) + F.cross_entropy(decoded, labels) * 0.5
+    torch.testing.assert_close(loss, expected.to(loss.dtype), rtol=1e-5, atol=1e-5)
+    assert not any(name.startswith("online_classifier") for name in method.state_dict())
+    trained = {id(p) for p in method.parameters()}
+    assert {id(p) for group in method.parameter_groups() for p in group["params"]} == trained  # all, once
 
 
 def test_mixup_mixes_and_reduces_to_erm_without_mixing():
@@ -161,3 +181,33 @@ def test_compare_refuses_an_unknown_regularizer_before_training(tmp_path, capsys
         capsys.readouterr().err
     )
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow  # trains
+def test_a_classifier_checkpoint_with_the_old_online_probe_still_loads_and_resumes(tmp_path):
+    """Before classifiers stood on their own base they carried lightly's online probe: its weights in the
+    state_dict and its parameters in a third optimizer group. Such a checkpoint is made here by adding both
+    to a new one; it must evaluate and resume."""
+    from ssl_coded.cli import main
+    from ssl_coded.training.checkpoints import load_checkpoint_file, load_trained
+
+    quick = ["trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128", f"out_dir={tmp_path}"]
+    assert main(["train", "supervised-digits", "trainer.max_epochs=1", *quick, "name=old"]) == 0
+    last = tmp_path / "old" / "checkpoints" / "last.ckpt"
+    for path in (last, last.with_name("best.ckpt")):
+        checkpoint = load_checkpoint_file(path)
+        dim = checkpoint["state_dict"]["classifier.weight"].shape[1]
+        checkpoint["state_dict"] |= {
+            "online_classifier.classification_head.weight": torch.randn(10, dim),
+            "online_classifier.classification_head.bias": torch.zeros(10),
+        }
+        for optimizer in checkpoint["optimizer_states"]:
+            free = 1 + max(i for group in optimizer["param_groups"] for i in group["params"])
+            optimizer["param_groups"].append({**optimizer["param_groups"][-1], "params": [free, free + 1]})
+            optimizer["state"] |= {i: {"momentum_buffer": torch.zeros(1)} for i in (free, free + 1)}
+        torch.save(checkpoint, path)
+    (tmp_path / "old" / "summary.json").unlink()  # not finished: the resume continues it
+    assert load_trained(tmp_path / "old").method.classifier.weight.shape == (10, dim)
+    assert main(["train", "supervised-digits", "trainer.max_epochs=2", *quick, "name=old", "--resume"]) == 0
+    resumed = load_checkpoint_file(last)
+    assert resumed["epoch"] == 1 and not any(k.startswith("online_classifier") for k in resumed["state_dict"])

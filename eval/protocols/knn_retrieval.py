@@ -1,16 +1,15 @@
-"""The field's protocols over features you already have: kNN, retrieval and the linear probe.
+"""The kNN protocol: weighted kNN and retrieval from one search of the train features.
 
-Features and labels may be numpy arrays or torch tensors, on any device; results are plain dicts of
-floats (the probe: a `ProbeResult` dataclass). kNN votes as InstDisc and lightly's `knn_predict`
-do (the k nearest train rows by cosine similarity, weighted exp(sim / T)), with the presets dino
-(k=20, T=0.07) and instdisc (k=200, T=0.1), top-1 and top-5, from one exact search
-(`ssl_coded.search.knn`, the same search as a pretraining run's monitor and summary). Retrieval ranks the
-gallery for each query: recall@1/5/10 and mAP@R (Musgrave et al. 2020) on a seeded subset of queries.
+kNN votes as InstDisc and lightly's `knn_predict` do (the k nearest train rows by cosine similarity,
+weighted exp(sim / T)), with the presets dino (k=20, T=0.07) and instdisc (k=200, T=0.1), top-1 and
+top-5, from one exact search (`ssl_coded.search.knn`, the same search as a pretraining run's monitor
+and summary). Retrieval ranks the gallery for each query: recall@1/5/10 and mAP@R (Musgrave et al.
+2020) on a seeded subset of queries. Features and labels may be numpy arrays or torch tensors, on any
+device; results are plain dicts of floats.
 
 Example:
     >>> knn(train_x, train_y, test_x, test_y)["knn_dino_top1"]
     >>> retrieval(train_x, train_y, test_x, test_y)["map@r"]
-    >>> linear_probe(train_x, train_y, val_x, val_y, test_x, test_y).test_top1
 """
 
 from __future__ import annotations
@@ -20,13 +19,13 @@ from typing import Any
 import torch
 from ssl_coded.eval.features import as_tensor
 from ssl_coded.eval.knn_faiss import make_index, neighbour_recall
-from ssl_coded.eval.linear_probe import ProbeResult, linear_probe
+from ssl_coded.eval.protocols.base import Outcome, SplitFeatures, Task
 from ssl_coded.eval.retrieval import map_at_r, recall_at_k
 from torch import Tensor
 
 from ssl_coded.search.knn import PRESETS, KnnBank, knn_metrics, rank_classes
 
-__all__ = ["ProbeResult", "as_tensor", "knn", "knn_report", "linear_probe", "retrieval"]
+__all__ = ["knn", "knn_report", "retrieval", "run"]
 
 RECALL_KS = (1, 5, 10)
 
@@ -129,3 +128,12 @@ def knn_report(
         out["ann_top1_agreement"] = float((exact_top1 == ivf_top1).float().mean())
     out["map@r"] = _map_at_r(index, bank_y, queries_t, query_y, map_queries, seed)
     return out
+
+
+def run(features: SplitFeatures, task: Task) -> Outcome:
+    """kNN and retrieval of the test features against the train features (`knn_report`)."""
+    (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
+    index = task.settings.index_kind
+    return Outcome(
+        knn_report(train_x, train_y, test_x, test_y, task.num_classes, index, seed=task.seed, device=task.device)
+    )

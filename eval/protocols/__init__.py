@@ -1,0 +1,52 @@
+"""The evaluation protocols, on a registry: a name -> the module and function that runs it, imported
+when it runs. A protocol takes the frozen features of each split and returns metrics for one row of
+results.json; `ssl_coded.eval.report` extracts (and caches) the features once and runs every protocol
+asked for on them, for the encoder and each floor.
+
+A new protocol is one file here with `run(features, task) -> Outcome` and a line in `PROTOCOLS`
+(CONTRIBUTING.md, "Add an evaluation protocol"). The functions the protocols are built from take
+features you already have: `knn`, `retrieval`, `knn_report` and `linear_probe`.
+
+Example:
+    >>> knn(train_x, train_y, test_x, test_y)["knn_dino_top1"]
+    >>> retrieval(train_x, train_y, test_x, test_y)["map@r"]
+    >>> linear_probe(train_x, train_y, val_x, val_y, test_x, test_y).test_top1
+    >>> get_protocol("knn")({"train": (x, y), "test": (qx, qy)}, Task(num_classes=10)).row
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ssl_coded.eval.linear_probe import ProbeResult, linear_probe
+from ssl_coded.eval.protocols.base import Outcome, Protocol, SplitFeatures, Task
+from ssl_coded.eval.protocols.knn_retrieval import knn, knn_report, retrieval
+
+PROTOCOLS: dict[str, str] = {
+    "knn": "knn_retrieval:run",  # weighted kNN (dino and instdisc presets) and retrieval
+    "linear": "probe:run",  # the linear probe, C chosen on validation (or SGD)
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    """The protocol registered as `name`."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
+    module, function = PROTOCOLS[name].split(":")
+    protocol: Protocol = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+    return protocol
+
+
+__all__ = [
+    "PROTOCOLS",
+    "Outcome",
+    "ProbeResult",
+    "Protocol",
+    "SplitFeatures",
+    "Task",
+    "get_protocol",
+    "knn",
+    "knn_report",
+    "linear_probe",
+    "retrieval",
+]
