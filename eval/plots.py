@@ -10,7 +10,8 @@ import torch
 from ssl_coded.io import atomic_write
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display): every figure of the project starts here."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,9 +20,10 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    _pyplot().close(fig)
+def save_png(fig, path: Path, dpi: int = 100) -> None:
+    """Write the figure as a PNG atomically (never half a file), and close it."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    pyplot().close(fig)
 
 
 def embedding_map(features: np.ndarray, labels: np.ndarray, path: Path, max_points: int = 2000, seed: int = 0) -> None:
@@ -33,12 +35,12 @@ def embedding_map(features: np.ndarray, labels: np.ndarray, path: Path, max_poin
     points = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(index) - 1)).fit_transform(
         np.asarray(features)[index]
     )
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 6))
     scatter = ax.scatter(points[:, 0], points[:, 1], c=np.asarray(labels)[index], cmap="tab10", s=4)
     ax.legend(*scatter.legend_elements(), title="class", fontsize=7, loc="best")
     ax.set(title=f"t-SNE of {len(index)} test features", xticks=[], yticks=[])
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def retrieval_grid(
@@ -50,7 +52,7 @@ def retrieval_grid(
     path: Path,
 ) -> None:
     """One row per query: the query, then its nearest gallery images; wrong-class ones framed red."""
-    plt = _pyplot()
+    plt = pyplot()
     rows, cols = neighbours.shape[0], neighbours.shape[1] + 1
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1), squeeze=False)
 
@@ -70,12 +72,12 @@ def retrieval_grid(
             show(axes[row, col], gallery_images[index], "red" if wrong else None)
     axes[0, 0].set_title("query", fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def confusion_plot(confusion: list[list[int]], path: Path, title: str = "linear probe, test") -> None:
     matrix = np.asarray(confusion)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4.5))
     image = ax.imshow(matrix, cmap="Blues")
     for (i, j), value in np.ndenumerate(matrix):
@@ -90,4 +92,4 @@ def confusion_plot(confusion: list[list[int]], path: Path, title: str = "linear 
         )
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(image, ax=ax)
-    _save(fig, path)
+    save_png(fig, path)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ssl_coded.tables import markdown_table
+
 
 def effective_rank(features: Tensor | np.ndarray, eps: float = 1e-7) -> float:
     """RankMe of an (n, d) feature matrix: exp(-sum p_k log p_k), p_k = sigma_k / sum(sigma) + eps."""
@@ -53,17 +55,14 @@ def cell_features(study_runs: Path, split: str = "test") -> dict[str, dict[int, 
 
 def rank_table(study_runs: Path, split: str = "test") -> str:
     """A markdown table of each row's effective rank over its seeds."""
-    lines = [
-        f"Effective rank (RankMe) of the {split} features, {study_runs}",
-        "| row | seeds | effective rank | per seed |",
-        "|---|---|---|---|",
-    ]
+    rows = []
     for row, paths in cell_features(study_runs, split).items():
         ranks = [effective_rank(np.load(paths[seed])) for seed in sorted(paths)]
         spread = f" +- {statistics.stdev(ranks):.1f}" if len(ranks) > 1 else ""
         per_seed = ", ".join(f"{rank:.1f}" for rank in ranks)
-        lines.append(f"| {row} | {len(ranks)} | {statistics.mean(ranks):.1f}{spread} | {per_seed} |")
-    return "\n".join(lines)
+        rows.append([row, str(len(ranks)), f"{statistics.mean(ranks):.1f}{spread}", per_seed])
+    title = f"Effective rank (RankMe) of the {split} features, {study_runs}"
+    return title + "\n" + markdown_table(["row", "seeds", "effective rank", "per seed"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from ssl_coded.data.encode import raw_pixels as flattened_pixels
 from ssl_coded.io import write_json, write_text
 from ssl_coded.rundir import RunLock, results_lock
 from ssl_coded.search.knn import KnnBank
+from ssl_coded.tables import markdown_table
 
 
 def raw_pixels() -> FeatureSource:
@@ -234,9 +235,9 @@ def write_plots(
 def format_rows(runs: dict[str, dict[str, dict[str, float]]]) -> str:
     """One Markdown table: a row per (run, encoder or floor), a column per metric."""
     metrics = sorted({m for rows in runs.values() for row in rows.values() for m in row if m != "linear_c"})
-    lines = ["| run | encoder | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
-    for run, rows in runs.items():
-        for name, row in rows.items():
-            cells = [f"{row[m]:.4f}" if m in row else "-" for m in metrics]
-            lines.append(f"| {Path(run).name} | {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    lines = [
+        [Path(run).name, name, *(f"{row[m]:.4f}" if m in row else "-" for m in metrics)]
+        for run, rows in runs.items()
+        for name, row in rows.items()
+    ]
+    return markdown_table(["run", "encoder", *metrics], lines)

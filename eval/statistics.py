@@ -1,8 +1,11 @@
-"""Statistics shared by the reports: differences paired by seed, and CSV text.
+"""The one engine for seeds: spreads over seeds and differences paired by seed, as `ssl-coded study` and
+the attack reports over seeds (`eval/robustness/seeds.py`) compute and write them; and CSV text.
 
 Example:
-    >>> delta, std, p = paired_difference([0.85, 0.86, 0.84], [0.84, 0.85, 0.84])
-    >>> format_difference(delta, std, p, pairs=3)
+    >>> format_spread(*spread([0.85, 0.86, 0.84]))
+    '0.8500 +- 0.0100'
+    >>> delta, std, p, pairs = paired_by_seed({0: 0.85, 1: 0.86, 2: 0.84}, {0: 0.84, 1: 0.85, 2: 0.84, 3: 0.9})
+    >>> format_difference(delta, std, p, pairs)
 """
 
 from __future__ import annotations
@@ -11,7 +14,27 @@ import csv
 import io
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (0 for a single value) and count of per-seed values."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
+
+
+def format_spread(mean: float, std: float, count: int, digits: int = 4) -> str:
+    """`0.8500 +- 0.0100`; a single value has no spread."""
+    return f"{mean:.{digits}f}" + (f" +- {std:.{digits}f}" if count > 1 else "")
+
+
+def paired_by_seed(ours: Mapping[int, float], theirs: Mapping[int, float]) -> tuple[float, float, float, int] | None:
+    """`paired_difference` on the seeds both have (pairing removes the split and initialisation noise the two
+    share), and the number of pairs; None when they share no seed."""
+    seeds = sorted(set(ours) & set(theirs))
+    if not seeds:
+        return None
+    return (*paired_difference([ours[s] for s in seeds], [theirs[s] for s in seeds]), len(seeds))
 
 
 def paired_difference(ours: list[float], theirs: list[float]) -> tuple[float, float, float]:

@@ -18,6 +18,7 @@ from ssl_coded.errors import ConfigError
 from ssl_coded.io import write_text
 from ssl_coded.results import ENCODER, RANDOM_INIT, RAW_PIXELS
 from ssl_coded.rundir import RunLock
+from ssl_coded.tables import markdown_table
 
 if TYPE_CHECKING:
     from ssl_coded.eval.settings import EvalSettings
@@ -243,10 +244,15 @@ def run_train(
 
 
 def format_classifiers(summaries: dict[str, dict[str, Any]]) -> str:
-    lines = ["| regularizer | test accuracy | train accuracy | best val accuracy | train s |", "|---|---|---|---|---|"]
-    for name, s in summaries.items():
-        train = f"{s['train_accuracy']:.4f}" if "train_accuracy" in s else "-"  # summaries before it was recorded
-        lines.append(
-            f"| {name} | {s['test_accuracy']:.4f} | {train} | {s['best_val_accuracy']:.4f} | {s['seconds']:.0f} |"
-        )
-    return "\n".join(lines)
+    head = ["regularizer", "test accuracy", "train accuracy", "best val accuracy", "train s"]
+    rows = [
+        [
+            name,
+            f"{s['test_accuracy']:.4f}",
+            f"{s['train_accuracy']:.4f}" if "train_accuracy" in s else "-",  # summaries before it was recorded
+            f"{s['best_val_accuracy']:.4f}",
+            f"{s['seconds']:.0f}",
+        ]
+        for name, s in summaries.items()
+    ]
+    return markdown_table(head, rows)

@@ -45,9 +45,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from ssl_coded.eval.statistics import csv_text, format_difference, paired_difference
+from ssl_coded.eval.statistics import csv_text, format_difference, format_spread, paired_by_seed, spread
 from ssl_coded.io import write_json, write_text
 from ssl_coded.search.calibration import cpu_model
+from ssl_coded.tables import markdown_table
 from ssl_coded.training.config import ConfigError
 from ssl_coded.training.precision import training_precision
 from ssl_coded.training.recipes import load_config
@@ -226,11 +227,7 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
     ]
     write_text(root / "cells.csv", csv_text(lines, ["row", "seed", *METRICS, "precision", "cpu"]))
     table = {
-        name: {
-            m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
-            for m in METRICS
-            if (v := [cell[m] for cell in cells.values() if m in cell])
-        }
+        name: {m: spread(v) for m in METRICS if (v := [cell[m] for cell in cells.values() if m in cell])}
         for name, cells in per_seed.items()
     }
     metrics = [m for m in METRICS if any(m in t for t in table.values())]
@@ -346,8 +343,8 @@ def paired_effects(
         effect: dict[str, Any] = {"row": row.name, "baseline": row.baseline, "seeds": len(seeds)}
         for m in ACCURACIES:
             if all(m in per_seed[row.name][s] and m in base[s] for s in seeds):
-                ours, theirs = [per_seed[row.name][s][m] for s in seeds], [base[s][m] for s in seeds]
-                delta, std, p = paired_difference(ours, theirs)
+                ours, theirs = ({s: cells[s][m] for s in seeds} for cells in (per_seed[row.name], base))
+                delta, std, p, _ = paired_by_seed(ours, theirs)
                 effect.update({f"{m}_delta": delta, f"{m}_std": std, f"{m}_p": p})
         ours_cpu, base_cpu = cpus.get(row.name, {}), cpus.get(row.baseline, {})
         timed = [
@@ -363,13 +360,12 @@ def paired_effects(
 
 def format_effects(effects: dict[str, dict[str, Any]], metrics: list[str]) -> str:
     """Differences in points (x100) with their paired seed spread and the paired t-test's p-value."""
-    head = " | ".join(f"{m} delta (p)" for m in metrics)
-    lines = [f"| row | vs | seeds | {head} | train time x |", "|---|---|---|" + "---|" * len(metrics) + "---|"]
-    for e in effects.values():
-        cells = " | ".join(_effect_cell(e, m) for m in metrics)
-        ratio = "-" if math.isnan(e["time_ratio"]) else f"{e['time_ratio']:.2f}"
-        lines.append(f"| {e['row']} | {e['baseline']} | {e['seeds']} | {cells} | {ratio} |")
-    return "\n".join(lines)
+    rows = [
+        [e["row"], e["baseline"], str(e["seeds"]), *(_effect_cell(e, m) for m in metrics),
+         "-" if math.isnan(e["time_ratio"]) else f"{e['time_ratio']:.2f}"]
+        for e in effects.values()
+    ]  # fmt: skip
+    return markdown_table(["row", "vs", "seeds", *(f"{m} delta (p)" for m in metrics), "train time x"], rows)
 
 
 def _effect_cell(effect: dict[str, Any], metric: str) -> str:
@@ -379,29 +375,19 @@ def _effect_cell(effect: dict[str, Any], metric: str) -> str:
 
 
 def format_study(table: dict[str, dict[str, tuple[float, float, int]]], metrics: list[str]) -> str:
-    lines = ["| row | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
-    for name, t in table.items():
-        seeds = max((n for _, _, n in t.values()), default=0)
-        cells = []
-        for m in metrics:
-            if m not in t:
-                cells.append("-")
-                continue
-            mean, std, n = t[m]
-            digits = 0 if m in COSTS else 4
-            cells.append(f"{mean:.{digits}f}" + (f" +- {std:.{digits}f}" if n > 1 else ""))
-        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [
+        [name, str(max((n for _, _, n in t.values()), default=0)),
+         *(format_spread(*t[m], digits=0 if m in COSTS else 4) if m in t else "-" for m in metrics)]
+        for name, t in table.items()
+    ]  # fmt: skip
+    return markdown_table(["row", "seeds", *metrics], rows)
 
 
 def plot_metric(table: dict[str, dict[str, tuple[float, float, int]]], metric: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ssl_coded.eval.plots import pyplot, save_png
 
     names = [n for n, t in table.items() if metric in t]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    fig, ax = pyplot().subplots(figsize=(7, 0.45 * len(names) + 1.2))
     ax.barh(names, [table[n][metric][0] for n in names], xerr=[table[n][metric][1] for n in names], color="tab:blue")
     values = [table[n][metric][0] for n in names]
     if metric not in COSTS and values:
@@ -411,8 +397,7 @@ def plot_metric(table: dict[str, dict[str, tuple[float, float, int]]], metric: s
     ax.invert_yaxis()
     ax.set_xlabel(f"{metric} (mean +- std over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 if __name__ == "__main__":  # the child process of one cell

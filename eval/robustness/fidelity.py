@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ssl_coded.coding import CodingScheme
 from ssl_coded.inference import RandomizedCodedClassifier
+from ssl_coded.tables import markdown_table
 
 DEFAULT_GRID: tuple[tuple[str, float, float, str], ...] = (
     # (kind, N/K, lambda, lambda units)
@@ -69,14 +70,15 @@ def fidelity_sweep(
 
 
 def format_fidelity(rows: list[FidelityRow]) -> str:
-    lines = [
-        "| family | N/K | lambda (units) | K | logits rel. error | RCI accuracy | direct accuracy | gap, points |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    head = ["family", "N/K", "lambda (units)", "K", "logits rel. error", "RCI accuracy", "direct accuracy"]
+    lines = []
     for r in rows:
         lam = "-" if r.kind == "berrut" else f"{r.lambda_:g} ({r.lambda_units})"
-        lines.append(
-            f"| {r.kind} | {r.coded_ratio:g} | {lam} | {r.group_size} | {r.relative_error:.4f} | "
-            f"{r.decoded_accuracy:.4f} | {r.direct_accuracy:.4f} | {100 * r.gap:+.1f} |"
-        )
-    return "\n".join(lines)
+        scores = [
+            f"{r.relative_error:.4f}",
+            f"{r.decoded_accuracy:.4f}",
+            f"{r.direct_accuracy:.4f}",
+            f"{100 * r.gap:+.1f}",
+        ]
+        lines.append([r.kind, f"{r.coded_ratio:g}", lam, str(r.group_size), *scores])
+    return markdown_table([*head, "gap, points"], lines)

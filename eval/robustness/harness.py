@@ -271,12 +271,9 @@ def plot_robustness(results: dict[str, dict], eps: list[float], path: Path) -> N
 
 def plot_accuracy_against_eps(draw: Callable[[Any], None], ylabel: str, path: Path) -> None:
     """One accuracy-against-eps figure: `draw(ax)` adds the lines; the axes and the file are shared."""
-    import matplotlib
+    from ssl_coded.eval.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     draw(ax)
     ax.set_xlabel("L-inf eps (pixels in [0, 1])")
     ax.set_ylabel(ylabel)
@@ -284,8 +281,7 @@ def plot_accuracy_against_eps(draw: Callable[[Any], None], ylabel: str, path: Pa
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def run_attack(

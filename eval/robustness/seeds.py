@@ -27,9 +27,10 @@ from typing import Any
 
 from ssl_coded.eval.robustness.harness import plot_accuracy_against_eps, verdict
 from ssl_coded.eval.robustness.standard import STANDARD
-from ssl_coded.eval.statistics import csv_text, format_difference, paired_difference
+from ssl_coded.eval.statistics import csv_text, format_difference, format_spread, paired_by_seed, spread
 
 from ssl_coded.io import write_text
+from ssl_coded.tables import markdown_table
 
 # (row, model, baseline): a difference is model minus baseline on each seed's own images
 COMPARISONS = (
@@ -139,12 +140,12 @@ def summarise_seeds(runs: list[str | Path], out: str | Path) -> str:
         [
             f"Seeds {', '.join(map(str, seeds))}; robust accuracy on {n} test images per seed (each seed its own "
             "seeded subset); test accuracy on the full test split. Mean +- std over seeds.",
-            _table(
+            markdown_table(
                 ["model", "seeds", *columns], [[m, str(len(seeds)), *_spread(per_seed, m, columns)] for m in models]
             ),
             "Differences in points (x100), paired by seed (same images, same attacks), mean +- std; in brackets "
             "the two-sided p-value of a paired t-test.",
-            _table(
+            markdown_table(
                 ["difference", *columns],
                 [
                     [label, *_paired(per_seed, a, b, columns)]
@@ -154,7 +155,7 @@ def summarise_seeds(runs: list[str | Path], out: str | Path) -> str:
             ),
             "Robust accuracy per attack (the harness's own: fgsm, pgd, square, eot-pgd, transfer-pgd; torchattacks': "
             f"{', '.join(STANDARD)}), mean +- std over seeds:",
-            _table(["model", *per_attack], [[m, *_spread(per_seed, m, per_attack)] for m in models]),
+            markdown_table(["model", *per_attack], [[m, *_spread(per_seed, m, per_attack)] for m in models]),
             "Each seed's verdict on RCI (the attack report's own sentences) and its sanity checks:",
             "\n".join(
                 f"- seed {s['seed']} ({s['checks'][0]} of {s['checks'][1]} sanity checks passed): "
@@ -176,37 +177,17 @@ def _values(per_seed: list[dict], model: str, column: str) -> list[float]:
 
 
 def _spread(per_seed: list[dict], model: str, columns: list[str]) -> list[str]:
-    cells = []
-    for column in columns:
-        values = _values(per_seed, model, column)
-        if not values:
-            cells.append("-")
-        elif len(values) == 1:
-            cells.append(f"{values[0]:.4f}")
-        else:
-            cells.append(f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}")
-    return cells
+    return [format_spread(*spread(values)) if (values := _values(per_seed, model, c)) else "-" for c in columns]
 
 
 def _paired(per_seed: list[dict], model: str, baseline: str, columns: list[str]) -> list[str]:
     cells = []
     for column in columns:
-        pairs = [
-            (s["models"][model][column], s["models"][baseline][column])
-            for s in per_seed
-            if column in s["models"][model] and column in s["models"][baseline]
-        ]
-        if not pairs:
-            cells.append("-")
-            continue
-        ours, theirs = zip(*pairs, strict=True)
-        cells.append(format_difference(*paired_difference(list(ours), list(theirs)), len(pairs)))
+        ours, theirs = ({s["seed"]: s["models"][m][column] for s in per_seed if column in s["models"][m]}
+                        for m in (model, baseline))  # fmt: skip
+        effect = paired_by_seed(ours, theirs)
+        cells.append(format_difference(*effect) if effect else "-")
     return cells
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def _plot(per_seed: list[dict], models: list[str], eps: list[str], path: Path) -> None:

@@ -13,6 +13,7 @@ from ssl_coded.data import ImageDataset, Splits, TensorImageDataset
 from ssl_coded.data.encode import encode
 from ssl_coded.results import ENCODER, RANDOM_INIT, RAW_PIXELS
 from ssl_coded.search.knn import PRESETS, KnnBank, knn_metrics
+from ssl_coded.tables import markdown_table
 from ssl_coded.training.checkpoints import load_checkpoint_file
 from ssl_coded.training.config import RecipeConfig
 from ssl_coded.training.methods import TrainedModel, build_random_init
@@ -119,18 +120,17 @@ def streamed_neighbours(
 
 def format_summary(summary: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
     """A Markdown table: floors, this run, and optionally the same recipe with coded-smoothing off."""
-    lines = ["| encoder | kNN top-1 k=20 T=0.07 | kNN top-1 k=200 T=0.1 | train s |", "|---|---|---|---|"]
-    rows = summary["rows"]
+    head = ["encoder", "kNN top-1 k=20 T=0.07", "kNN top-1 k=200 T=0.1", "train s"]
+    rows = []
     for name in (RAW_PIXELS, RANDOM_INIT):
-        if name in rows:  # eval.floors=false: none
-            lines.append(f"| {name} | {rows[name]['knn_dino_top1']:.4f} | {rows[name]['knn_instdisc_top1']:.4f} | - |")
+        if name in summary["rows"]:  # eval.floors=false: none
+            row = summary["rows"][name]
+            rows.append([name, f"{row['knn_dino_top1']:.4f}", f"{row['knn_instdisc_top1']:.4f}", "-"])
     for run in filter(None, (baseline, summary)):
         label = f"{run['method']}" + (" + coded" if run["coded"] else "")
         row = run["rows"][ENCODER]
-        lines.append(
-            f"| {label} | {row['knn_dino_top1']:.4f} | {row['knn_instdisc_top1']:.4f} | {run['seconds']:.0f} |"
-        )
-    return "\n".join(lines)
+        rows.append([label, f"{row['knn_dino_top1']:.4f}", f"{row['knn_instdisc_top1']:.4f}", f"{run['seconds']:.0f}"])
+    return markdown_table(head, rows)
 
 
 def read_summary(summary: dict[str, Any], baseline: dict[str, Any] | None = None, run: str = "runs/<name>") -> str:
