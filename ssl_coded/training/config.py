@@ -1,7 +1,9 @@
 """Typed recipe schema: YAML recipe + `key=value` overrides -> validated dataclasses (OmegaConf).
 
 A recipe is a YAML file with the sections below; every key is optional and defaults to the
-dataclass field. Unknown keys and wrong types fail with a `ConfigError` naming the valid keys.
+dataclass field. The `method` section is typed by the method's own config, declared beside its model
+(`ssl_coded.training.methods.<name>`), once `method.name` is known. Unknown keys and wrong types fail
+with a `ConfigError` naming the valid keys.
 
 The checks that need the registries (method, dataset, backbone, coding names) live one level up,
 in `ssl_coded.training.recipes`, which is what callers use.
@@ -25,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ssl_coded.data.config import DataConfig
 from ssl_coded.errors import ConfigError
+from ssl_coded.training.methods.registry import DEFAULT_METHOD, method_config
 
 __all__ = ["ConfigError", "DataConfig", "RecipeConfig"]  # ConfigError and DataConfig live below; imported here
 
@@ -48,28 +51,6 @@ class ModelConfig:
     vit_dim: int = 192
     vit_depth: int = 6
     vit_heads: int = 3
-
-
-@dataclass
-class MethodConfig:
-    name: str = "simclr"  # simclr | byol | mae | supervised
-    projection_dim: int = 128
-    hidden_dim: int = 512
-    temperature: float = 0.2  # simclr
-    momentum_start: float = 0.99  # byol: EMA momentum, cosine to momentum_end
-    momentum_end: float = 1.0
-    mask_ratio: float = 0.75  # mae
-    decoder_dim: int = 128  # mae
-    decoder_depth: int = 2  # mae
-    norm_pix_loss: bool = True  # mae: normalise each target patch
-    regularizer: str = "erm"  # supervised: erm | mixup | manifold_mixup | coded (coded: the `coded` section)
-    mixup_alpha: float = 0.2  # supervised, (manifold_)mixup: mixing weights ~ Beta(alpha, alpha)
-    # supervised, manifold_mixup: the layers mixed at, one drawn per step ("input" or dotted submodule names)
-    mixup_layers: list[str] = field(default_factory=lambda: ["input", "backbone.features.1", "backbone.features.3"])
-    noise_std: float = 0.1  # supervised, regularizer=noise: Gaussian noise on [0, 1] pixels
-    mixing: str = "none"  # simclr, byol: "imix" adds i-Mix's loss on mixed first views (ssl_coded.training.mixing)
-    mixing_weight: float = 1.0  # imix: its loss's weight beside the method's own
-    mixing_alpha: float = 1.0  # imix: mixing weights ~ Beta(alpha, alpha)
 
 
 @dataclass
@@ -154,7 +135,8 @@ class RecipeConfig:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    # typed by the method's own config (`ssl_coded.training.methods.<name>`), once its name is known
+    method: Any = field(default_factory=lambda: {"name": DEFAULT_METHOD})
     coded: CodedConfig = field(default_factory=CodedConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -212,10 +194,11 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _friendly(error: OmegaConfBaseException, source: str) -> ConfigError:
+def _friendly(error: OmegaConfBaseException, source: str, method: str = DEFAULT_METHOD) -> ConfigError:
     key = getattr(error, "full_key", "") or ""
     section = key.rsplit(".", 1)[0] if "." in key else ""
-    valid = [k for k in _valid_keys(RecipeConfig()) if k.startswith(section + ".")] if section else None
+    keys = _valid_keys(RecipeConfig(method=method_config(method)()))
+    valid = [k for k in keys if k.startswith(section + ".")] if section else None
     valid = valid or [f.name for f in dataclasses.fields(RecipeConfig)]
     reason = str(error).splitlines()[0]
     return ConfigError(f"{source}: {reason} (key {key!r}); valid keys here: {', '.join(valid)}")
@@ -241,11 +224,43 @@ def parse_recipe(recipe: str, overrides: list[str] | None = None) -> RecipeConfi
         merged = OmegaConf.merge(schema, loaded)
     except OmegaConfBaseException as error:
         raise _friendly(error, f"recipe {path}") from error
-    merged = _apply_overrides(merged, overrides or [])
+    merged = _typed_method(_apply_overrides(merged, overrides or []), f"recipe {path}")
     if OmegaConf.is_missing(merged, "name"):
         merged.name = path.stem
     config: RecipeConfig = OmegaConf.to_object(merged)
     return config
+
+
+def _typed_method(merged: DictConfig, source: str, legacy: bool = False) -> DictConfig:
+    """The recipe with its `method` section typed by the method's own config: an unknown method, an
+    unknown key of it or a wrong type fails naming the method's keys. `legacy`: a stored recipe from before
+    the sections were per method, which held every method's keys; the other methods' are dropped."""
+    section = merged.method if isinstance(merged.method, DictConfig) else OmegaConf.create({})
+    name = str(section.get("name", DEFAULT_METHOD))
+    config_class = method_config(name)
+    if legacy:
+        keys = {f.name for f in dataclasses.fields(config_class)}
+        section = OmegaConf.create({k: v for k, v in OmegaConf.to_container(section).items() if k in keys})
+    try:
+        merged.method = OmegaConf.merge(OmegaConf.structured(config_class), section)
+    except OmegaConfBaseException as error:
+        raise _method_error(error, source, name, config_class) from error
+    return merged
+
+
+def _method_error(error: OmegaConfBaseException, source: str, name: str, config_class: type) -> ConfigError:
+    """A bad key of the method section, named in full with the method's own keys (and, for another
+    method's key, the methods that have it)."""
+    from ssl_coded.training.methods.registry import METHODS
+
+    key = str(getattr(error, "full_key", "") or "").removeprefix("method.")
+    own = ", ".join(f.name for f in dataclasses.fields(config_class))
+    if key and key not in {f.name for f in dataclasses.fields(config_class)}:
+        owners = [m for m in METHODS if key in {f.name for f in dataclasses.fields(method_config(m))}]
+        where = f" (a key of {', '.join(owners)})" if owners else ""
+        return ConfigError(f"{source}: method.{key} is not a key of {name}{where}; {name}'s keys: {own}")
+    reason = str(error).splitlines()[0]
+    return ConfigError(f"{source}: {reason} (key 'method.{key}'); {name}'s keys: {own}")
 
 
 def _apply_overrides(merged: DictConfig, overrides: list[str]) -> DictConfig:
@@ -263,8 +278,18 @@ def parse_overrides(config: RecipeConfig, overrides: list[str]) -> RecipeConfig:
     """A resolved recipe with `key=value` overrides applied, typed but not yet checked."""
     if not overrides:
         return config
-    updated: RecipeConfig = OmegaConf.to_object(_apply_overrides(OmegaConf.structured(config), overrides))
+    updated: RecipeConfig = OmegaConf.to_object(
+        _typed_method(_apply_overrides(_untyped(config), overrides), "override")
+    )
     return updated
+
+
+def _untyped(config: RecipeConfig) -> DictConfig:
+    """A resolved recipe as the schema with its method section as plain values (so that an override of
+    method.name retypes it)."""
+    merged = OmegaConf.structured(config)
+    method = OmegaConf.to_container(merged.method)
+    return OmegaConf.merge(OmegaConf.structured(RecipeConfig), {**OmegaConf.to_container(merged), "method": method})
 
 
 def parse_yaml(text: str) -> RecipeConfig:
@@ -273,7 +298,7 @@ def parse_yaml(text: str) -> RecipeConfig:
         merged = OmegaConf.merge(OmegaConf.structured(RecipeConfig), OmegaConf.create(text))
     except OmegaConfBaseException as error:
         raise _friendly(error, "stored recipe") from error
-    config: RecipeConfig = OmegaConf.to_object(merged)
+    config: RecipeConfig = OmegaConf.to_object(_typed_method(merged, "stored recipe", legacy=True))
     return config
 
 

@@ -19,7 +19,7 @@ from ssl_coded.data.splits import check_data
 from ssl_coded.regularizer import SCORES
 from ssl_coded.training.backbones import BACKBONES
 from ssl_coded.training.config import ConfigError, RecipeConfig, parse_overrides, parse_recipe, parse_yaml
-from ssl_coded.training.methods import CODED_TARGETS, METHODS, MIXINGS, OPTIMIZERS, REGULARIZERS
+from ssl_coded.training.methods import CODED_TARGETS, OPTIMIZERS
 
 
 def load_config(recipe: str, overrides: list[str] | None = None) -> RecipeConfig:
@@ -80,10 +80,7 @@ def validate(config: RecipeConfig) -> None:
         "coded.lambda_units": (config.coded.lambda_units, LAMBDA_UNITS),
         "coded.score": (config.coded.score, SCORES),
         "optim.name": (config.optim.name, OPTIMIZERS),
-        "method.name": (config.method.name, tuple(METHODS)),
-        "method.regularizer": (config.method.regularizer, REGULARIZERS),
         "coded.target": (config.coded.target, CODED_TARGETS),
-        "method.mixing": (config.method.mixing, MIXINGS),
         "inference.kind": (config.inference.kind, KINDS),
         "trainer.accelerator": (config.trainer.accelerator, ACCELERATORS),
     }
@@ -92,26 +89,19 @@ def validate(config: RecipeConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
     if not (config.model.backbone in BACKBONES or config.model.backbone.startswith("resnet")):
         raise ConfigError(f"model.backbone={config.model.backbone!r} is not one of {', '.join(BACKBONES)}")
-    check_data(config.data)
     low, high = [*config.augment.crop_scale, 0, 0][:2]
     if len(config.augment.crop_scale) != 2 or not 0 < low <= high <= 1:
         raise ConfigError(
             f"augment.crop_scale={config.augment.crop_scale} must be [low, high] with 0 < low <= high <= 1"
         )
-    if not 0.0 < config.method.mask_ratio < 1.0:
-        raise ConfigError(f"method.mask_ratio={config.method.mask_ratio} must be in (0, 1)")
     if config.coded.kind == "mix" and config.coded.gather:
         raise ConfigError("coded.kind=mix draws its mixtures per rank; it cannot code a gathered batch (coded.gather)")
     if config.method.name == "supervised" and config.coded.enabled:
         raise ConfigError("supervised recipes turn coded-smoothing on with method.regularizer=coded, not coded.enabled")
-    if config.method.mixing != "none" and config.method.name not in ("simclr", "byol"):
-        raise ConfigError(
-            f"method.mixing={config.method.mixing!r} is for simclr and byol; supervised recipes mix with "
-            "method.regularizer=mixup or manifold_mixup"
-        )
     if config.trainer.batch_size < 2:
         raise ConfigError(f"trainer.batch_size={config.trainer.batch_size} is too small; use at least 2")
     check_numbers(config)
+    config.method.check()  # the method's own keys, by the bounds its config declares
     if config.eval.every_n_epochs > config.trainer.max_epochs:
         raise ConfigError(
             f"eval.every_n_epochs={config.eval.every_n_epochs} exceeds trainer.max_epochs={config.trainer.max_epochs}: "
@@ -124,13 +114,15 @@ def validate(config: RecipeConfig) -> None:
             "coded.score=cross_entropy scores decoded outputs against class labels, but an SSL recipe's targets "
             "are embeddings; use coded.score=mse or cosine"
         )
+    check_data(config.data)  # last: the data layer's checks of its own section
 
 
 # the trainer.accelerator values a run can use (Lightning knows more, e.g. tpu, which fail deep inside it)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
 # key -> (lowest allowed, whether the lowest itself is allowed): checked before anything runs, so that
-# a negative size is never read as "all" and an epoch count never overflows inside Lightning
+# a negative size is never read as "all" and an epoch count never overflows inside Lightning; the method
+# section's bounds are declared by each method's config (`MethodConfig.BOUNDS`)
 LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "trainer.max_epochs": (1, True),
     "trainer.limit_train_batches": (0, False),
@@ -167,25 +159,15 @@ LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "model.vit_dim": (1, True),
     "model.vit_depth": (1, True),
     "model.vit_heads": (1, True),
-    "method.projection_dim": (1, True),
-    "method.hidden_dim": (1, True),
-    "method.temperature": (0, False),
-    "method.mixup_alpha": (0, True),
-    "method.noise_std": (0, True),
-    "method.mixing_weight": (0, True),
-    "method.mixing_alpha": (0, False),
-    "method.decoder_dim": (1, True),
     "augment.noise": (0, True),
 }
 
 
-# key -> closed interval: probabilities, jitter strengths relative to the [0, 1] pixel range, EMA momenta
+# key -> closed interval: probabilities, jitter strengths relative to the [0, 1] pixel range
 INTERVALS: dict[str, tuple[float, float]] = {
     "augment.brightness": (0, 1),
     "augment.contrast": (0, 1),
     "augment.horizontal_flip": (0, 1),
-    "method.momentum_start": (0, 1),
-    "method.momentum_end": (0, 1),
 }
 
 # the run's seed reaches numpy (through Lightning's seed_everything), which takes [0, 2**32 - 1] and says so

@@ -26,10 +26,8 @@ def extract(method: TrainedModel, dataset: ImageDataset) -> Tensor:
 
 
 def knn_row(method: TrainedModel, splits: Splits) -> dict[str, float]:
-    return knn_metrics(
-        extract(method, splits.train), splits.train.labels, extract(method, splits.test), splits.test.labels,
-        splits.num_classes,
-    )  # fmt: skip
+    bank, queries = extract(method, splits.train), extract(method, splits.test)
+    return knn_metrics(bank, splits.train.labels, queries, splits.test.labels, splits.num_classes)
 
 
 def summarise(
@@ -47,7 +45,7 @@ def summarise(
     return {
         "recipe": config.name,
         "method": config.method.name,
-        "coded": config.coded.enabled or config.method.regularizer == "coded",
+        "coded": config.coded.enabled or getattr(config.method, "regularizer", "") == "coded",
         "epochs": config.trainer.max_epochs,
         "seconds": round(seconds, 1),
         "best_checkpoint": str(best),

@@ -52,7 +52,6 @@ def test_unknown_recipe_lists_the_recipes():
         ("model.backbone=vgg", "model.backbone='vgg' is not one of"),
         ("data.val_fraction=0", "validation is carved from train"),
         ("augment.crop_scale=[0.9,0.2]", "0 < low <= high <= 1"),
-        ("method.mask_ratio=1.0", "method.mask_ratio=1.0 must be in (0, 1)"),
         ("eval.every_n_epochs=50", "no epoch would be validated and no checkpoint chosen"),
         ("method.mixing_alpha=0", "method.mixing_alpha"),
         ("data.max_val=-1", "data.max_val"),

@@ -1,8 +1,10 @@
-"""Registry of methods: a name -> the module and class of its LightningModule, imported when a method is
-built, so that checking a recipe (names, choices) never imports Lightning or lightly.
+"""The methods: the registry (`registry.py`: a name -> its package, which declares the method's recipe
+section in its light `__init__.py`, `CONFIG`, and names its LightningModule, `MODEL`), and the
+LightningModule built from a recipe, imported only then, so that checking a recipe never imports
+Lightning or lightly.
 
-A new method is one file here (a class on `base.SSLMethod`, or `base.TrainedModel` for one with its own
-head), its recipes and a line in `METHODS`.
+A new method is a package here (`<name>/__init__.py` with its config, `<name>/model.py` with a class on
+`base.SSLMethod`, or `base.TrainedModel` for one with its own head), its recipes and a line in `METHODS`.
 """
 
 from __future__ import annotations
@@ -12,30 +14,25 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ssl_coded.training.methods.config import MIXINGS, MethodConfig
+from ssl_coded.training.methods.registry import DEFAULT_METHOD, METHODS, method_config, method_package
+from ssl_coded.training.methods.supervised import COMPARED, REGULARIZERS
+
 if TYPE_CHECKING:
     from ssl_coded.data import Splits
     from ssl_coded.training.config import RecipeConfig
     from ssl_coded.training.methods.base import TrainedModel
 
-METHODS: dict[str, str] = {
-    "simclr": "simclr:SimCLR",
-    "byol": "byol:BYOL",
-    "mae": "mae:MAE",
-    "supervised": "supervised:Supervised",
-}
-# the choices of the methods' own keys, here so that a recipe is checked without importing the methods
+# the choices of keys outside the method section that only some methods read
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd", "lars")
-MIXINGS: tuple[str, ...] = ("none", "imix")  # method.mixing of simclr and byol: the SSL positive control
-REGULARIZERS: tuple[str, ...] = ("erm", "mixup", "manifold_mixup", "noise", "coded")  # supervised
-COMPARED: tuple[str, ...] = ("erm", "mixup", "coded")  # what `train --compare` trains side by side
 CODED_TARGETS: tuple[str, ...] = ("labels", "outputs")  # what a classifier's decoded logits are scored against
 
 
 def get_method(name: str) -> type[TrainedModel]:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    module, cls = METHODS[name].split(":")
-    method: type[TrainedModel] = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    """The LightningModule of the method registered as `name` (imports Lightning)."""
+    package = method_package(name)
+    module, cls = package.MODEL.split(":")
+    method: type[TrainedModel] = getattr(importlib.import_module(f"{package.__name__}.{module}"), cls)
     return method
 
 
@@ -63,8 +60,8 @@ def __getattr__(name: str) -> Any:
         from ssl_coded.training.methods import base
 
         return getattr(base, name)
-    for key, where in METHODS.items():
-        if where.endswith(f":{name}"):
+    for key in METHODS:
+        if method_package(key).MODEL.endswith(f":{name}"):
             return get_method(key)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -72,11 +69,14 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CODED_TARGETS",
     "COMPARED",
+    "DEFAULT_METHOD",
     "METHODS",
     "MIXINGS",
     "OPTIMIZERS",
     "REGULARIZERS",
+    "MethodConfig",
     "build_method",
     "build_random_init",
     "get_method",
+    "method_config",
 ]
