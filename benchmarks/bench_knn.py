@@ -26,6 +26,9 @@ product) is the one `ssl_coded.search.calibration` chose on this machine, printe
 measured bf16/fp32 ratio; the table's "speed vs lightly" is lightly's median time over each row's.
 
 Run: python -m benchmarks.bench_knn [--run runs/fmnist-simclr] [--repeats 3] [--no-sklearn]
+
+Over 400 lines on purpose: one command, whose three parts share the data, the round-robin timing loop,
+the correctness checks against the fp32 brute force and one report; split, each part would repeat them.
 """
 
 from __future__ import annotations
