@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from ssl_coded.tables import markdown_table
 
 if TYPE_CHECKING:
     from ssl_coded.eval.settings import EvalSettings
+    from ssl_coded.training.config import RecipeConfig
 
 
 def run_pretrain(
@@ -42,7 +44,7 @@ def run_pretrain(
     if compare and (config.trainer.num_nodes > 1 or str(config.trainer.devices) not in ("1", "auto")):
         raise ConfigError("--compare trains two runs one after the other in one process; under DDP run them separately")
     # the recipe is sound: now Lightning (a refusal above comes back without it)
-    from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
+    from ssl_coded.training.loop import run_dir
     from ssl_coded.training.summary import format_summary, read_summary
 
     flipped = dataclasses.replace(
@@ -50,19 +52,11 @@ def run_pretrain(
         coded=dataclasses.replace(config.coded, enabled=not config.coded.enabled),
         name=f"{config.name}-{'plain' if config.coded.enabled else 'coded'}",
     )
-    runs = {config.name: (config, resume)}
-    if compare:
-        runs[flipped.name] = (flipped, resume and (run_dir(flipped) / "checkpoints" / "last.ckpt").is_file())
-    with ExitStack() as claimed:
-        for run, run_resume in runs.values():  # both locked and checked before either trains
-            claimed.enter_context(RunLock(run_dir(run))).clean_litter()
-            check_run_dir(run, run_resume, overwrite)
-        summary = pretrain(config, resume=resume, overwrite=overwrite, verbose=verbose)
-        if not summary:  # not rank 0
-            return summary
-        other = None
-        if compare:
-            other = pretrain(flipped, resume=runs[flipped.name][1], overwrite=overwrite, verbose=verbose)
+    runs = [(config, resume)] + ([(flipped, resume and _has_checkpoint(flipped))] if compare else [])
+    with _trained_in_turn(runs, overwrite, verbose) as summaries:
+        if not summaries:  # not rank 0
+            return {}
+        summary, other = summaries[0], summaries[1] if compare else None
         plain, coded = (other, summary) if config.coded.enabled else (summary, other)
         table = format_summary(coded or plain, plain if coded else None)
         write_text(run_dir(config) / "results.md", table + "\n")
@@ -199,7 +193,7 @@ def run_train(
         )
     # the recipe and flags are sound: now Lightning (a refusal above comes back without it)
     from ssl_coded.training.checkpoints import CheckpointError
-    from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
+    from ssl_coded.training.loop import run_dir
 
     parent = run_dir(config)
     variants = {
@@ -211,26 +205,14 @@ def run_train(
         )
         for regularizer in (regularizers if compare else (config.method.regularizer,))
     }
-    with ExitStack() as claimed:
-        for variant in variants.values():  # every run locked and checked before any training starts
-            claimed.enter_context(RunLock(run_dir(variant))).clean_litter()
-        finished = {r for r, v in variants.items() if resume and (run_dir(v) / "summary.json").is_file()}
-        resumable = {r for r, v in variants.items() if resume and (run_dir(v) / "checkpoints" / "last.ckpt").is_file()}
-        if resume and not resumable | finished:
-            raise CheckpointError(f"--resume: no run to continue in {parent}; run without --resume to start")
-        for regularizer, variant in variants.items():
-            if regularizer not in finished:
-                check_run_dir(variant, regularizer in resumable, overwrite)
-        summaries = {}
-        for regularizer, variant in variants.items():
-            if regularizer in finished:
-                summaries[regularizer] = json.loads((run_dir(variant) / "summary.json").read_text())
-                continue
-            summaries[regularizer] = pretrain(
-                variant, resume=regularizer in resumable, overwrite=overwrite, verbose=verbose
-            )
-            if not summaries[regularizer]:  # not rank 0
-                return {}
+    resumable = {r: resume and _has_checkpoint(v) for r, v in variants.items()}
+    if resume and not any(resumable.values()):
+        raise CheckpointError(f"--resume: no run to continue in {parent}; run without --resume to start")
+    runs = [(variant, resumable[r]) for r, variant in variants.items()]
+    with _trained_in_turn(runs, overwrite, verbose) as trained:
+        if not trained:  # not rank 0
+            return {}
+        summaries = dict(zip(variants, trained, strict=True))
         table = format_classifiers(summaries)
         write_text(parent / "results.md", table + "\n")
     print(table)
@@ -241,6 +223,29 @@ def run_train(
         attack_runs(runs, parent)
     print(f"run directory: {parent}")
     return summaries
+
+
+def _has_checkpoint(config: RecipeConfig) -> bool:
+    from ssl_coded.training.loop import run_dir
+
+    return (run_dir(config) / "checkpoints" / "last.ckpt").is_file()
+
+
+@contextmanager
+def _trained_in_turn(
+    runs: list[tuple[RecipeConfig, bool]], overwrite: bool, verbose: bool
+) -> Iterator[list[dict[str, Any]]]:
+    """Lock and check every run (config, resume) before any trains, so that a refusal leaves all of them
+    as they were; then train them one after the other (a finished run's summary is read, not retrained).
+    Yields the summaries while the runs are still locked ([] on a DDP rank other than 0)."""
+    from ssl_coded.training.loop import check_run_dir, pretrain, run_dir
+
+    with ExitStack() as claimed:
+        for config, resume in runs:
+            claimed.enter_context(RunLock(run_dir(config))).clean_litter()
+            check_run_dir(config, resume, overwrite)
+        summaries = [pretrain(config, resume=resume, overwrite=overwrite, verbose=verbose) for config, resume in runs]
+        yield summaries if all(summaries) else []
 
 
 def format_classifiers(summaries: dict[str, dict[str, Any]]) -> str:
