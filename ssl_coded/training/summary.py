@@ -25,11 +25,6 @@ def extract(method: TrainedModel, dataset: ImageDataset) -> Tensor:
     return torch.from_numpy(encode(method.encode, dataset)[0]).to(method.device)
 
 
-def knn_row(method: TrainedModel, splits: Splits) -> dict[str, float]:
-    bank, queries = extract(method, splits.train), extract(method, splits.test)
-    return knn_metrics(bank, splits.train.labels, queries, splits.test.labels, splits.num_classes)
-
-
 def summarise(
     config: RecipeConfig, splits: Splits, method: TrainedModel, checkpoint: ModelCheckpoint, seconds: float
 ) -> dict[str, Any]:
@@ -39,9 +34,7 @@ def summarise(
         state = load_checkpoint_file(best)["state_dict"]
         method.fill_normalisation(state)
         method.load_state_dict(state)
-    rows = {ENCODER: knn_row(method, splits)}
-    if config.eval.floors:
-        rows |= floor_rows(config, splits, method.device)
+    rows = knn_rows(config, splits, method)
     return {
         "recipe": config.name,
         "method": config.method.name,
@@ -59,10 +52,21 @@ def summarise(
     }
 
 
-def floor_rows(config: RecipeConfig, splits: Splits, device: torch.device) -> dict[str, dict[str, float]]:
-    """Test kNN of the same architecture at random initialisation and of raw pixels."""
-    random_method = build_random_init(config, splits).to(device)
-    return {RANDOM_INIT: knn_row(random_method, splits), RAW_PIXELS: raw_pixel_row(splits)}
+def knn_rows(config: RecipeConfig, splits: Splits, method: TrainedModel) -> dict[str, dict[str, float]]:
+    """Test kNN of the encoder and, with eval.floors, of the same architecture at its random initialisation
+    and of raw pixels: every encoder's features first, then every search."""
+    encoders = {ENCODER: method}
+    if config.eval.floors:
+        encoders[RANDOM_INIT] = build_random_init(config, splits).to(method.device)
+    features = {name: (extract(m, splits.train), extract(m, splits.test)) for name, m in encoders.items()}
+    train_y, test_y = splits.train.labels, splits.test.labels
+    rows = {
+        name: knn_metrics(bank, train_y, queries, test_y, splits.num_classes)
+        for name, (bank, queries) in features.items()
+    }
+    if config.eval.floors:
+        rows[RAW_PIXELS] = raw_pixel_row(splits)
+    return rows
 
 
 def raw_pixel_row(splits: Splits) -> dict[str, float]:
