@@ -183,7 +183,8 @@ class TrainedModel(pl.LightningModule):
         )
 
     def on_validation_epoch_start(self) -> None:
-        # the kNN bank: features of (a subset of) the train split, with the current weights
+        # the kNN bank: features of (a subset of) the train split, with the current weights, kept on the
+        # training device (ssl_coded.data.encode would take them through host memory every epoch)
         datamodule = self.trainer.datamodule
         features, labels = [], []
         with torch.no_grad():

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_coded.data import ImageDataset, Splits
+from ssl_coded.data.encode import encode
 from ssl_coded.training.methods.base import TrainedModel
 from ssl_coded.training.mixing import check_layers, manifold_mixup_loss, mix, mixed_cross_entropy, mixing_weight
 
@@ -105,14 +106,11 @@ class Supervised(TrainedModel):
         accuracy = (self.classifier(features).argmax(1) == labels).float().mean()
         self.log("val_accuracy", accuracy, prog_bar=True, sync_dist=True, batch_size=len(labels))
 
-    @torch.no_grad()
     def accuracy(self, dataset: ImageDataset) -> float:
-        """Accuracy on un-augmented images, in eval mode."""
+        """Accuracy on un-augmented images, in eval mode (the logits by the project's one extractor)."""
         self.eval()
-        correct = sum(
-            int((self(self.to_input(x.to(self.device))).argmax(1).cpu() == y).sum()) for x, y in dataset.loader(512)
-        )
-        return correct / len(dataset)
+        logits, labels = encode(lambda images: self(self.to_input(images.to(self.device))), dataset)
+        return float((logits.argmax(1) == labels).mean())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         drop_online_classifier(checkpoint)
