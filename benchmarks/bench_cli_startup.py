@@ -29,6 +29,8 @@ COMMANDS = {
     "eval foreign: unknown data key": ["eval", "knn", "torchvision:resnet18", "--dataset", "bogus=1"],
     "eval run: no such run": ["eval", "knn", "runs/none"],
     "pretrain: unknown key": ["pretrain", "simclr-digits", "coded.wieght=1"],
+    "pretrain: another method's key": ["pretrain", "byol-digits", "method.temperature=0.1"],
+    "pretrain: method bound": ["pretrain", "mae-digits", "method.mask_ratio=1.5"],
     "train: --regularizers without --compare": ["train", "supervised-digits", "--regularizers", "noise"],
     "attack: bad override": ["attack", "runs/none", "--set", "attack.eps=[2.0]"],
     "study: no such file": ["study", "none.yaml"],
