@@ -47,7 +47,7 @@ def test_unknown_recipe_lists_the_recipes():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("method.name=moco", "method.name='moco' is not one of simclr, byol, mae"),
+        ("method.name=swav2", "method.name='swav2' is not one of simclr, byol, mae"),
         ("data.name=mnist", "data.name='mnist' is not one of"),
         ("model.backbone=vgg", "model.backbone='vgg' is not one of"),
         ("data.val_fraction=0", "validation is carved from train"),

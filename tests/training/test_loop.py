@@ -25,10 +25,11 @@ def recipe_overrides(name, tmp_path, request):
     if "fashion-mnist" in name:
         request.getfixturevalue("fashion_mnist_root")
         overrides += ["data.max_train=512", "data.max_test=256"]
-    if "cifar10" in name:  # its own data needs a download: run the recipe on a tiny ImageFolder instead
+    if "cifar10" in name or "imagefolder" in name:  # GPU recipes of data to download or bring: a tiny folder
         root = make_image_folder(tmp_path / "images", classes=("a", "b", "c"), per_class=24, size=32)
         overrides += ["data.name=imagefolder", f"data.root={root}", "data.image_size=32", "data.num_workers=0"]
-        overrides += ["trainer.precision=32-true", "model.backbone=resnet18_cifar"]
+        overrides += ["trainer.precision=32-true", "data.val_fraction=0.1", "eval.bank_size=64"]
+        overrides += ["model.backbone=resnet18_cifar"] if "cifar10" in name else []
     return overrides
 
 
@@ -137,8 +138,9 @@ def test_checkpoint_from_another_method_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_on_cpu_trains(tmp_path):
-    args = ["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=ddp", "coded.enabled=true"]
+@pytest.mark.parametrize("recipe", [f"{m}-digits" for m in ("simclr", "moco", "vicreg", "barlowtwins", "simsiam")])
+def test_two_process_ddp_on_cpu_trains(tmp_path, recipe):
+    args = ["pretrain", recipe, *QUICK, f"out_dir={tmp_path}", "name=ddp", "coded.enabled=true"]
     args += ["coded.gather=true", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

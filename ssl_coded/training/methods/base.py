@@ -20,7 +20,7 @@ import torch
 from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from lightly.utils.lars import LARS
-from lightly.utils.scheduler import CosineWarmupScheduler
+from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
 from torch import Tensor
 
 from ssl_coded.data import Splits
@@ -271,6 +271,15 @@ class SSLMethod(TrainedModel):
         """(method loss, backbone features of the un-augmented or first view) for a float batch."""
         raise NotImplementedError
 
+    def ema_momentum(self) -> float:
+        """The EMA momentum of this step: cosine from method.momentum_start to method.momentum_end over the
+        run's steps (lightly's `cosine_schedule`); the start value before a trainer is attached."""
+        m = self.config.method
+        if self._trainer is None:
+            return float(m.momentum_start)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        return float(cosine_schedule(self.global_step, total, m.momentum_start, m.momentum_end))
+
     def with_mixing(self, loss: Tensor, mixing_loss: Tensor, batch_size: int) -> Tensor:
         """The method's loss plus its i-Mix term (method.mixing), weighted; the term is logged."""
         self.log("train_mixing_loss", mixing_loss, batch_size=batch_size)
@@ -297,3 +306,24 @@ class SSLMethod(TrainedModel):
     def parameter_groups(self, apart: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         online = {"params": list(self.online_classifier.parameters()), "weight_decay": 0.0}
         return [*super().parameter_groups((*apart, "online_classifier")), online]
+
+
+class TwoViewMethod(SSLMethod):
+    """Two augmented views through the backbone and `projection_head`, scored by `self.criterion(z0, z1)`
+    (VICReg, Barlow Twins): a subclass builds the head and the criterion.
+
+    Coded branch placements: "embedding" (default; the projection head runs on coded backbone features)
+    or "input" (the backbone runs on coded images).
+    """
+
+    placements: ClassVar[dict[str, str]] = {"embedding": "projection_head", "input": "backbone"}
+    projection_head: torch.nn.Module
+    criterion: torch.nn.Module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projection_head(self.backbone(x))
+
+    def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        h0, h1 = self.backbone(self.view(images)), self.backbone(self.view(images))
+        z0 = self.projection_head(h0)  # first: the coded hook (one pass per step) codes the first view
+        return self.criterion(z0, self.projection_head(h1)), h0

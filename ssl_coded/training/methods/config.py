@@ -74,3 +74,13 @@ class IMixConfig(MethodConfig):
 
     BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {"mixing_weight": (0, True), "mixing_alpha": (0, False)}
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"mixing": MIXINGS}
+
+
+@dataclass
+class MomentumConfig(MethodConfig):
+    """A method with an EMA (momentum) target network: its momentum, cosine from start to end over training."""
+
+    momentum_start: float = 0.99
+    momentum_end: float = 1.0
+
+    INTERVALS: ClassVar[dict[str, tuple[float, float]]] = {"momentum_start": (0, 1), "momentum_end": (0, 1)}

@@ -16,6 +16,10 @@ METHODS: dict[str, str] = {  # name -> package
     "byol": "byol",
     "mae": "mae",
     "supervised": "supervised",
+    "moco": "moco",
+    "vicreg": "vicreg",
+    "barlowtwins": "barlowtwins",
+    "simsiam": "simsiam",
 }
 DEFAULT_METHOD = "simclr"  # a recipe without method.name
 

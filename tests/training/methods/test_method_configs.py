@@ -21,9 +21,9 @@ from ssl_coded.training.recipes import load_config
         ("mae-digits", "method.decoder_depth=0", "method.decoder_depth=0 must be >= 1"),
         ("supervised-digits", "method.regularizer=cutout", "method.regularizer='cutout' is not one of erm, mixup"),
         ("simclr-digits", "method.mask_ratio=0.5", "method.mask_ratio is not a key of simclr (a key of mae)"),
-        ("byol-digits", "method.temperature=0.5", "byol's keys: name, projection_dim, hidden_dim, mixing"),
+        ("byol-digits", "method.temperature=0.5", "byol's keys: name, projection_dim, hidden_dim, momentum_start"),
         ("simclr-digits", "method.temperature=warm", "key 'method.temperature'"),
-        ("simclr-digits", "method.name=moco", "method.name='moco' is not one of simclr, byol, mae, supervised"),
+        ("simclr-digits", "method.name=swav2", "method.name='swav2' is not one of simclr, byol, mae, supervised"),
     ],
 )
 def test_each_method_checks_its_own_keys(recipe, override, message):
@@ -41,7 +41,7 @@ def test_every_method_declares_a_config_and_a_model_by_its_name(name):
 
 
 def test_changing_the_method_by_override_retypes_its_section():
-    with pytest.raises(ConfigError, match=r"method\.temperature is not a key of byol \(a key of simclr\)"):
+    with pytest.raises(ConfigError, match=r"method\.temperature is not a key of byol \(a key of simclr, moco\)"):
         load_config("simclr-digits", ["method.name=byol"])  # the recipe's temperature would be silently unused
     with pytest.raises(ConfigError, match=r"method\.regularizer is not a key of simclr"):  # the recipe's own keys
         load_config("supervised-digits", ["method.name=simclr"])

@@ -9,7 +9,6 @@ import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor
 
 from ssl_coded.training.methods.base import SSLMethod
@@ -52,8 +51,7 @@ class BYOL(SSLMethod):
 
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
         m = self.config.method
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        momentum = cosine_schedule(self.global_step, total, m.momentum_start, m.momentum_end)
+        momentum = self.ema_momentum()
         update_momentum(self.backbone, self.backbone_momentum, m=momentum)
         update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
         view0, view1 = self.view(images), self.view(images)

@@ -1,0 +1,64 @@
+"""MoCo v2 from lightly's projection head, momentum utilities and NT-Xent loss with a memory bank,
+as lightly's example loop (`examples/pytorch/moco.py`) composes them."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules import MoCoProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from torch import Tensor
+
+from ssl_coded.training.methods.base import SSLMethod
+
+
+class MoCo(SSLMethod):
+    """A query view through the online network, a key view through its EMA copy, InfoNCE against the
+    key and a bank of earlier keys (per process under DDP, as lightly's loss keeps it).
+
+    Coded branch placements: "embedding" (default; the projection head runs on coded backbone features)
+    or "input" (the online backbone runs on coded images). The momentum copies are made before the hook
+    is attached and run under no_grad: the coded branch never touches them.
+    """
+
+    placements: ClassVar[dict[str, str]] = {"embedding": "projection_head", "input": "backbone"}
+
+    def __init__(self, config, **data) -> None:
+        super().__init__(config, **data)
+        m = config.method
+        self.projection_head = MoCoProjectionHead(self.feature_dim, m.hidden_dim, m.projection_dim)
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+        self.criterion = NTXentLoss(temperature=m.temperature, memory_bank_size=(m.memory_bank_size, m.projection_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projection_head(self.backbone(x))
+
+    @torch.no_grad()
+    def forward_momentum(self, x: Tensor) -> Tensor:
+        return self.projection_head_momentum(self.backbone_momentum(x))
+
+    # lightly keeps the queue out of the state_dict; a resume continues it instead of starting a random one
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        bank = self.criterion.memory_bank
+        checkpoint["memory_bank"] = {"bank": bank.bank.detach().cpu(), "bank_ptr": bank.bank_ptr.detach().cpu()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        for name, value in checkpoint.get("memory_bank", {}).items():
+            getattr(self.criterion.memory_bank, name).copy_(value)
+
+    def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        momentum = self.ema_momentum()
+        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
+        update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+        query_view, key_view = self.view(images), self.view(images)
+        features = self.backbone(query_view)
+        query = self.projection_head(features)
+        return self.criterion(query, self.forward_momentum(key_view)), features

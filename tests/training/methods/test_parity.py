@@ -1,0 +1,161 @@
+"""Each method against lightly's own example loop (`examples/pytorch/<method>.py` in lightly's repository):
+the example's model and loss written out here from lightly's parts, started from the same weights, fed the
+same batch (augmentation off, so both views are the batch), stepped by the same SGD. The losses of the
+first steps agree: the method composes lightly's heads, loss, momentum update and memory bank as the
+example does."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
+from lightly.models.modules import (
+    BarlowTwinsProjectionHead,
+    MoCoProjectionHead,
+    SimSiamPredictionHead,
+    SimSiamProjectionHead,
+)
+from lightly.models.modules.heads import VICRegProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from torch import nn
+
+from ssl_coded.data import load_splits
+from ssl_coded.training.methods import build_method
+from ssl_coded.training.recipes import load_config
+
+STEPS, LR = 3, 0.06  # lightly's examples: SGD, lr 0.06
+
+
+def method_and_batch(name: str):
+    config = load_config(f"{name}-digits", ["augment.enabled=false", "data.max_train=64", "data.max_test=32"])
+    splits = load_splits(config.data)
+    torch.manual_seed(0)
+    method = build_method(config, splits)
+    return method, method.to_input(splits.train.images[:32])
+
+
+def same_weights(module: nn.Module, like: nn.Module) -> nn.Module:
+    module.load_state_dict(like.state_dict())
+    return module
+
+
+class MoCoExample(nn.Module):  # examples/pytorch/moco.py
+    def __init__(self, backbone, m):
+        super().__init__()
+        self.backbone = backbone
+        self.projection_head = MoCoProjectionHead(backbone.out_dim, m.hidden_dim, m.projection_dim)
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+
+    def forward(self, x):
+        return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+    def forward_momentum(self, x):
+        return self.projection_head_momentum(self.backbone_momentum(x).flatten(start_dim=1)).detach()
+
+
+def moco_example(method):
+    m = method.config.method
+    model = MoCoExample(backbone_of(method), m)
+    model.projection_head.load_state_dict(method.projection_head.state_dict())
+    model.projection_head_momentum.load_state_dict(method.projection_head_momentum.state_dict())
+    model.backbone_momentum.load_state_dict(method.backbone_momentum.state_dict())
+    criterion = NTXentLoss(temperature=m.temperature, memory_bank_size=(m.memory_bank_size, m.projection_dim))
+    for name in ("bank", "bank_ptr"):  # the queue starts random; lightly keeps it out of the state_dict
+        getattr(criterion.memory_bank, name).copy_(getattr(method.criterion.memory_bank, name))
+
+    def loss(x):
+        update_momentum(model.backbone, model.backbone_momentum, m=m.momentum_start)
+        update_momentum(model.projection_head, model.projection_head_momentum, m=m.momentum_start)
+        return criterion(model(x), model.forward_momentum(x))
+
+    return model, loss
+
+
+def two_view_example(head, criterion):
+    """vicreg.py and barlowtwins.py: z0, z1 = model(x0), model(x1); loss = criterion(z0, z1)."""
+
+    def build(method):
+        model = nn.Sequential(
+            backbone_of(method), nn.Flatten(start_dim=1), same_weights(head(method), method.projection_head)
+        )
+        return model, lambda x: criterion(method)(model(x), model(x))
+
+    return build
+
+
+def simsiam_example(method):  # examples/pytorch/simsiam.py
+    m = method.config.method
+    backbone = backbone_of(method)
+    projection = same_weights(
+        SimSiamProjectionHead(backbone.out_dim, m.hidden_dim, m.projection_dim), method.projection_head
+    )
+    prediction = same_weights(
+        SimSiamPredictionHead(m.projection_dim, m.prediction_hidden_dim, m.projection_dim), method.prediction_head
+    )
+    model = nn.ModuleList([backbone, projection, prediction])
+    criterion = NegativeCosineSimilarity()
+
+    def forward(x):
+        z = projection(backbone(x).flatten(start_dim=1))
+        return z.detach(), prediction(z)
+
+    def loss(x):
+        (z0, p0), (z1, p1) = forward(x), forward(x)
+        return 0.5 * (criterion(z0, p1) + criterion(z1, p0))
+
+    return model, loss
+
+
+def backbone_of(method) -> nn.Module:
+    backbone = copy.deepcopy(method.backbone)
+    backbone.out_dim = method.feature_dim
+    return backbone
+
+
+EXAMPLES = {
+    "moco": moco_example,
+    "vicreg": two_view_example(
+        lambda md: VICRegProjectionHead(md.feature_dim, md.config.method.hidden_dim, md.config.method.projection_dim,
+                                        num_layers=md.config.method.projection_layers),
+        lambda md: VICRegLoss(),
+    ),
+    "barlowtwins": two_view_example(
+        lambda md: BarlowTwinsProjectionHead(
+            md.feature_dim, md.config.method.hidden_dim, md.config.method.projection_dim
+        ),
+        lambda md: BarlowTwinsLoss(lambda_param=md.config.method.lambda_param),
+    ),
+    "simsiam": simsiam_example,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_the_first_steps_give_the_losses_of_lightlys_example_loop(name):
+    method, x = method_and_batch(name)
+    example, example_loss = EXAMPLES[name](method)
+    ours = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=LR)
+    theirs = torch.optim.SGD([p for p in example.parameters() if p.requires_grad], lr=LR)
+    for step in range(STEPS):
+        loss, _ = method.ssl_step(x)
+        reference = example_loss(x)
+        torch.testing.assert_close(loss, reference, msg=lambda text, step=step: f"step {step + 1}: {text}")
+        for optimizer, value in ((ours, loss), (theirs, reference)):
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+
+
+def test_mocos_queue_travels_in_the_checkpoint():
+    method, x = method_and_batch("moco")
+    method.ssl_step(x)  # enqueues one batch of keys
+    checkpoint: dict = {}
+    method.on_save_checkpoint(checkpoint)
+    fresh, _ = method_and_batch("moco")
+    fresh.on_load_checkpoint(checkpoint)
+    bank, restored = method.criterion.memory_bank, fresh.criterion.memory_bank
+    assert torch.equal(restored.bank, bank.bank) and int(restored.bank_ptr) == int(bank.bank_ptr) == 32
