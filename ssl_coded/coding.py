@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -91,10 +90,14 @@ def coding_matrices(
     return _cached_coding_matrices(*args)
 
 
-@functools.cache
+_EAGER: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {}
+
+
 def _eager_coding_matrices() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    disabled: Callable[..., tuple[torch.Tensor, torch.Tensor]] = torch.compiler.disable(_cached_coding_matrices)
-    return disabled
+    # a plain dict, not functools.cache: Dynamo warns of "silent incorrectness" when it traces a cached function
+    if "disabled" not in _EAGER:
+        _EAGER["disabled"] = torch.compiler.disable(_cached_coding_matrices)
+    return _EAGER["disabled"]
 
 
 def _cached_coding_matrices(

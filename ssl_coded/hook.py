@@ -110,7 +110,8 @@ class CodedSmoothingHook:
         max_passes_per_step: fire at most this many times between two `pop_penalty` calls
             (e.g. 1 for a two-view method that only codes the first view); None: every forward.
 
-    Attach a hook after making momentum copies of the model (copy.deepcopy copies hooks).
+    A copy of the model made with copy.deepcopy after the hook (an EMA teacher, torch's AveragedModel)
+    does not carry the coded branch: only the model the hook was attached to is coded.
     The hooked submodule's first positional argument is coded; other arguments pass unchanged.
     Works with DDP (one process per device); not with nn.DataParallel (replicas in threads) nor
     inside reentrant activation checkpointing (its forward runs under no_grad and is replayed in
@@ -152,10 +153,18 @@ class CodedSmoothingHook:
         self.penalties: list[torch.Tensor] = []
         self.passes = 0  # coded passes run since the hook was attached
         self._labels: torch.Tensor | None = None  # set by `scored_against`
+        self._versions: tuple[int, ...] | None = None  # the hooked parameters' versions at the first waiting penalty
+        self._popped_without_forward = False  # pop_penalty returned a penalty and no forward ran since
+        self.last_penalty: torch.Tensor | None = None  # what the last pop_penalty returned (detached): for logging
         self._handle = self.module.register_forward_hook(self._on_forward, with_kwargs=True)
 
+    _detached = False  # True on the copy a deepcopy of the hooked model makes (`__deepcopy__`)
+
     def _on_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        if self._detached:
+            return
         self._forward_seen = True
+        self._popped_without_forward = False
         if not module.training or not torch.is_grad_enabled() or in_coded_pass() or self.regularizer.weight == 0:
             return
         if self.max_passes_per_step is not None and len(self.penalties) >= self.max_passes_per_step:
@@ -166,7 +175,12 @@ class CodedSmoothingHook:
                 f"returns a tensor; {type(module).__name__} does not; hook a submodule that does"
             )
         if not args[0].requires_grad and not any(p.requires_grad for p in module.parameters()):
-            return  # no gradient can flow (e.g. a momentum copy made with copy.deepcopy): nothing to train
+            warn_once(  # no gradient can flow: the penalty would train nothing
+                f"coded-smoothing: the hooked submodule {self.submodule!r} ({type(module).__name__}) has no trainable "
+                "parameters and its input needs no gradient, so its penalty would train nothing and is skipped; hook a "
+                "trained submodule (DINO: the student's head, never the teacher's)"
+            )
+            return
         self._refuse_batch_aligned_extras(module, args, kwargs)
 
         def coded_fn(coded: torch.Tensor) -> torch.Tensor:
@@ -174,6 +188,8 @@ class CodedSmoothingHook:
                 result: torch.Tensor = module(coded, *args[1:], **kwargs)
                 return result
 
+        if not self.penalties and not torch.compiler.is_compiling():
+            self._versions = self._parameter_versions()
         freeze = frozen_batchnorm_stats(module) if self.regularizer.freeze_bn_stats else contextlib.nullcontext()
         with freeze:
             target = output if self._labels is None else self._labels
@@ -215,11 +231,38 @@ class CodedSmoothingHook:
                     f"{compiled}"
                 )
         if not self.penalties:
+            if self._popped_without_forward and self.module.training and self.regularizer.weight != 0:
+                warn_once(
+                    "coded-smoothing: pop_penalty() was called again before another forward, so it returns 0 and "
+                    "the second caller's loss has no penalty; read hook.last_penalty for logging and pop once a step"
+                )
             parameter = next(self.module.parameters(), None)
             return torch.zeros((), device=parameter.device if parameter is not None else None)
+        if self._versions is not None and self._parameter_versions() != self._versions:
+            self.penalties.clear()
+            raise RuntimeError(
+                "coded-smoothing: these penalties were computed before the last optimizer step (their graph is "
+                "gone): call hook.pop_penalty() after the step's forwards and add it to that step's loss, not "
+                "before the forwards"
+            )
         penalty = torch.stack(self.penalties).mean()
         self.penalties.clear()
+        self._versions = None  # the next forward records them afresh (not where a compiled graph runs it)
+        self.last_penalty = penalty.detach()
+        self._popped_without_forward = True
         return penalty
+
+    def _parameter_versions(self) -> tuple[int, ...]:
+        """In-place versions of the hooked submodule's trainable parameters: an optimizer step moves them."""
+        return tuple(p._version for p in self.module.parameters() if p.requires_grad)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CodedSmoothingHook:
+        """A deepcopy of a hooked model (an EMA teacher, `AveragedModel`) copies its forward hooks, and with
+        them this object: the copy is detached, so the copied model never runs a coded branch nor holds
+        penalties that nobody pops."""
+        detached: CodedSmoothingHook = object.__new__(CodedSmoothingHook)
+        detached._detached = True
+        return detached
 
     @staticmethod
     def suggest(model: nn.Module, example_input: Any) -> list[SubmoduleCandidate]:
