@@ -252,6 +252,24 @@ class CodedSmoothingHook:
         self._popped_without_forward = True
         return penalty
 
+    def regularize(self, loss: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+        """`loss` plus this step's penalty taken relative to it: scaled to `weight x (loss - floor)`, its
+        gradient direction kept. One weight then means a comparable strength in every method, whatever the
+        scale of its loss (an NT-Xent near 5, a Barlow Twins loss in the hundreds). `floor` is the lowest
+        value the loss can take: 0 for most, -1 for a negative cosine similarity (BYOL, SimSiam), whose value
+        passes through 0 on its way down. Pops the penalties as `pop_penalty` does (`last_penalty` keeps
+        the absolute one); a step without one adds nothing.
+
+        Example:
+            >>> loss = hook.regularize(criterion(model(x0), model(x1)))
+        """
+        penalty = self.pop_penalty()
+        size = penalty.detach()
+        scale = self.regularizer.weight * (loss.detach() - floor).abs()
+        # no host sync: where there is no penalty the factor is 0, and so is what is added
+        factor = torch.where(size != 0, scale / size.clamp_min(1e-30), 0.0)
+        return loss + penalty * factor
+
     def _parameter_versions(self) -> tuple[int, ...]:
         """In-place versions of the hooked submodule's trainable parameters: an optimizer step moves them."""
         return tuple(p._version for p in self.module.parameters() if p.requires_grad)

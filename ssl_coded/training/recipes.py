@@ -81,6 +81,7 @@ def validate(config: RecipeConfig) -> None:
         "coded.score": (config.coded.score, SCORES),
         "optim.name": (config.optim.name, OPTIMIZERS),
         "coded.target": (config.coded.target, CODED_TARGETS),
+        "coded.weighting": (config.coded.weighting, WEIGHTINGS),
         "inference.kind": (config.inference.kind, KINDS),
         "trainer.accelerator": (config.trainer.accelerator, ACCELERATORS),
     }
@@ -116,6 +117,8 @@ def validate(config: RecipeConfig) -> None:
         )
     check_data(config.data)  # last: the data layer's checks of its own section
 
+
+WEIGHTINGS = ("absolute", "loss")  # coded.weighting: the penalty as weight x score, or x |the method's loss|
 
 # the trainer.accelerator values a run can use (Lightning knows more, e.g. tpu, which fail deep inside it)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")

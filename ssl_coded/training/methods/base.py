@@ -2,7 +2,8 @@
 monitoring, divergence stop, reproducible resume, optimiser) and `SSLMethod` on it.
 
 Coded-smoothing is attached one way for every method: the public `CodedSmoothingHook` on the
-submodule the recipe's `coded.placement` names, in `setup`, and the step adds `pop_coded_penalty()`.
+submodule the recipe's `coded.placement` names, in `setup`, and the step adds its penalty with
+`with_coded_penalty(loss)` (weighted as `coded.weighting` says).
 
 A self-supervised method subclasses `SSLMethod`, builds its heads in `__init__`, names where its coded
 branch may sit in `placements`, and implements `ssl_step(images) -> (loss, features)`; the base adds the
@@ -67,6 +68,7 @@ class TrainedModel(pl.LightningModule):
     # a recipe may also give any dotted submodule name
     placements: ClassVar[dict[str, str]] = {}
     monitor: ClassVar[str] = "val_knn_top1"  # the validation metric that picks the best checkpoint
+    loss_floor: ClassVar[float] = 0.0  # the lowest value the method's loss can take (coded.weighting=loss)
 
     def __init__(
         self,
@@ -138,15 +140,22 @@ class TrainedModel(pl.LightningModule):
                 self, regularizer, self.coded_submodule(), max_passes_per_step=self.coded_passes()
             )
 
-    def pop_coded_penalty(self, batch_size: int) -> Tensor:
-        """The step's coded penalty (0 without the branch), logged with its decoding fidelity."""
+    def with_coded_penalty(self, loss: Tensor, batch_size: int) -> Tensor:
+        """`loss` plus the step's coded penalty (none without the branch), weighted as `coded.weighting`
+        says: `absolute` adds weight x score, `loss` weight x |loss| (`CodedSmoothingHook.regularize`). The
+        penalty added and its decoding fidelity are logged."""
         if self.coded_hook is None:
-            return torch.zeros((), device=self.device)
-        penalty = self.coded_hook.pop_penalty()
+            return loss
+        if self.config.coded.weighting == "loss":
+            total = self.coded_hook.regularize(loss, floor=self.loss_floor)
+            penalty = total - loss
+        else:
+            penalty = self.coded_hook.pop_penalty()
+            total = loss + penalty
         self.log("train_coded_penalty", penalty, prog_bar=True, batch_size=batch_size)
         for name, value in self.coded_hook.regularizer.last_fidelity.items():
             self.log(f"train_coded_{name}", value, batch_size=batch_size)
-        return penalty
+        return total
 
     # --- steps ----------------------------------------------------------------------------------
     def to_input(self, images: Tensor) -> Tensor:
@@ -290,11 +299,11 @@ class SSLMethod(TrainedModel):
         images, labels = batch
         loss, features = self.ssl_step(self.to_input(images))
         batch_size = len(labels)
-        penalty = self.pop_coded_penalty(batch_size)
-        cls_loss, cls_log = self.online_classifier.training_step((features.detach(), labels), batch_idx)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch_size)
+        total = self.with_coded_penalty(loss, batch_size)
+        cls_loss, cls_log = self.online_classifier.training_step((features.detach(), labels), batch_idx)
         self.log_dict(cls_log, batch_size=batch_size)
-        return loss + penalty + cls_loss
+        return total + cls_loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, labels = batch

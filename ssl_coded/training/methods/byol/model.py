@@ -25,6 +25,7 @@ class BYOL(SSLMethod):
     first view predicts the same mixture of the second view's targets (one more online pass per step).
     """
 
+    loss_floor: ClassVar[float] = -1.0  # a negative cosine similarity, averaged over the two views
     placements: ClassVar[dict[str, str]] = {
         "embedding": "projection_head",
         "input": "backbone",

@@ -20,6 +20,7 @@ class SimSiam(SSLMethod):
     "input" (the backbone runs on coded images) or "predictor".
     """
 
+    loss_floor: ClassVar[float] = -1.0  # a negative cosine similarity, averaged over the two views
     placements: ClassVar[dict[str, str]] = {
         "embedding": "projection_head",
         "input": "backbone",

@@ -89,7 +89,7 @@ class Supervised(TrainedModel):
             scored = self.coded_hook and self.scores_labels
             with self.coded_hook.scored_against(labels) if scored else nullcontext():
                 logits = self(x)  # with the hook: its coded pass too
-            loss = F.cross_entropy(logits, labels) + self.pop_coded_penalty(len(labels))
+            loss = self.with_coded_penalty(F.cross_entropy(logits, labels), len(labels))
             self.log("train_accuracy", (logits.argmax(1) == labels).float().mean(), batch_size=len(labels))
         self.log("train_loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
