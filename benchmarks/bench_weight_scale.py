@@ -2,7 +2,7 @@
 ratio of values and of gradient norms on the hooked parameters, with the weight taken as is (`absolute`,
 the penalty is weight x score) and relative to the main loss (`loss`: `hook.regularize(loss, floor)` scales
 the penalty to weight x (loss - floor), its gradient direction kept; floor -1 for BYOL's and SimSiam's
-negative cosine, 0 for the others).
+negative cosine, the teacher's entropy for DINO, 0 for the others).
 
 For each SSL method on the registry, its digits recipe with coded-smoothing on (default placement, weight
 0.5, batch 16), three seeds: the method trains 50 steps (AdamW, lr 1e-3) on loss + penalty; at steps 1 and
@@ -48,18 +48,19 @@ def measure(name: str, seed: int, steps: int, weighting: str, batch: int = 16) -
         images = splits.train.take(index)[0]
         loss, _ = method.ssl_step(method.to_input(images))
         if weighting == "loss":
-            total = hook.regularize(loss, floor=method.loss_floor)
+            total = hook.regularize(loss, floor=method.current_loss_floor())
             penalty = total - loss
         else:
             penalty = hook.pop_penalty()
             total = loss + penalty
         if step in (1, steps):
+            floor = float(method.current_loss_floor())
             grads = [torch.autograd.grad(v, hooked, retain_graph=True, allow_unused=True) for v in (loss, penalty)]
             norms = [torch.sqrt(sum((g.float() ** 2).sum() for g in gs if g is not None)) for gs in grads]
             out[step] = {
                 "loss": float(loss.detach()),
                 "penalty": float(penalty.detach()),
-                "value_ratio": float(penalty.detach()) / max(abs(float(loss.detach()) - method.loss_floor), 1e-12),
+                "value_ratio": float(penalty.detach()) / max(abs(float(loss.detach()) - floor), 1e-12),
                 "grad_ratio": float(norms[1] / max(float(norms[0]), 1e-12)),
             }
         optimizer.zero_grad()

@@ -252,13 +252,14 @@ class CodedSmoothingHook:
         self._popped_without_forward = True
         return penalty
 
-    def regularize(self, loss: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+    def regularize(self, loss: torch.Tensor, floor: float | torch.Tensor = 0.0) -> torch.Tensor:
         """`loss` plus this step's penalty taken relative to it: scaled to `weight x (loss - floor)`, its
         gradient direction kept. One weight then means a comparable strength in every method, whatever the
         scale of its loss (an NT-Xent near 5, a Barlow Twins loss in the hundreds). `floor` is the lowest
         value the loss can take: 0 for most, -1 for a negative cosine similarity (BYOL, SimSiam), whose value
-        passes through 0 on its way down. Pops the penalties as `pop_penalty` does (`last_penalty` keeps
-        the absolute one); a step without one adds nothing.
+        passes through 0 on its way down, the teacher's entropy for a cross-entropy against a teacher (DINO).
+        Pops the penalties as `pop_penalty` does (`last_penalty` keeps the absolute one); a step without one
+        adds nothing.
 
         Example:
             >>> loss = hook.regularize(criterion(model(x0), model(x1)))

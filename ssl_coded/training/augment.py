@@ -11,6 +11,8 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +44,18 @@ class BatchAugment(nn.Module):
         self.crop_scale, self.aspect = crop_scale, aspect
         self.horizontal_flip, self.brightness, self.contrast, self.noise = horizontal_flip, brightness, contrast, noise
 
+    @classmethod
+    def from_recipe(cls, augment: Any, crop_scale: Sequence[float] | None = None) -> BatchAugment:
+        """The recipe's `augment` section as a BatchAugment; `crop_scale` replaces its own (DINO's local crops)."""
+        scale = tuple(crop_scale if crop_scale is not None else augment.crop_scale)
+        return cls(scale, (3 / 4, 4 / 3), augment.horizontal_flip, augment.brightness, augment.contrast, augment.noise)
+
     def _uniform(self, n: int, low: float, high: float, like: Tensor) -> Tensor:
         return torch.empty(n, device=like.device, dtype=like.dtype).uniform_(low, high)
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, size: int | None = None) -> Tensor:
+        """Augmented views of a batch, at `size` x `size` pixels (None: the images' own size; a smaller size
+        makes DINO's and SwAV's local crops, sampled from the crop in one pass)."""
         n = images.shape[0]
         area = self._uniform(n, *self.crop_scale, images)
         log_aspect = self._uniform(n, math.log(self.aspect[0]), math.log(self.aspect[1]), images)
@@ -58,7 +68,8 @@ class BatchAugment(nn.Module):
         theta = torch.zeros(n, 2, 3, device=images.device, dtype=images.dtype)
         theta[:, 0, 0], theta[:, 0, 2] = scale_x * flip, shift_x
         theta[:, 1, 1], theta[:, 1, 2] = scale_y, shift_y
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        shape_out = list(images.shape) if size is None else [n, images.shape[1], size, size]
+        grid = F.affine_grid(theta, shape_out, align_corners=False)
         out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
         shape = (n,) + (1,) * (images.dim() - 1)

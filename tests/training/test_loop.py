@@ -138,7 +138,9 @@ def test_checkpoint_from_another_method_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", [f"{m}-digits" for m in ("simclr", "moco", "vicreg", "barlowtwins", "simsiam")])
+@pytest.mark.parametrize(
+    "recipe", [f"{m}-digits" for m in ("simclr", "moco", "vicreg", "barlowtwins", "simsiam", "dino")]
+)
 def test_two_process_ddp_on_cpu_trains(tmp_path, recipe):
     args = ["pretrain", recipe, *QUICK, f"out_dir={tmp_path}", "name=ddp", "coded.enabled=true"]
     args += ["coded.gather=true", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]

@@ -93,10 +93,7 @@ class TrainedModel(pl.LightningModule):
             vit_depth=model.vit_depth,
             vit_heads=model.vit_heads,
         )
-        a = config.augment
-        self.augment = BatchAugment(
-            tuple(a.crop_scale), (3 / 4, 4 / 3), a.horizontal_flip, a.brightness, a.contrast, a.noise
-        )
+        self.augment = BatchAugment.from_recipe(config.augment)
         # saved in checkpoints, so that a checkpoint alone says how its inputs were normalised
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
@@ -140,6 +137,10 @@ class TrainedModel(pl.LightningModule):
                 self, regularizer, self.coded_submodule(), max_passes_per_step=self.coded_passes()
             )
 
+    def current_loss_floor(self) -> float | Tensor:
+        """The lowest value this step's loss could take (`loss_floor`; DINO's moves with its teacher)."""
+        return self.loss_floor
+
     def with_coded_penalty(self, loss: Tensor, batch_size: int) -> Tensor:
         """`loss` plus the step's coded penalty (none without the branch), weighted as `coded.weighting`
         says: `absolute` adds weight x score, `loss` weight x |loss| (`CodedSmoothingHook.regularize`). The
@@ -147,7 +148,7 @@ class TrainedModel(pl.LightningModule):
         if self.coded_hook is None:
             return loss
         if self.config.coded.weighting == "loss":
-            total = self.coded_hook.regularize(loss, floor=self.loss_floor)
+            total = self.coded_hook.regularize(loss, floor=self.current_loss_floor())
             penalty = total - loss
         else:
             penalty = self.coded_hook.pop_penalty()

@@ -20,6 +20,7 @@ METHODS: dict[str, str] = {  # name -> package
     "vicreg": "vicreg",
     "barlowtwins": "barlowtwins",
     "simsiam": "simsiam",
+    "dino": "dino",
 }
 DEFAULT_METHOD = "simclr"  # a recipe without method.name
 

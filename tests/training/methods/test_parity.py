@@ -10,9 +10,10 @@ import copy
 
 import pytest
 import torch
-from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
+from lightly.loss import BarlowTwinsLoss, DINOLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
 from lightly.models.modules import (
     BarlowTwinsProjectionHead,
+    DINOProjectionHead,
     MoCoProjectionHead,
     SimSiamPredictionHead,
     SimSiamProjectionHead,
@@ -117,6 +118,46 @@ def backbone_of(method) -> nn.Module:
     return backbone
 
 
+class DINOExample(nn.Module):  # examples/pytorch/dino.py
+    def __init__(self, backbone, m):
+        super().__init__()
+        head = (backbone.out_dim, m.hidden_dim, m.bottleneck_dim, m.output_dim)
+        self.student_backbone = backbone
+        self.student_head = DINOProjectionHead(*head, freeze_last_layer=m.freeze_last_layer)
+        self.teacher_backbone = copy.deepcopy(backbone)
+        self.teacher_head = DINOProjectionHead(*head)
+        deactivate_requires_grad(self.teacher_backbone)
+        deactivate_requires_grad(self.teacher_head)
+
+    def forward(self, x):
+        return self.student_head(self.student_backbone(x).flatten(start_dim=1))
+
+    def forward_teacher(self, x):
+        return self.teacher_head(self.teacher_backbone(x).flatten(start_dim=1))
+
+
+def dino_example(method):
+    m = method.config.method
+    model = DINOExample(backbone_of(method), m)
+    for mine, theirs in (("student_head", "student_head"), ("teacher_backbone", "teacher_backbone"),
+                         ("teacher_head", "teacher_head")):  # fmt: skip
+        getattr(model, theirs).load_state_dict(getattr(method, mine).state_dict())
+    criterion = DINOLoss(output_dim=m.output_dim, warmup_teacher_temp_epochs=m.warmup_teacher_temperature_epochs)
+
+    def loss(x):
+        update_momentum(model.student_backbone, model.teacher_backbone, m=m.momentum_start)
+        update_momentum(model.student_head, model.teacher_head, m=m.momentum_start)
+        views = [x, x]  # the global crops (augmentation off); no local crops
+        teacher_out = [model.forward_teacher(view) for view in views[:2]]
+        student_out = [model.forward(view) for view in views]
+        return criterion(teacher_out, student_out, epoch=0)
+
+    def after_backward():
+        model.student_head.cancel_last_layer_gradients(current_epoch=0)
+
+    return model, loss, after_backward
+
+
 EXAMPLES = {
     "moco": moco_example,
     "vicreg": two_view_example(
@@ -131,22 +172,25 @@ EXAMPLES = {
         lambda md: BarlowTwinsLoss(lambda_param=md.config.method.lambda_param),
     ),
     "simsiam": simsiam_example,
+    "dino": dino_example,
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_the_first_steps_give_the_losses_of_lightlys_example_loop(name):
     method, x = method_and_batch(name)
-    example, example_loss = EXAMPLES[name](method)
+    example, example_loss, *after = EXAMPLES[name](method)
     ours = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=LR)
     theirs = torch.optim.SGD([p for p in example.parameters() if p.requires_grad], lr=LR)
     for step in range(STEPS):
         loss, _ = method.ssl_step(x)
         reference = example_loss(x)
         torch.testing.assert_close(loss, reference, msg=lambda text, step=step: f"step {step + 1}: {text}")
-        for optimizer, value in ((ours, loss), (theirs, reference)):
+        for optimizer, value, after_backward in ((ours, loss, method.on_after_backward),
+                                                 (theirs, reference, after[0] if after else lambda: None)):  # fmt: skip
             optimizer.zero_grad()
             value.backward()
+            after_backward()  # DINO: the head's last layer frozen in the first epoch, as lightly's loop does
             optimizer.step()
 
 
@@ -159,3 +203,15 @@ def test_mocos_queue_travels_in_the_checkpoint():
     fresh.on_load_checkpoint(checkpoint)
     bank, restored = method.criterion.memory_bank, fresh.criterion.memory_bank
     assert torch.equal(restored.bank, bank.bank) and int(restored.bank_ptr) == int(bank.bank_ptr) == 32
+
+
+def test_dinos_student_sees_local_crops_at_their_own_size_and_the_teacher_global_ones_only():
+    config = load_config("dino-digits", ["method.num_local_crops=3", "method.local_crop_size=4", "data.max_train=64"])
+    torch.manual_seed(0)
+    method = build_method(config, load_splits(config.data))
+    sizes = {"student": [], "teacher": []}
+    method.backbone.register_forward_hook(lambda m, args, out: sizes["student"].append(args[0].shape[-1]))
+    method.teacher_backbone.register_forward_hook(lambda m, args, out: sizes["teacher"].append(args[0].shape[-1]))
+    images = load_splits(config.data).train.images[:16]
+    loss, _ = method.ssl_step(method.to_input(images))
+    assert sizes == {"student": [8, 8, 4, 4, 4], "teacher": [8, 8]} and torch.isfinite(loss)

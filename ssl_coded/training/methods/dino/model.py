@@ -1,0 +1,94 @@
+"""DINO from lightly's projection head (with its last-layer freeze), loss (centring, teacher temperature
+warm-up) and momentum utilities, as lightly's example loop (`examples/pytorch/dino.py`) composes them;
+multi-crop from the batched augmentation (local crops sampled at their own size in one pass)."""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+from lightly.loss import DINOLoss
+from lightly.models.modules import DINOProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from torch import Tensor
+
+from ssl_coded.training.augment import BatchAugment
+from ssl_coded.training.methods.base import SSLMethod
+
+
+class DINO(SSLMethod):
+    """A student (backbone + head) matches, on every crop, an EMA teacher's centred, sharpened output on
+    the two global crops. Local crops (`method.num_local_crops`) need a backbone that takes any image
+    size (the CNNs; not the ViT, whose position embeddings fix it).
+
+    Coded branch placements: "embedding" (default; the student's head runs on coded backbone features of
+    the first global crop) or "input". The teacher is a copy made before the hook, run under no_grad:
+    never coded (hook `student_head`, never `teacher_head`).
+    """
+
+    placements: ClassVar[dict[str, str]] = {"embedding": "student_head", "input": "backbone"}
+
+    def __init__(self, config, **data) -> None:
+        super().__init__(config, **data)
+        m = config.method
+        if m.num_local_crops and config.model.backbone == "vit":
+            raise ValueError(
+                "method.num_local_crops needs a backbone that takes any image size; with model.backbone=vit set it to 0"
+            )
+        head = (self.feature_dim, m.hidden_dim, m.bottleneck_dim, m.output_dim)
+        self.student_head = DINOProjectionHead(*head, freeze_last_layer=m.freeze_last_layer)
+        self.teacher_backbone = copy.deepcopy(self.backbone)
+        self.teacher_head = DINOProjectionHead(*head)
+        deactivate_requires_grad(self.teacher_backbone)
+        deactivate_requires_grad(self.teacher_head)
+        self.criterion = DINOLoss(
+            output_dim=m.output_dim,
+            warmup_teacher_temp=m.warmup_teacher_temperature,
+            teacher_temp=m.teacher_temperature,
+            warmup_teacher_temp_epochs=m.warmup_teacher_temperature_epochs,
+            student_temp=m.student_temperature,
+            center_momentum=m.center_momentum,
+        )
+        self.local_augment = BatchAugment.from_recipe(config.augment, crop_scale=m.local_crop_scale)
+        self.local_size = m.local_crop_size or max(1, round(data["image_size"] * 3 / 7))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.student_head(self.backbone(x))
+
+    @torch.no_grad()
+    def forward_teacher(self, x: Tensor) -> Tensor:
+        return self.teacher_head(self.teacher_backbone(x))
+
+    def local_view(self, images: Tensor) -> Tensor:
+        return self.formatted(self.local_augment(images, size=self.local_size))
+
+    def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        m = self.config.method
+        momentum = self.ema_momentum()
+        update_momentum(self.backbone, self.teacher_backbone, m=momentum)
+        update_momentum(self.student_head, self.teacher_head, m=momentum)
+        global_views = [self.view(images), self.view(images)]
+        local_views = [self.local_view(images) for _ in range(m.num_local_crops)]
+        teacher_out = [self.forward_teacher(view) for view in global_views]
+        features = self.backbone(global_views[0])
+        student_out = [self.student_head(features)] + [self.forward(v) for v in global_views[1:] + local_views]
+        self._floor = self.teacher_entropy(teacher_out)  # before the loss moves its centre
+        return self.criterion(teacher_out, student_out, epoch=self.current_epoch), features
+
+    @torch.no_grad()
+    def teacher_entropy(self, teacher_out: list[Tensor]) -> Tensor:
+        """The mean entropy of the teacher's centred, sharpened distributions: the lowest value the loss (a
+        cross-entropy against them) can take, which `coded.weighting=loss` measures the penalty from."""
+        c = self.criterion
+        epoch = self.current_epoch
+        temperature = c.teacher_temp_schedule[epoch] if epoch < c.warmup_teacher_temp_epochs else c.teacher_temp
+        log_p = torch.log_softmax((torch.stack(teacher_out) - c.center) / temperature, dim=-1)
+        return -(log_p.exp() * log_p).sum(-1).mean()
+
+    def current_loss_floor(self) -> Tensor:
+        return self._floor
+
+    def on_after_backward(self) -> None:
+        # as lightly's loop: the head's last layer learns only after method.freeze_last_layer epochs
+        self.student_head.cancel_last_layer_gradients(current_epoch=self.current_epoch)
