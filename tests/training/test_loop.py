@@ -17,6 +17,7 @@ from tests.data.test_datasets import make_image_folder
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=256"]
 QUICK += ["trainer.log_every_n_steps=1"]
+DDP_METHODS = ("simclr", "moco", "vicreg", "barlowtwins", "simsiam", "dino", "swav")
 
 
 def recipe_overrides(name, tmp_path, request):
@@ -141,7 +142,7 @@ def test_checkpoint_from_another_method_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "recipe", [f"{m}-digits" for m in ("simclr", "moco", "vicreg", "barlowtwins", "simsiam", "dino")]
 )
-def test_two_process_ddp_on_cpu_trains(tmp_path, recipe):
+def test_two_process_ddp_on_cpu_trains(tmp_path, recipe):  # the methods with their own code under DDP
     args = ["pretrain", recipe, *QUICK, f"out_dir={tmp_path}", "name=ddp", "coded.enabled=true"]
     args += ["coded.gather=true", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
     result = run_cli(*args, cwd=tmp_path)

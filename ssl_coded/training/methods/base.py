@@ -337,3 +337,25 @@ class TwoViewMethod(SSLMethod):
         h0, h1 = self.backbone(self.view(images)), self.backbone(self.view(images))
         z0 = self.projection_head(h0)  # first: the coded hook (one pass per step) codes the first view
         return self.criterion(z0, self.projection_head(h1)), h0
+
+
+class MultiCropMethod(SSLMethod):
+    """A method that also trains on `method.num_local_crops` small crops (DINO, SwAV): sampled from
+    `method.local_crop_scale` of the image at `method.local_crop_size` pixels, in the same batched pass as
+    the global views. Local crops need a backbone that takes any image size (the CNNs, not the ViT)."""
+
+    def __init__(self, config: RecipeConfig, **data: Any) -> None:
+        super().__init__(config, **data)
+        m = config.method
+        if m.num_local_crops and config.model.backbone == "vit":
+            raise ValueError(
+                "method.num_local_crops needs a backbone that takes any image size; with model.backbone=vit set it to 0"
+            )
+        self.local_augment = BatchAugment.from_recipe(config.augment, crop_scale=m.local_crop_scale)
+        self.local_size = m.local_crop_size or max(1, round(data["image_size"] * 3 / 7))
+
+    def local_views(self, images: Tensor) -> list[Tensor]:
+        return [
+            self.formatted(self.local_augment(images, size=self.local_size))
+            for _ in range(self.config.method.num_local_crops)
+        ]

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ssl_coded.errors import ConfigError
@@ -84,3 +84,22 @@ class MomentumConfig(MethodConfig):
     momentum_end: float = 1.0
 
     INTERVALS: ClassVar[dict[str, tuple[float, float]]] = {"momentum_start": (0, 1), "momentum_end": (0, 1)}
+
+
+@dataclass
+class MultiCropConfig(MethodConfig):
+    """Multi-crop (DINO, SwAV): small crops the student alone sees, beside the two global ones."""
+
+    num_local_crops: int = 0  # 0: the two global crops only
+    local_crop_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    local_crop_size: int = 0  # pixels (0: 3/7 of the image, as 96 of 224)
+
+    BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {"num_local_crops": (0, True), "local_crop_size": (0, True)}
+
+    def check(self) -> None:
+        super().check()
+        low, high = [*self.local_crop_scale, 0, 0][:2]
+        if len(self.local_crop_scale) != 2 or not 0 < low <= high <= 1:
+            raise ConfigError(
+                f"method.local_crop_scale={self.local_crop_scale} must be [low, high] with 0 < low <= high <= 1"
+            )

@@ -21,6 +21,7 @@ METHODS: dict[str, str] = {  # name -> package
     "barlowtwins": "barlowtwins",
     "simsiam": "simsiam",
     "dino": "dino",
+    "swav": "swav",
 }
 DEFAULT_METHOD = "simclr"  # a recipe without method.name
 

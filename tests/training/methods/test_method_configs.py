@@ -41,7 +41,7 @@ def test_every_method_declares_a_config_and_a_model_by_its_name(name):
 
 
 def test_changing_the_method_by_override_retypes_its_section():
-    with pytest.raises(ConfigError, match=r"method\.temperature is not a key of byol \(a key of simclr, moco\)"):
+    with pytest.raises(ConfigError, match=r"method\.temperature is not a key of byol \(a key of simclr, [^)]*\)"):
         load_config("simclr-digits", ["method.name=byol"])  # the recipe's temperature would be silently unused
     with pytest.raises(ConfigError, match=r"method\.regularizer is not a key of simclr"):  # the recipe's own keys
         load_config("supervised-digits", ["method.name=simclr"])

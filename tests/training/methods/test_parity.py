@@ -10,13 +10,15 @@ import copy
 
 import pytest
 import torch
-from lightly.loss import BarlowTwinsLoss, DINOLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
+from lightly.loss import BarlowTwinsLoss, DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss, VICRegLoss
 from lightly.models.modules import (
     BarlowTwinsProjectionHead,
     DINOProjectionHead,
     MoCoProjectionHead,
     SimSiamPredictionHead,
     SimSiamProjectionHead,
+    SwaVProjectionHead,
+    SwaVPrototypes,
 )
 from lightly.models.modules.heads import VICRegProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
@@ -158,6 +160,33 @@ def dino_example(method):
     return model, loss, after_backward
 
 
+class SwaVExample(nn.Module):  # examples/pytorch/swav.py
+    def __init__(self, backbone, m):
+        super().__init__()
+        self.backbone = backbone
+        self.projection_head = SwaVProjectionHead(backbone.out_dim, m.hidden_dim, m.projection_dim)
+        self.prototypes = SwaVPrototypes(m.projection_dim, n_prototypes=m.prototypes)
+
+    def forward(self, x):
+        x = self.projection_head(self.backbone(x).flatten(start_dim=1))
+        return self.prototypes(nn.functional.normalize(x, dim=1, p=2))
+
+
+def swav_example(method):
+    m = method.config.method
+    model = SwaVExample(backbone_of(method), m)
+    model.projection_head.load_state_dict(method.projection_head.state_dict())
+    model.prototypes.load_state_dict(method.prototypes.state_dict())
+    criterion = SwaVLoss()
+
+    def loss(x):
+        model.prototypes.normalize()
+        multi_crop_features = [model(view) for view in (x, x)]  # two global crops, no local ones
+        return criterion(multi_crop_features[:2], multi_crop_features[2:])
+
+    return model, loss
+
+
 EXAMPLES = {
     "moco": moco_example,
     "vicreg": two_view_example(
@@ -173,6 +202,7 @@ EXAMPLES = {
     ),
     "simsiam": simsiam_example,
     "dino": dino_example,
+    "swav": swav_example,
 }  # fmt: skip
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
-from ssl_coded.errors import ConfigError
-from ssl_coded.training.methods.config import MomentumConfig
+from ssl_coded.training.methods.config import MomentumConfig, MultiCropConfig
 
 
 @dataclass
-class DINOConfig(MomentumConfig):
+class DINOConfig(MultiCropConfig, MomentumConfig):
     name: str = "dino"
     hidden_dim: int = 512  # the head's MLP (lightly's example: 512, bottleneck 64, 2048 prototypes)
     bottleneck_dim: int = 64
@@ -22,11 +21,9 @@ class DINOConfig(MomentumConfig):
     warmup_teacher_temperature_epochs: int = 30
     center_momentum: float = 0.9
     momentum_start: float = 0.996  # the teacher's EMA, cosine to momentum_end
-    num_local_crops: int = 0  # small crops the student alone sees (0: the two global crops only)
-    local_crop_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
-    local_crop_size: int = 0  # pixels (0: 3/7 of the image, as 96 of 224)
 
     BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {
+        **MultiCropConfig.BOUNDS,
         "hidden_dim": (1, True),
         "bottleneck_dim": (1, True),
         "output_dim": (1, True),
@@ -35,21 +32,11 @@ class DINOConfig(MomentumConfig):
         "teacher_temperature": (0, False),
         "warmup_teacher_temperature": (0, False),
         "warmup_teacher_temperature_epochs": (0, True),
-        "num_local_crops": (0, True),
-        "local_crop_size": (0, True),
     }
     INTERVALS: ClassVar[dict[str, tuple[float, float]]] = {
         **MomentumConfig.INTERVALS,
         "center_momentum": (0, 1),
     }
-
-    def check(self) -> None:
-        super().check()
-        low, high = [*self.local_crop_scale, 0, 0][:2]
-        if len(self.local_crop_scale) != 2 or not 0 < low <= high <= 1:
-            raise ConfigError(
-                f"method.local_crop_scale={self.local_crop_scale} must be [low, high] with 0 < low <= high <= 1"
-            )
 
 
 CONFIG = DINOConfig

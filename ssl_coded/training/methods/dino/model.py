@@ -13,11 +13,10 @@ from lightly.models.modules import DINOProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor
 
-from ssl_coded.training.augment import BatchAugment
-from ssl_coded.training.methods.base import SSLMethod
+from ssl_coded.training.methods.base import MultiCropMethod
 
 
-class DINO(SSLMethod):
+class DINO(MultiCropMethod):
     """A student (backbone + head) matches, on every crop, an EMA teacher's centred, sharpened output on
     the two global crops. Local crops (`method.num_local_crops`) need a backbone that takes any image
     size (the CNNs; not the ViT, whose position embeddings fix it).
@@ -32,10 +31,6 @@ class DINO(SSLMethod):
     def __init__(self, config, **data) -> None:
         super().__init__(config, **data)
         m = config.method
-        if m.num_local_crops and config.model.backbone == "vit":
-            raise ValueError(
-                "method.num_local_crops needs a backbone that takes any image size; with model.backbone=vit set it to 0"
-            )
         head = (self.feature_dim, m.hidden_dim, m.bottleneck_dim, m.output_dim)
         self.student_head = DINOProjectionHead(*head, freeze_last_layer=m.freeze_last_layer)
         self.teacher_backbone = copy.deepcopy(self.backbone)
@@ -50,8 +45,6 @@ class DINO(SSLMethod):
             student_temp=m.student_temperature,
             center_momentum=m.center_momentum,
         )
-        self.local_augment = BatchAugment.from_recipe(config.augment, crop_scale=m.local_crop_scale)
-        self.local_size = m.local_crop_size or max(1, round(data["image_size"] * 3 / 7))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.student_head(self.backbone(x))
@@ -60,16 +53,12 @@ class DINO(SSLMethod):
     def forward_teacher(self, x: Tensor) -> Tensor:
         return self.teacher_head(self.teacher_backbone(x))
 
-    def local_view(self, images: Tensor) -> Tensor:
-        return self.formatted(self.local_augment(images, size=self.local_size))
-
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        m = self.config.method
         momentum = self.ema_momentum()
         update_momentum(self.backbone, self.teacher_backbone, m=momentum)
         update_momentum(self.student_head, self.teacher_head, m=momentum)
         global_views = [self.view(images), self.view(images)]
-        local_views = [self.local_view(images) for _ in range(m.num_local_crops)]
+        local_views = self.local_views(images)
         teacher_out = [self.forward_teacher(view) for view in global_views]
         features = self.backbone(global_views[0])
         student_out = [self.student_head(features)] + [self.forward(v) for v in global_views[1:] + local_views]
