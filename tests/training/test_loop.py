@@ -20,6 +20,15 @@ QUICK += ["trainer.log_every_n_steps=1"]
 DDP_METHODS = ("simclr", "moco", "vicreg", "barlowtwins", "simsiam", "dino", "swav")
 
 
+def small_heads(name):
+    """A GPU recipe's heads and local crops cut to the tiny folder's 32 pixels: its keys and structure are what
+    the smoke run checks; 8192-wide expanders and 96-pixel local crops would only make it slow."""
+    method = load_config(name).method
+    sizes = {"projection_dim": 256, "hidden_dim": 256, "output_dim": 256, "bottleneck_dim": 64, "prototypes": 64}
+    cut = [f"method.{key}={value}" for key, value in sizes.items() if getattr(method, key, 0) > value]
+    return cut + (["method.local_crop_size=14"] if getattr(method, "local_crop_size", 0) else [])
+
+
 def recipe_overrides(name, tmp_path, request):
     coded = "method.regularizer=coded" if name.startswith("supervised") else "coded.enabled=true"
     overrides = [*QUICK, f"out_dir={tmp_path}", coded, "trainer.accelerator=cpu"]
@@ -31,6 +40,7 @@ def recipe_overrides(name, tmp_path, request):
         overrides += ["data.name=imagefolder", f"data.root={root}", "data.image_size=32", "data.num_workers=0"]
         overrides += ["trainer.precision=32-true", "data.val_fraction=0.1", "eval.bank_size=64"]
         overrides += ["model.backbone=resnet18_cifar"] if "cifar10" in name else []
+        overrides += small_heads(name)
     return overrides
 
 
