@@ -233,6 +233,31 @@ def lightly_loops(name):
     }[name]()
 
 
+def lightly_dino():
+    """lightly's DINO example (`examples/pytorch/dino.py`): student and teacher heads, the teacher frozen."""
+    import copy
+
+    from lightly.models.modules import DINOProjectionHead
+    from lightly.models.utils import deactivate_requires_grad
+
+    from tests.core.test_hook_loops import tiny_backbone
+
+    class DINO(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.student_backbone = tiny_backbone()
+            self.student_head = DINOProjectionHead(8, 16, 8, 32, freeze_last_layer=1)
+            self.teacher_backbone = copy.deepcopy(self.student_backbone)
+            self.teacher_head = DINOProjectionHead(8, 16, 8, 32)
+            deactivate_requires_grad(self.teacher_backbone)
+            deactivate_requires_grad(self.teacher_head)
+
+        def forward(self, x):
+            return self.student_head(self.student_backbone(x).flatten(start_dim=1))
+
+    return DINO(), torch.rand(6, 3, 8, 8)
+
+
 def timm_vit():
     vision_transformer = pytest.importorskip("timm.models.vision_transformer")
     return vision_transformer.VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2)
@@ -247,6 +272,7 @@ def small_resnet():
 BUILDERS = {
     "projection_head": functools.partial(lightly_loops, "projection_head"),
     "prediction_head": functools.partial(lightly_loops, "prediction_head"),
+    "student_head": lightly_dino,
     "backbone.7": lightly_examples_resnet,
     "backbone.vit.encoder.layers": functools.partial(lightly_loops, "backbone.vit.encoder.layers"),
     "backbone.vit.blocks": functools.partial(lightly_loops, "backbone.vit.blocks"),
