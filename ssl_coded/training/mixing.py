@@ -7,7 +7,10 @@
 - i-Mix (Lee et al. 2021): a self-supervised method learns to tell the instances of a batch apart;
   i-Mix mixes the inputs of one view and asks the model to find both instances in the other view, in
   proportion to the mixing weight (the instances are the virtual labels). SimCLR's form is a soft
-  cross-entropy over the other view's embeddings; BYOL's regresses the mixture of the two targets.
+  cross-entropy over the other view's embeddings (MoCo's also over its queue of negatives); BYOL's
+  regresses the mixture of the two targets. Methods without instance labels (VICReg, Barlow Twins) take
+  the same reading as a mixture of losses: their own loss against each partner, weighted (Un-Mix, Shen
+  et al. 2022, which reduces to i-Mix's soft cross-entropy for a contrastive loss).
   This is i-Mix-style rather than the paper's recipe: its loss is added to the method's own (weighted
   by `method.mixing_weight`) instead of replacing it, one weight is drawn per batch, and only the first
   view is mixed (BYOL: one direction), so the control costs one more pass per step.
@@ -18,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -85,21 +88,42 @@ def manifold_mixup_loss(model: nn.Module, x: Tensor, labels: Tensor, layers: Seq
     return mixed_cross_entropy(logits, labels, weight, perm)
 
 
-def imix_contrastive_loss(mixed: Tensor, other: Tensor, weight: float, perm: Tensor, temperature: float) -> Tensor:
-    """i-Mix for SimCLR: embeddings of mixed first views against the second views of all instances.
+def imix_contrastive_loss(
+    mixed: Tensor, other: Tensor, weight: float, perm: Tensor, temperature: float, negatives: Tensor | None = None
+) -> Tensor:
+    """i-Mix for SimCLR and MoCo: embeddings of mixed first views against the second views of all instances.
 
     Args:
         mixed: (n, d) projections of `mix(view0, weight, perm)`.
-        other: (n, d) projections of view1 (the same instances, unmixed).
+        other: (n, d) projections (MoCo: momentum keys) of view1 (the same instances, unmixed).
         weight, perm: the mixing weight and permutation used for `mixed`.
         temperature: the contrastive temperature.
+        negatives: (k, d) further keys that are no instance of the batch (MoCo's queue), or None.
 
     Returns:
         Soft-target cross-entropy: instance i carries weight, instance perm[i] carries 1 - weight.
     """
-    logits = F.normalize(mixed, dim=1) @ F.normalize(other, dim=1).T / temperature
+    keys = other if negatives is None else torch.cat([other, negatives.to(other.dtype)])
+    logits = F.normalize(mixed, dim=1) @ F.normalize(keys, dim=1).T / temperature
     instances = torch.arange(len(mixed), device=mixed.device)  # the virtual labels: instance perm[i] is i's partner
     return mixed_cross_entropy(logits, instances, weight, perm)
+
+
+def imix_partner_loss(
+    criterion: Callable[[Tensor, Tensor], Tensor], mixed: Tensor, other: Tensor, weight: float, perm: Tensor
+) -> Tensor:
+    """i-Mix for a method without instance labels (VICReg, Barlow Twins): its loss against both partners.
+
+    Args:
+        criterion: the method's loss of two aligned (n, d) embeddings.
+        mixed: (n, d) projections of `mix(view0, weight, perm)`.
+        other: (n, d) projections of view1.
+        weight, perm: as for the mixed view.
+
+    Returns:
+        weight x criterion(mixed, other) + (1 - weight) x criterion(mixed, other[perm]).
+    """
+    return weight * criterion(mixed, other) + (1 - weight) * criterion(mixed, other[perm])
 
 
 def imix_regression_loss(prediction: Tensor, target: Tensor, weight: float, perm: Tensor) -> Tensor:

@@ -3,11 +3,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from lightly.loss import NTXentLoss
 from torch import nn
 
 from ssl_coded.training.mixing import (
     check_layers,
     imix_contrastive_loss,
+    imix_partner_loss,
     imix_regression_loss,
     manifold_mixup_loss,
 )
@@ -80,6 +82,47 @@ def test_imix_contrastive_loss_is_the_soft_cross_entropy_of_a_loop():
         log_norm = math.log(sum(math.exp(s) for s in scores))
         total -= weight * (scores[i] - log_norm) + (1 - weight) * (scores[int(perm[i])] - log_norm)
     assert math.isclose(imix_contrastive_loss(mixed, other, weight, perm, temperature).item(), total / 5, rel_tol=1e-5)
+
+
+def test_imix_contrastive_loss_of_one_instance_is_lightlys_moco_loss():
+    # i-Mix's MoCo form adds the batch's other keys to MoCo's negatives; with one instance there are none
+    torch.manual_seed(5)
+    query, key, queue = torch.randn(1, 4), torch.randn(1, 4), F.normalize(torch.randn(10, 4), dim=1)
+    moco = NTXentLoss(temperature=0.2, memory_bank_size=(10, 4))
+    moco.memory_bank.bank.copy_(queue)  # lightly keeps (size, dim)
+    expected = moco(query, key)
+    torch.testing.assert_close(
+        imix_contrastive_loss(query, key, 1.0, torch.zeros(1, dtype=torch.long), 0.2, queue), expected
+    )
+
+
+def test_imix_contrastive_loss_with_a_queue_is_the_soft_cross_entropy_of_a_loop():
+    torch.manual_seed(6)
+    mixed, keys, queue = torch.randn(4, 3), torch.randn(4, 3), torch.randn(5, 3)
+    perm, weight, temperature = torch.tensor([3, 2, 1, 0]), 0.6, 0.5
+    candidates = [*keys, *queue]
+    total = 0.0
+    for i in range(4):
+        scores = [F.cosine_similarity(mixed[i], c, dim=0).item() / temperature for c in candidates]
+        log_norm = math.log(sum(math.exp(s) for s in scores))
+        total -= weight * (scores[i] - log_norm) + (1 - weight) * (scores[int(perm[i])] - log_norm)
+    loss = imix_contrastive_loss(mixed, keys, weight, perm, temperature, negatives=queue)
+    assert math.isclose(loss.item(), total / 4, rel_tol=1e-5)
+
+
+def test_imix_partner_loss_weighs_the_loss_against_each_partner():
+    torch.manual_seed(7)
+    mixed, other = torch.randn(4, 3), torch.randn(4, 3)
+    perm, weight = torch.tensor([1, 2, 3, 0]), 0.25
+    squared = lambda a, b: ((a - b) ** 2).sum() / len(a)  # noqa: E731
+    expected = (
+        sum(
+            weight * ((mixed[i] - other[i]) ** 2).sum() + (1 - weight) * ((mixed[i] - other[int(perm[i])]) ** 2).sum()
+            for i in range(4)
+        )
+        / 4
+    )
+    torch.testing.assert_close(imix_partner_loss(squared, mixed, other, weight, perm), expected)
 
 
 def test_imix_regression_loss_targets_the_mixture_of_normalised_targets():

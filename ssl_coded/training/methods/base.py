@@ -31,6 +31,7 @@ from ssl_coded.search.knn import KnnBank
 from ssl_coded.training.augment import BatchAugment
 from ssl_coded.training.backbones import build_backbone
 from ssl_coded.training.config import CodedConfig, RecipeConfig
+from ssl_coded.training.mixing import imix_partner_loss, mix, mixing_weight
 
 
 class DivergenceError(ValueError):
@@ -320,7 +321,8 @@ class SSLMethod(TrainedModel):
 
 class TwoViewMethod(SSLMethod):
     """Two augmented views through the backbone and `projection_head`, scored by `self.criterion(z0, z1)`
-    (VICReg, Barlow Twins): a subclass builds the head and the criterion.
+    (VICReg, Barlow Twins): a subclass builds the head and the criterion. `method.mixing=imix` adds
+    i-Mix's loss in its mixture-of-losses form (`imix_partner_loss`; one more pass per step).
 
     Coded branch placements: "embedding" (default; the projection head runs on coded backbone features)
     or "input" (the backbone runs on coded images).
@@ -334,9 +336,17 @@ class TwoViewMethod(SSLMethod):
         return self.projection_head(self.backbone(x))
 
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        h0, h1 = self.backbone(self.view(images)), self.backbone(self.view(images))
+        view0, view1 = self.view(images), self.view(images)
+        h0, h1 = self.backbone(view0), self.backbone(view1)
         z0 = self.projection_head(h0)  # first: the coded hook (one pass per step) codes the first view
-        return self.criterion(z0, self.projection_head(h1)), h0
+        z1 = self.projection_head(h1)
+        loss = self.criterion(z0, z1)
+        if self.config.method.mixing == "imix":
+            m = self.config.method
+            weight, perm = mixing_weight(m.mixing_alpha), torch.randperm(len(images), device=z1.device)
+            mixed = self.forward(self.formatted(mix(view0, weight, perm)))
+            loss = self.with_mixing(loss, imix_partner_loss(self.criterion, mixed, z1, weight, perm), len(images))
+        return loss, h0
 
 
 class MultiCropMethod(SSLMethod):

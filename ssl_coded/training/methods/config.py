@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from ssl_coded.errors import ConfigError
 
-MIXINGS: tuple[str, ...] = ("none", "imix")  # method.mixing of simclr and byol: the SSL positive control
+MIXINGS: tuple[str, ...] = ("none", "imix")  # method.mixing of the two-view methods: the SSL positive control
 
 
 @dataclass

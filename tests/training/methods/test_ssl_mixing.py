@@ -59,9 +59,58 @@ def test_byol_imix_regresses_the_mixed_targets():
     torch.testing.assert_close(with_imix - without, 2.0 * extra, atol=1e-5, rtol=1e-4)
 
 
+def paired(recipe, *overrides):
+    """A method with the overrides and a plain copy of it (same weights), both on the momentum schedule."""
+    splits = load_splits(load_config(recipe, QUICK).data)
+    torch.manual_seed(0)
+    method = build_method(load_config(recipe, [*QUICK, *overrides]), splits)
+    plain = build_method(load_config(recipe, QUICK), splits)
+    plain.load_state_dict(method.state_dict())
+    method.log = lambda *args, **kwargs: None
+    schedule = type("Trainer", (), {"estimated_stepping_batches": 10, "global_step": 0})()
+    method._trainer = plain._trainer = schedule
+    return method, plain, method.to_input(splits.train.images[:16])
+
+
+def test_moco_imix_finds_both_instances_among_the_keys_and_the_queue():
+    method, plain, x = paired("moco-digits", "method.mixing=imix", "method.mixing_weight=0.5")
+    queue = torch.nn.functional.normalize(torch.randn(method.config.method.memory_bank_size, 64), dim=1)
+    for model in (method, plain):
+        model.criterion.memory_bank.bank.copy_(queue)  # a full queue: the negatives i-Mix must see
+    torch.manual_seed(4)
+    with_imix, _ = method.ssl_step(x)
+    torch.manual_seed(4)
+    without, _ = plain.ssl_step(x)
+    torch.manual_seed(4)  # the same draws by hand: query and key views, then the mixing
+    query_view, key_view = plain.view(x), plain.view(x)
+    weight = float(torch.distributions.Beta(1.0, 1.0).sample())
+    perm = torch.randperm(len(x))
+    mixed = method(weight * query_view + (1 - weight) * query_view[perm])
+    key = method.forward_momentum(key_view)
+    extra = imix_contrastive_loss(mixed, key, weight, perm, method.config.method.temperature, negatives=queue)
+    torch.testing.assert_close(with_imix - without, 0.5 * extra, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("recipe", ["vicreg-digits", "barlowtwins-digits"])
+def test_two_view_imix_adds_the_loss_against_both_partners(recipe):
+    method, plain, x = paired(recipe, "method.mixing=imix")
+    torch.manual_seed(4)
+    with_imix, _ = method.ssl_step(x)
+    torch.manual_seed(4)
+    without, _ = plain.ssl_step(x)
+    torch.manual_seed(4)
+    view0, view1 = plain.view(x), plain.view(x)
+    weight = float(torch.distributions.Beta(1.0, 1.0).sample())
+    perm = torch.randperm(len(x))
+    mixed, z1 = method(weight * view0 + (1 - weight) * view0[perm]), method(view1)
+    extra = weight * method.criterion(mixed, z1) + (1 - weight) * method.criterion(mixed, z1[perm])
+    torch.testing.assert_close(with_imix - without, extra, atol=1e-4, rtol=1e-4)
+
+
 def test_mixing_is_refused_where_it_has_no_meaning():
     with pytest.raises(
-        ConfigError, match=r"method\.mixing is not a key of mae \(a key of simclr, byol\); mae's keys: name, "
+        ConfigError,
+        match=r"method\.mixing is not a key of mae \(a key of simclr, byol, moco, vicreg, barlowtwins\); mae's keys: name, ",
     ):
         load_config("mae-digits", ["method.mixing=imix"])
     with pytest.raises(ConfigError, match=r"method\.mixing='cutmix' is not one of none, imix"):

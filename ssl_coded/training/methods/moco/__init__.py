@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ssl_coded.training.methods.config import MomentumConfig, ProjectionConfig
+from ssl_coded.training.methods.config import IMixConfig, MomentumConfig, ProjectionConfig
 
 
 @dataclass
-class MoCoConfig(MomentumConfig, ProjectionConfig):
+class MoCoConfig(IMixConfig, MomentumConfig, ProjectionConfig):
     name: str = "moco"
     temperature: float = 0.2  # InfoNCE's (MoCo v2: 0.2)
     memory_bank_size: int = 4096  # negative keys kept from earlier batches (the queue)
@@ -17,9 +17,11 @@ class MoCoConfig(MomentumConfig, ProjectionConfig):
 
     BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {
         **ProjectionConfig.BOUNDS,
+        **IMixConfig.BOUNDS,
         "temperature": (0, False),
         "memory_bank_size": (1, True),
     }
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = IMixConfig.CHOICES
 
 
 CONFIG = MoCoConfig

@@ -13,6 +13,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor
 
 from ssl_coded.training.methods.base import SSLMethod
+from ssl_coded.training.mixing import imix_contrastive_loss, mix, mixing_weight
 
 
 class MoCo(SSLMethod):
@@ -21,7 +22,9 @@ class MoCo(SSLMethod):
 
     Coded branch placements: "embedding" (default; the projection head runs on coded backbone features)
     or "input" (the online backbone runs on coded images). The momentum copies are made before the hook
-    is attached and run under no_grad: the coded branch never touches them.
+    is attached and run under no_grad: the coded branch never touches them. `method.mixing=imix` adds
+    i-Mix's loss (Lee et al. 2021, its MoCo form): a mixed query finds both instances' keys among the
+    batch's keys and the queue (one more online pass per step).
     """
 
     placements: ClassVar[dict[str, str]] = {"embedding": "projection_head", "input": "backbone"}
@@ -60,5 +63,21 @@ class MoCo(SSLMethod):
         update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
         query_view, key_view = self.view(images), self.view(images)
         features = self.backbone(query_view)
-        query = self.projection_head(features)
-        return self.criterion(query, self.forward_momentum(key_view)), features
+        query, key = self.projection_head(features), self.forward_momentum(key_view)
+        negatives = (
+            self.queued_keys() if self.config.method.mixing == "imix" else None
+        )  # before the loss adds this batch
+        loss = self.criterion(query, key)
+        if negatives is not None:
+            m = self.config.method
+            weight, perm = mixing_weight(m.mixing_alpha), torch.randperm(len(images), device=key.device)
+            mixed = self.forward(self.formatted(mix(query_view, weight, perm)))
+            loss = self.with_mixing(
+                loss, imix_contrastive_loss(mixed, key, weight, perm, m.temperature, negatives), len(images)
+            )
+        return loss, features
+
+    def queued_keys(self) -> Tensor:
+        """The (k, d) keys in the queue now: the negatives of this step's loss."""
+        # a copy: lightly's loss writes this batch's keys into the buffer in place; stored (size, dim)
+        return self.criterion.memory_bank.bank.detach().clone()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ssl_coded.training.methods.config import ProjectionConfig
+from ssl_coded.training.methods.config import IMixConfig, ProjectionConfig
 
 
 @dataclass
-class VICRegConfig(ProjectionConfig):
+class VICRegConfig(IMixConfig, ProjectionConfig):
     name: str = "vicreg"
     projection_dim: int = 2048
     hidden_dim: int = 2048
@@ -20,11 +20,14 @@ class VICRegConfig(ProjectionConfig):
 
     BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {
         **ProjectionConfig.BOUNDS,
+        **IMixConfig.BOUNDS,
         "projection_layers": (2, True),
         "invariance_weight": (0, True),
         "variance_weight": (0, True),
         "covariance_weight": (0, True),
     }
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = IMixConfig.CHOICES
 
 
 CONFIG = VICRegConfig
