@@ -110,7 +110,8 @@ def test_two_view_imix_adds_the_loss_against_both_partners(recipe):
 def test_mixing_is_refused_where_it_has_no_meaning():
     with pytest.raises(
         ConfigError,
-        match=r"method\.mixing is not a key of mae \(a key of simclr, byol, moco, vicreg, barlowtwins\); mae's keys: name, ",
+        match=r"method\.mixing is not a key of mae \(a key of simclr, byol, moco, vicreg, barlowtwins\); "
+        r"mae's keys: name, ",
     ):
         load_config("mae-digits", ["method.mixing=imix"])
     with pytest.raises(ConfigError, match=r"method\.mixing='cutmix' is not one of none, imix"):
