@@ -15,7 +15,7 @@ import difflib
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -109,6 +109,10 @@ class CodedSmoothingHook:
         submodule: dotted name of the submodule inside `model` ("" or None: model itself).
         max_passes_per_step: fire at most this many times between two `pop_penalty` calls
             (e.g. 1 for a two-view method that only codes the first view); None: every forward.
+        calls: which training forwards of a step are coded, by their index since the last `pop_penalty`
+            (0 is the first): `range(2)` codes the global crops of a multi-crop loop that runs them
+            first. None: every one (up to `max_passes_per_step`). Whatever the order, forwards inside
+            `with hook.paused():` are never coded and not counted.
 
     A copy of the model made with copy.deepcopy after the hook (an EMA teacher, torch's AveragedModel)
     does not carry the coded branch: only the model the hook was attached to is coded.
@@ -132,6 +136,7 @@ class CodedSmoothingHook:
         regularizer: CodedSmoothing,
         submodule: str | None = None,
         max_passes_per_step: int | None = None,
+        calls: Iterable[int] | None = None,
     ) -> None:
         try:
             self.module = model.get_submodule(submodule or "")
@@ -145,6 +150,9 @@ class CodedSmoothingHook:
             ) from None
         if max_passes_per_step is not None and max_passes_per_step < 1:
             raise ValueError(f"max_passes_per_step must be >= 1 or None, got {max_passes_per_step}")
+        self.calls = None if calls is None else frozenset(calls)
+        if self.calls is not None and (not self.calls or any(not isinstance(i, int) or i < 0 for i in self.calls)):
+            raise ValueError(f"calls must name forwards by index from 0 (e.g. range(2)), got {sorted(self.calls)}")
         self.regularizer = regularizer
         self.submodule = submodule or ""
         self.max_passes_per_step = max_passes_per_step
@@ -156,6 +164,8 @@ class CodedSmoothingHook:
         self._versions: tuple[int, ...] | None = None  # the hooked parameters' versions at the first waiting penalty
         self._popped_without_forward = False  # pop_penalty returned a penalty and no forward ran since
         self.last_penalty: torch.Tensor | None = None  # what the last pop_penalty returned (detached): for logging
+        self._step_calls = 0  # training forwards since the last pop_penalty, outside `paused` blocks
+        self._paused = False
         self._handle = self.module.register_forward_hook(self._on_forward, with_kwargs=True)
 
     _detached = False  # True on the copy a deepcopy of the hooked model makes (`__deepcopy__`)
@@ -166,6 +176,11 @@ class CodedSmoothingHook:
         self._forward_seen = True
         self._popped_without_forward = False
         if not module.training or not torch.is_grad_enabled() or in_coded_pass() or self.regularizer.weight == 0:
+            return
+        if self._paused:
+            return
+        index, self._step_calls = self._step_calls, self._step_calls + 1
+        if self.calls is not None and index not in self.calls:
             return
         if self.max_passes_per_step is not None and len(self.penalties) >= self.max_passes_per_step:
             return
@@ -230,6 +245,7 @@ class CodedSmoothingHook:
                     "hook a submodule whose forward runs (lightly's MAE calls backbone.encode(), not backbone())"
                     f"{compiled}"
                 )
+        self._step_calls = 0
         if not self.penalties:
             if self._popped_without_forward and self.module.training and self.regularizer.weight != 0:
                 warn_once(
@@ -360,6 +376,23 @@ class CodedSmoothingHook:
         finally:
             self._labels = previous
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Within the block, forwards through the hooked submodule are not coded (nor counted by `calls`):
+        the local crops of a multi-crop loop, whatever order it runs them in.
+
+        Example:
+            >>> student_out = [student(view) for view in global_views]  # coded
+            >>> with hook.paused():
+            ...     student_out += [student(view) for view in local_views]  # not coded
+            >>> loss = hook.regularize(criterion(teacher_out, student_out))
+        """
+        previous, self._paused = self._paused, True
+        try:
+            yield
+        finally:
+            self._paused = previous
+
     def remove(self) -> None:
         """Detach the branch: the model is exactly as before the hook was attached."""
         self._handle.remove()
@@ -379,6 +412,7 @@ def attach_coded_smoothing(
     submodule: str = "",
     weight: float = 1.0,
     max_passes_per_step: int | None = None,
+    calls: Iterable[int] | None = None,
     **regularizer_kwargs: Any,
 ) -> CodedSmoothingHook:
     """Build a `CodedSmoothing(weight, **regularizer_kwargs)` and hook it on `module`'s `submodule`.
@@ -391,7 +425,7 @@ def attach_coded_smoothing(
         module: the model (a LightningModule, a solo-learn method, any nn.Module).
         submodule: dotted name of the submodule to smooth ("": the whole module).
         weight: the penalty's factor, mu.
-        max_passes_per_step: see `CodedSmoothingHook`.
+        max_passes_per_step, calls: see `CodedSmoothingHook`.
         **regularizer_kwargs: the other arguments of `CodedSmoothing` (kind, coded_ratio, score, ...).
 
     Returns:
@@ -409,4 +443,4 @@ def attach_coded_smoothing(
         ...         return self.criterion(self(x0), self(x1)) + self.coded.pop_penalty()
     """
     regularizer = CodedSmoothing(weight=weight, **regularizer_kwargs)
-    return CodedSmoothingHook(module, regularizer, submodule=submodule, max_passes_per_step=max_passes_per_step)
+    return CodedSmoothingHook(module, regularizer, submodule, max_passes_per_step=max_passes_per_step, calls=calls)

@@ -89,6 +89,48 @@ def test_max_passes_per_step_codes_only_the_first_view():
     assert model.head.batch_sizes[-2:] == [8, 16]
 
 
+def coded_sizes(head: CountingHead) -> list[int]:
+    """The real batch sizes whose forward was followed by a coded one (coded_ratio 2: twice its rows)."""
+    sizes = head.batch_sizes
+    return [k for k, after in zip(sizes, [*sizes[1:], 0], strict=True) if after == 2 * k]
+
+
+def multi_crop_step(model, order):
+    """A step of a multi-crop loop: crops of 4 (global) and 3 (local) rows in the given order."""
+    for crop in order:
+        model(torch.randn(4 if crop == "global" else 3, 6))
+
+
+def test_calls_code_the_chosen_forwards_of_each_step():
+    model = TwoPart()
+    model.head = CountingHead()
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="head", calls=range(2))
+    for _ in range(2):  # counted afresh after each pop
+        multi_crop_step(model, ["global", "global", "local", "local"])
+        hook.pop_penalty()
+    assert coded_sizes(model.head) == [4, 4, 4, 4]
+    assert hook.passes == 4
+
+
+def test_paused_forwards_are_not_coded_nor_counted_whatever_the_order():
+    model = TwoPart()
+    model.head = CountingHead()
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=1.0), submodule="head", calls=[0, 1])
+    with hook.paused():
+        multi_crop_step(model, ["local", "local"])  # a loop that runs the local crops first
+    multi_crop_step(model, ["global", "global"])
+    assert coded_sizes(model.head) == [4, 4]
+    with hook.paused():
+        model(torch.randn(3, 6))
+    assert len(hook.penalties) == 2 and not hook._paused
+
+
+def test_calls_that_name_no_forward_are_refused():
+    for calls in ([], [-1], [0.5]):
+        with pytest.raises(ValueError, match=r"calls must name forwards by index from 0 \(e\.g\. range\(2\)\)"):
+            CodedSmoothingHook(TwoPart(), CodedSmoothing(weight=1.0), submodule="head", calls=calls)
+
+
 def test_pop_penalty_is_the_mean_over_forwards():
     model, reg = TwoPart(), CodedSmoothing(weight=1.0)
     hook = CodedSmoothingHook(model, reg, submodule="head")
