@@ -17,7 +17,7 @@ from tests.data.test_datasets import make_image_folder
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=256"]
 QUICK += ["trainer.log_every_n_steps=1"]
-DDP_METHODS = ("simclr", "moco", "vicreg", "barlowtwins", "simsiam", "dino", "swav")
+DDP_METHODS = ("simclr", "moco", "mocov3", "vicreg", "barlowtwins", "simsiam", "dino", "swav")
 
 
 def small_heads(name):

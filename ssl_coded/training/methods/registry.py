@@ -17,6 +17,7 @@ METHODS: dict[str, str] = {  # name -> package
     "mae": "mae",
     "supervised": "supervised",
     "moco": "moco",
+    "mocov3": "mocov3",
     "vicreg": "vicreg",
     "barlowtwins": "barlowtwins",
     "simsiam": "simsiam",

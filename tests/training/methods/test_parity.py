@@ -1,4 +1,5 @@
-"""Each method against lightly's own example loop (`examples/pytorch/<method>.py` in lightly's repository):
+"""Each method against lightly's own example loop (`examples/pytorch/<method>.py` in lightly's repository;
+MoCo v3, which lightly has no example of, against the paper's Algorithm 1):
 the example's model and loss written out here from lightly's parts, started from the same weights, fed the
 same batch (augmentation off, so both views are the batch), stepped by the same SGD. The losses of the
 first steps agree: the method composes lightly's heads, loss, momentum update and memory bank as the
@@ -187,8 +188,33 @@ def swav_example(method):
     return model, loss
 
 
+def mocov3_example(method):
+    """MoCo v3's Algorithm 1 (arXiv 2104.02057): q = f_q(x), k = f_k(x) under no gradient, the loss
+    ctr(q1, k2) + ctr(q2, k1) with ctr = 2 tau x CrossEntropy(q k^T / tau, range(N)) on unit vectors,
+    f_k = m f_k + (1 - m) f_q; written out here from torch alone."""
+    m = method.config.method
+    f_q = nn.Sequential(backbone_of(method), nn.Flatten(start_dim=1), copy.deepcopy(method.projection_head),
+                        copy.deepcopy(method.prediction_head))  # fmt: skip
+    f_k = nn.Sequential(copy.deepcopy(method.backbone_momentum), nn.Flatten(start_dim=1),
+                        copy.deepcopy(method.projection_head_momentum))  # fmt: skip
+
+    def ctr(q, k):
+        logits = nn.functional.normalize(q, dim=1) @ nn.functional.normalize(k, dim=1).T
+        return 2 * m.temperature * nn.functional.cross_entropy(logits / m.temperature, torch.arange(len(q)))
+
+    def loss(x):
+        with torch.no_grad():
+            for online, momentum in zip(f_q[:3].parameters(), f_k.parameters(), strict=True):
+                momentum.mul_(m.momentum_start).add_((1 - m.momentum_start) * online)
+            k1, k2 = f_k(x), f_k(x)
+        return ctr(f_q(x), k2) + ctr(f_q(x), k1)
+
+    return f_q, loss
+
+
 EXAMPLES = {
     "moco": moco_example,
+    "mocov3": mocov3_example,
     "vicreg": two_view_example(
         lambda md: VICRegProjectionHead(md.feature_dim, md.config.method.hidden_dim, md.config.method.projection_dim,
                                         num_layers=md.config.method.projection_layers),
