@@ -1,5 +1,6 @@
 """The shared bases of the methods: `TrainedModel` (data to device, the coded-smoothing hook, kNN
-monitoring, divergence stop, reproducible resume, optimiser) and `SSLMethod` on it.
+monitoring, divergence stop, reproducible resume, optimiser), `SSLMethod` on it, and the shapes most
+methods share: `MomentumMethod` (EMA copies), `TwoViewMethod`, `MultiCropMethod`.
 
 Coded-smoothing is attached one way for every method: the public `CodedSmoothingHook` on the
 submodule the recipe's `coded.placement` names, in `setup`, and the step adds its penalty with
@@ -14,11 +15,12 @@ weighted-kNN top-1 on the validation split each epoch. A classifier (`supervised
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
-from lightly.models.utils import get_weight_decay_parameters
+from lightly.models.utils import deactivate_requires_grad, get_weight_decay_parameters, update_momentum
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
@@ -317,6 +319,30 @@ class SSLMethod(TrainedModel):
     def parameter_groups(self, apart: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         online = {"params": list(self.online_classifier.parameters()), "weight_decay": 0.0}
         return [*super().parameter_groups((*apart, "online_classifier")), online]
+
+
+class MomentumMethod(SSLMethod):
+    """A method with an EMA copy of its backbone and projection head (MoCo v2 and v3, BYOL): a subclass
+    builds `projection_head`, then calls `copy_for_momentum()`. The copies are made in `__init__`, before
+    the coded hook is attached in `setup`, and run under no_grad: the coded branch never touches them."""
+
+    projection_head: torch.nn.Module
+
+    def copy_for_momentum(self) -> None:
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+
+    def update_momentum_copies(self) -> None:
+        """One EMA step of the copies, at this step's momentum (`ema_momentum`)."""
+        momentum = self.ema_momentum()
+        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
+        update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+
+    @torch.no_grad()
+    def forward_momentum(self, x: Tensor) -> Tensor:
+        return self.projection_head_momentum(self.backbone_momentum(x))
 
 
 class TwoViewMethod(SSLMethod):

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 from typing import ClassVar
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor
 
-from ssl_coded.training.methods.base import SSLMethod
+from ssl_coded.training.methods.base import MomentumMethod
 from ssl_coded.training.mixing import imix_regression_loss, mix, mixing_weight
 
 
-class BYOL(SSLMethod):
+class BYOL(MomentumMethod):
     """Online backbone + projection + prediction against an EMA target network, symmetrised.
 
     Coded branch placements: "embedding" (default; the projection head runs on coded backbone
@@ -37,24 +35,15 @@ class BYOL(SSLMethod):
         m = config.method
         self.projection_head = BYOLProjectionHead(self.feature_dim, m.hidden_dim, m.projection_dim)
         self.prediction_head = BYOLPredictionHead(m.projection_dim, m.hidden_dim, m.projection_dim)
-        self.backbone_momentum = copy.deepcopy(self.backbone)
-        self.projection_head_momentum = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.backbone_momentum)
-        deactivate_requires_grad(self.projection_head_momentum)
+        self.copy_for_momentum()
         self.criterion = NegativeCosineSimilarity()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.prediction_head(self.projection_head(self.backbone(x)))
 
-    @torch.no_grad()
-    def forward_momentum(self, x: Tensor) -> Tensor:
-        return self.projection_head_momentum(self.backbone_momentum(x))
-
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
         m = self.config.method
-        momentum = self.ema_momentum()
-        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
-        update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+        self.update_momentum_copies()
         view0, view1 = self.view(images), self.view(images)
         h0 = self.backbone(view0)
         p0 = self.prediction_head(self.projection_head(h0))

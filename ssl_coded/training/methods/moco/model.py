@@ -3,20 +3,18 @@ as lightly's example loop (`examples/pytorch/moco.py`) composes them."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor
 
-from ssl_coded.training.methods.base import SSLMethod
+from ssl_coded.training.methods.base import MomentumMethod
 from ssl_coded.training.mixing import imix_contrastive_loss, mix, mixing_weight
 
 
-class MoCo(SSLMethod):
+class MoCo(MomentumMethod):
     """A query view through the online network, a key view through its EMA copy, InfoNCE against the
     key and a bank of earlier keys (per process under DDP, as lightly's loss keeps it).
 
@@ -33,18 +31,11 @@ class MoCo(SSLMethod):
         super().__init__(config, **data)
         m = config.method
         self.projection_head = MoCoProjectionHead(self.feature_dim, m.hidden_dim, m.projection_dim)
-        self.backbone_momentum = copy.deepcopy(self.backbone)
-        self.projection_head_momentum = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.backbone_momentum)
-        deactivate_requires_grad(self.projection_head_momentum)
+        self.copy_for_momentum()
         self.criterion = NTXentLoss(temperature=m.temperature, memory_bank_size=(m.memory_bank_size, m.projection_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.projection_head(self.backbone(x))
-
-    @torch.no_grad()
-    def forward_momentum(self, x: Tensor) -> Tensor:
-        return self.projection_head_momentum(self.backbone_momentum(x))
 
     # lightly keeps the queue out of the state_dict; a resume continues it instead of starting a random one
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -58,9 +49,7 @@ class MoCo(SSLMethod):
             getattr(self.criterion.memory_bank, name).copy_(value)
 
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        momentum = self.ema_momentum()
-        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
-        update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+        self.update_momentum_copies()
         query_view, key_view = self.view(images), self.view(images)
         features = self.backbone(query_view)
         query, key = self.projection_head(features), self.forward_momentum(key_view)

@@ -3,17 +3,15 @@ Algorithm 1 (lightly has none): no queue, the batch's keys (gathered across rank
 
 from __future__ import annotations
 
-import copy
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from lightly.models.modules import BYOLPredictionHead, MoCoProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils import dist
 from torch import Tensor
 
-from ssl_coded.training.methods.base import SSLMethod
+from ssl_coded.training.methods.base import MomentumMethod
 
 
 def mocov3_loss(query: Tensor, key: Tensor, temperature: float) -> Tensor:
@@ -32,7 +30,7 @@ def mocov3_loss(query: Tensor, key: Tensor, temperature: float) -> Tensor:
     return F.cross_entropy(logits, labels) * (2 * temperature)
 
 
-class MoCoV3(SSLMethod):
+class MoCoV3(MomentumMethod):
     """Both views through the online backbone, projection (BN in every layer) and prediction heads; the
     other view's keys through the EMA copy of backbone and projection; the loss symmetrised. No memory
     bank: large batches give the negatives (the paper: 4,096).
@@ -55,22 +53,13 @@ class MoCoV3(SSLMethod):
             self.feature_dim, m.hidden_dim, m.projection_dim, num_layers=m.projection_layers, batch_norm=True
         )
         self.prediction_head = BYOLPredictionHead(m.projection_dim, m.prediction_hidden_dim, m.projection_dim)
-        self.backbone_momentum = copy.deepcopy(self.backbone)
-        self.projection_head_momentum = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.backbone_momentum)
-        deactivate_requires_grad(self.projection_head_momentum)
+        self.copy_for_momentum()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.prediction_head(self.projection_head(self.backbone(x)))
 
-    @torch.no_grad()
-    def forward_momentum(self, x: Tensor) -> Tensor:
-        return self.projection_head_momentum(self.backbone_momentum(x))
-
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        momentum = self.ema_momentum()
-        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
-        update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+        self.update_momentum_copies()
         view0, view1 = self.view(images), self.view(images)
         h0 = self.backbone(view0)
         q0 = self.prediction_head(self.projection_head(h0))  # first: the coded hook codes the first view
