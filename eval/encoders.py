@@ -1,13 +1,5 @@
-"""Encoders trained elsewhere: torchvision and timm models by name, user code by `module:callable`,
-and weights from other libraries' checkpoints.
-
-An encoder spec names where the model comes from:
-
-- `torchvision:NAME`: any torchvision classification model, built without pretrained weights; its
-  last linear layer (the classifier) becomes the identity, so the features are its pooled
-  penultimate layer (resnet18: 512, vit_b_16: 768).
-- `timm:NAME`: a timm model with `num_classes=0` (its pooled features); needs timm installed.
-- `module.path:callable`: user code; the callable takes no arguments and returns an `nn.Module`.
+"""Encoders trained elsewhere: weights from other libraries' checkpoints, for the models that
+`ssl_coded.models` builds by name (`torchvision:NAME`, `timm:NAME`, `module.path:callable`; re-exported here).
 
 `load_weights` reads a state_dict, or a checkpoint that holds one (Lightning's and solo-learn's
 `state_dict`), with `weights_only=True`. The encoder's keys may sit under a prefix (`backbone.`,
@@ -23,129 +15,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import importlib
-import inspect
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ssl_coded.extras import require
+from ssl_coded.models.zoo import KINDS, EncoderError, build_encoder, classifier_name, input_channels, quiet_warnings
 
-KINDS = ("torchvision", "timm")
+__all__ = ["KINDS", "EncoderError", "build_encoder", "classifier_name", "input_channels", "load_weights"]
+
 CHECKPOINT_KEYS = ("state_dict", "model")  # where Lightning/solo-learn and timm/DINO-style files keep their weights
 SHOWN = 5  # keys named in an error line
-
-
-class EncoderError(ValueError):
-    """An encoder spec or weights file that cannot be used; the message names the fix."""
-
-
-def build_encoder(spec: str, seed: int = 0) -> nn.Module:
-    """The encoder a spec names, at the random initialisation of `seed`, in eval mode.
-
-    Args:
-        spec: `torchvision:NAME`, `timm:NAME` or `module.path:callable`.
-        seed: seeds the initialisation (the global RNG is left as it was).
-
-    Raises:
-        EncoderError: a malformed spec, an unknown model, or user code that does not return a module.
-    """
-    kind, _, name = spec.partition(":")
-    if not kind or not name:
-        raise EncoderError(f"encoder {spec!r} is not torchvision:NAME, timm:NAME or module.path:callable")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if kind == "torchvision":
-            model = _torchvision(name)
-        elif kind == "timm":
-            model = _timm(name)
-        else:
-            model = _user_code(kind, name)
-    return model.eval()
-
-
-def _torchvision(name: str) -> nn.Module:
-    from torchvision import models
-
-    known = models.list_models(module=models)
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
-        raise EncoderError(f"torchvision has no classification model {name!r}{hint}")
-    with _quiet_warnings():  # e.g. inception's init-weights notice
-        model = models.get_model(name, weights=None)
-    head = classifier_name(model)
-    if head is None:
-        raise EncoderError(
-            f"torchvision:{name} has no final linear classifier to remove; wrap it in your own code "
-            "and pass module.path:callable"
-        )
-    parent, _, child = head.rpartition(".")
-    setattr(model.get_submodule(parent), child, nn.Identity())
-    model.removed_classifier = head  # type: ignore[assignment]  # its keys in other files are ignored
-    return model
-
-
-def classifier_name(model: nn.Module) -> str | None:
-    """The dotted name of the model's last linear layer (torchvision's classifiers: `fc`, `heads.head`,
-    `classifier.3`); None if it has none."""
-    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    return linear[-1] if linear else None
-
-
-def _timm(name: str) -> nn.Module:
-    timm = require("timm", "timm")
-    try:
-        return timm.create_model(name, pretrained=False, num_classes=0)
-    except RuntimeError as error:  # timm: "Unknown model (...)"
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
-        raise EncoderError(f"timm has no model {name!r}{hint}") from error
-
-
-def _user_code(module_name: str, attribute: str) -> nn.Module:
-    spec = f"{module_name}:{attribute}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        raise EncoderError(
-            f"encoder {spec!r}: cannot import {module_name!r} ({error}); put its folder on PYTHONPATH, "
-            "or use torchvision:NAME or timm:NAME"
-        ) from error
-    factory = getattr(module, attribute, None)
-    if not callable(factory):
-        raise EncoderError(f"encoder {spec!r}: {module_name} has no callable {attribute!r}")
-    try:
-        inspect.signature(factory).bind()
-    except TypeError:
-        raise EncoderError(f"encoder {spec!r} needs arguments; give a callable that takes none") from None
-    except ValueError:  # no signature to read (some builtins): try the call
-        pass
-    model = factory()
-    if not isinstance(model, nn.Module):
-        raise EncoderError(f"encoder {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
-
-
-@contextlib.contextmanager
-def _quiet_warnings() -> Any:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def input_channels(model: nn.Module) -> int | None:
-    """The channels the model's first convolution takes (None: it has none, e.g. an MLP)."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.Conv1d | nn.Conv3d):
-            return int(module.in_channels)
-    return None
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -154,7 +34,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise EncoderError(f"weights file {path} does not exist")
     try:
-        with _quiet_warnings():  # torch's notice about pickle protocols: the refusal below says enough
+        with quiet_warnings():  # torch's notice about pickle protocols: the refusal below says enough
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a pickle with code in it, a truncated file, not a torch file at all
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

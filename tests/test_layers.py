@@ -2,8 +2,9 @@
 
     core      ssl_coded/*.py but the top ones            torch, numpy and the standard library only
     data      ssl_coded/data/                            core (never a training framework)
-    training  ssl_coded/training/                        core, data
-    eval      eval/ (ssl_coded.eval)                     core, data
+    models    ssl_coded/models/                          core (torchvision and timm by name, lazily)
+    training  ssl_coded/training/                        core, data, models
+    eval      eval/ (ssl_coded.eval)                     core, data, models
     top       ssl_coded/cli/, ssl_coded/{commands,attacks,encoders,study}.py   everything below; nothing imports cli/
 
 Every import in every module is read from its source (lazy ones inside functions too), so an upward
@@ -26,10 +27,11 @@ TOP = {"ssl_coded.cli", "ssl_coded.commands", "ssl_coded.attacks", "ssl_coded.en
 MAY_IMPORT = {
     "core": {"core"},
     "data": {"core", "data"},
-    "training": {"core", "data", "training", "recipes"},
-    "eval": {"core", "data", "eval"},
+    "models": {"core", "models"},
+    "training": {"core", "data", "models", "training", "recipes"},
+    "eval": {"core", "data", "models", "eval"},
     "recipes": {"core"},
-    "top": {"core", "data", "training", "eval", "recipes", "top"},
+    "top": {"core", "data", "models", "training", "eval", "recipes", "top"},
 }
 CORE_THIRD_PARTY = {"torch", "numpy"}
 TRAINING_ONLY = {"pytorch_lightning", "lightning", "lightning_fabric", "lightly", "omegaconf"}  # never in eval
@@ -41,6 +43,7 @@ def layer_of(module: str) -> str | None:
         return "top"
     for prefix, layer in (
         ("ssl_coded.data", "data"),
+        ("ssl_coded.models", "models"),
         ("ssl_coded.training", "training"),
         ("ssl_coded.eval", "eval"),
         ("ssl_coded.recipes", "recipes"),

@@ -1,4 +1,6 @@
-"""Backbones that fit small images."""
+"""Backbones: the ones that fit small images, and any model `ssl_coded.models` builds by name
+(`torchvision:resnet18`, `timm:vit_tiny_patch16_224`, `module.path:callable`), its classifier removed
+and its feature size found by a dry run."""
 
 from __future__ import annotations
 
@@ -83,10 +85,28 @@ def vision_transformer(
 
 
 BACKBONES = ("small_cnn", "resnet18_cifar", "vit", "resnet18", "resnet34", "resnet50", "resnet101")
+NAMED = ("torchvision:NAME", "timm:NAME", "module.path:callable")  # built by ssl_coded.models
+
+
+def is_named(name: str) -> bool:
+    """Whether a backbone name is a model spec (`kind:NAME`) rather than one of BACKBONES."""
+    return ":" in name
+
+
+def named_backbone(spec: str, in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    """(model, feature_dim) for a spec: drawn from the global RNG (the recipe's seed), its feature size
+    from a dry run on the data's image size. A 3-channel model takes grey images repeated
+    (`TrainedModel.to_input`)."""
+    from ssl_coded.models import build_encoder, feature_dim, input_channels
+
+    model = build_encoder(spec, seed=None).train()
+    return model, feature_dim(model, input_channels(model) or in_channels, image_size, f"model.backbone={spec!r}")
 
 
 def build_backbone(name: str, in_channels: int, image_size: int, **options: int) -> tuple[nn.Module, int]:
-    """(backbone, feature_dim) by name; `options` are width and pool (small CNN) and ViT sizes."""
+    """(backbone, feature_dim) by name or spec; `options` are width and pool (small CNN) and ViT sizes."""
+    if is_named(name):
+        return named_backbone(name, in_channels, image_size)
     if name == "small_cnn":
         backbone = SmallCNN(in_channels, options.get("width", 32), options.get("pool", 1))
         return backbone, backbone.feature_dim
@@ -104,4 +124,4 @@ def build_backbone(name: str, in_channels: int, image_size: int, **options: int)
             options.get("vit_heads", 3),
         )
         return vit, vit.hidden_dim
-    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} (or any torchvision resnet)")
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES + NAMED)}")

@@ -17,7 +17,7 @@ import math
 from ssl_coded.coding import KINDS, LAMBDA_UNITS
 from ssl_coded.data.splits import check_data
 from ssl_coded.regularizer import SCORES
-from ssl_coded.training.backbones import BACKBONES
+from ssl_coded.training.backbones import BACKBONES, NAMED, is_named
 from ssl_coded.training.config import ConfigError, RecipeConfig, parse_overrides, parse_recipe, parse_yaml
 from ssl_coded.training.methods import CODED_TARGETS, OPTIMIZERS
 
@@ -88,8 +88,7 @@ def validate(config: RecipeConfig) -> None:
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
-    if not (config.model.backbone in BACKBONES or config.model.backbone.startswith("resnet")):
-        raise ConfigError(f"model.backbone={config.model.backbone!r} is not one of {', '.join(BACKBONES)}")
+    check_backbone(config.model.backbone)
     low, high = [*config.augment.crop_scale, 0, 0][:2]
     if len(config.augment.crop_scale) != 2 or not 0 < low <= high <= 1:
         raise ConfigError(
@@ -217,3 +216,24 @@ def _value(config: RecipeConfig, key: str) -> float:
     for name in key.split("."):
         node = getattr(node, name)
     return node  # type: ignore[return-value]
+
+
+def check_backbone(name: str) -> None:
+    """A backbone of BACKBONES (or any torchvision resnet), or a spec whose kind exists; whether the named
+    model exists is found when it is built."""
+    if is_named(name):
+        kind, _, model = name.partition(":")
+        if not model or not kind:
+            raise ConfigError(f"model.backbone={name!r} names no model; write {' or '.join(NAMED)}")
+        if kind == "timm":
+            require_timm()
+        return
+    if not (name in BACKBONES or name.startswith("resnet")):
+        raise ConfigError(f"model.backbone={name!r} is not one of {', '.join(BACKBONES + NAMED)}")
+
+
+def require_timm() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("timm") is None:
+        raise ConfigError("model.backbone=timm:... needs timm: pip install 'ssl-coded[timm]'")

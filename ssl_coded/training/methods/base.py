@@ -28,10 +28,11 @@ from torch import Tensor
 
 from ssl_coded.data import Splits
 from ssl_coded.hook import CodedSmoothingHook
+from ssl_coded.models import feature_dim, input_channels
 from ssl_coded.regularizer import CodedSmoothing
 from ssl_coded.search.knn import KnnBank
 from ssl_coded.training.augment import BatchAugment
-from ssl_coded.training.backbones import build_backbone
+from ssl_coded.training.backbones import build_backbone, is_named
 from ssl_coded.training.config import CodedConfig, RecipeConfig
 from ssl_coded.training.mixing import imix_partner_loss, mix, mixing_weight
 
@@ -96,6 +97,12 @@ class TrainedModel(pl.LightningModule):
             vit_depth=model.vit_depth,
             vit_heads=model.vit_heads,
         )
+        # a named 3-channel model (torchvision:resnet18) on grey images: they are repeated after normalising
+        self.input_channels = input_channels(self.backbone) or in_channels if is_named(model.backbone) else in_channels
+        if self.input_channels not in (in_channels, 3 if in_channels == 1 else in_channels):
+            raise ValueError(
+                f"model.backbone={model.backbone!r} takes {self.input_channels} channels, the data has {in_channels}"
+            )
         self.augment = BatchAugment.from_recipe(config.augment)
         # saved in checkpoints, so that a checkpoint alone says how its inputs were normalised
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
@@ -163,8 +170,12 @@ class TrainedModel(pl.LightningModule):
 
     # --- steps ----------------------------------------------------------------------------------
     def to_input(self, images: Tensor) -> Tensor:
-        """uint8 (n, C, H, W) -> normalised, in the parameters' dtype and the recipe's memory format."""
-        return self.formatted((images.to(self.mean.dtype) / 255 - self.mean) / self.std)
+        """uint8 (n, C, H, W) -> normalised, in the parameters' dtype and the recipe's memory format (grey
+        images repeated to the backbone's 3 channels where it takes them)."""
+        x = (images.to(self.mean.dtype) / 255 - self.mean) / self.std
+        if x.shape[1] != self.input_channels:
+            x = x.expand(-1, self.input_channels, -1, -1)
+        return self.formatted(x)
 
     def encode(self, images: Tensor) -> Tensor:
         """Backbone features (float32) of uint8 images (n, C, H, W), moved to the model's device: the
@@ -389,6 +400,9 @@ class MultiCropMethod(SSLMethod):
             )
         self.local_augment = BatchAugment.from_recipe(config.augment, crop_scale=m.local_crop_scale)
         self.local_size = m.local_crop_size or max(1, round(data["image_size"] * 3 / 7))
+        if m.num_local_crops and is_named(config.model.backbone):  # a timm ViT takes one size: refuse now
+            name = f"{config.model.backbone!r} at local crops"
+            feature_dim(self.backbone, self.input_channels, self.local_size, name)
 
     def local_views(self, images: Tensor) -> list[Tensor]:
         return [
