@@ -1,6 +1,8 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from lightly.loss import NTXentLoss
+from lightly.loss.swav_loss import sinkhorn
 
 from ssl_coded.data import load_splits
 from ssl_coded.training.config import ConfigError
@@ -67,7 +69,7 @@ def paired(recipe, *overrides):
     plain = build_method(load_config(recipe, QUICK), splits)
     plain.load_state_dict(method.state_dict())
     method.log = lambda *args, **kwargs: None
-    schedule = type("Trainer", (), {"estimated_stepping_batches": 10, "global_step": 0})()
+    schedule = type("Trainer", (), {"estimated_stepping_batches": 10, "global_step": 0, "current_epoch": 0})()
     method._trainer = plain._trainer = schedule
     return method, plain, method.to_input(splits.train.images[:16])
 
@@ -107,11 +109,60 @@ def test_two_view_imix_adds_the_loss_against_both_partners(recipe):
     torch.testing.assert_close(with_imix - without, extra, atol=1e-4, rtol=1e-4)
 
 
+def imix_draws(plain, x):
+    """A step's draws after torch.manual_seed(4), in its order: two views, then the mixing."""
+    torch.manual_seed(4)
+    view0, view1 = plain.view(x), plain.view(x)
+    weight = float(torch.distributions.Beta(1.0, 1.0).sample())
+    return view0, view1, weight, torch.randperm(len(x))
+
+
+def imix_difference(method, plain, x):
+    torch.manual_seed(4)
+    with_imix, _ = method.ssl_step(x)
+    torch.manual_seed(4)
+    without, _ = plain.ssl_step(x)
+    return with_imix - without
+
+
+def test_simsiam_imix_predicts_both_instances_projections():
+    method, plain, x = paired("simsiam-digits", "method.mixing=imix")
+    difference = imix_difference(method, plain, x)
+    view0, view1, weight, perm = imix_draws(plain, x)
+    predicted = method(weight * view0 + (1 - weight) * view0[perm])
+    z1 = method.projection_head(method.backbone(view1))
+    cosine = lambda j: F.cosine_similarity(predicted, z1[j], dim=1).mean()  # noqa: E731
+    expected = -(weight * cosine(torch.arange(len(x))) + (1 - weight) * cosine(perm))
+    torch.testing.assert_close(difference, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_dino_imix_matches_both_instances_teacher_distributions():
+    method, plain, x = paired("dino-digits", "method.mixing=imix")
+    center = method.criterion.center.clone()  # before the step's loss moves it
+    difference = imix_difference(method, plain, x)
+    view0, view1, weight, perm = imix_draws(plain, x)
+    c = method.criterion
+    teacher = F.softmax((method.forward_teacher(view1) - center.reshape(1, -1)) / c.teacher_temp_schedule[0], dim=-1)
+    student = F.log_softmax(method(weight * view0 + (1 - weight) * view0[perm]) / c.student_temp, dim=-1)
+    expected = -(weight * (teacher * student).sum(-1) + (1 - weight) * (teacher[perm] * student).sum(-1)).mean()
+    torch.testing.assert_close(difference, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_swav_imix_predicts_both_instances_codes():
+    method, plain, x = paired("swav-digits", "method.mixing=imix")
+    difference = imix_difference(method, plain, x)
+    view0, view1, weight, perm = imix_draws(plain, x)
+    codes = sinkhorn(method(view1).detach(), iterations=3, epsilon=0.05)
+    scores = F.log_softmax(method(weight * view0 + (1 - weight) * view0[perm]) / 0.1, dim=1)
+    expected = -(weight * (codes * scores).sum(1) + (1 - weight) * (codes[perm] * scores).sum(1)).mean()
+    torch.testing.assert_close(difference.reshape(()), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_mixing_is_refused_where_it_has_no_meaning():
     with pytest.raises(
         ConfigError,
-        match=r"method\.mixing is not a key of mae \(a key of simclr, byol, moco, vicreg, barlowtwins\); "
-        r"mae's keys: name, ",
+        match=r"method\.mixing is not a key of mae \(a key of simclr, byol, moco, vicreg, barlowtwins, simsiam, "
+        r"dino, swav\); mae's keys: name, ",
     ):
         load_config("mae-digits", ["method.mixing=imix"])
     with pytest.raises(ConfigError, match=r"method\.mixing='cutmix' is not one of none, imix"):

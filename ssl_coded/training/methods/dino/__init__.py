@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ssl_coded.training.methods.config import MomentumConfig, MultiCropConfig
+from ssl_coded.training.methods.config import IMixConfig, MomentumConfig, MultiCropConfig
 
 
 @dataclass
-class DINOConfig(MultiCropConfig, MomentumConfig):
+class DINOConfig(IMixConfig, MultiCropConfig, MomentumConfig):
     name: str = "dino"
     hidden_dim: int = 512  # the head's MLP (lightly's example: 512, bottleneck 64, 2048 prototypes)
     bottleneck_dim: int = 64
@@ -24,6 +24,7 @@ class DINOConfig(MultiCropConfig, MomentumConfig):
 
     BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {
         **MultiCropConfig.BOUNDS,
+        **IMixConfig.BOUNDS,
         "hidden_dim": (1, True),
         "bottleneck_dim": (1, True),
         "output_dim": (1, True),
@@ -37,6 +38,8 @@ class DINOConfig(MultiCropConfig, MomentumConfig):
         **MomentumConfig.INTERVALS,
         "center_momentum": (0, 1),
     }
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = IMixConfig.CHOICES
 
 
 CONFIG = DINOConfig

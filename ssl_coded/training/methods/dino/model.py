@@ -14,6 +14,12 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor
 
 from ssl_coded.training.methods.base import MultiCropMethod
+from ssl_coded.training.mixing import imix_partner_loss, mix, mixing_weight
+
+
+def soft_cross_entropy(log_q: Tensor, p: Tensor) -> Tensor:
+    """Mean cross-entropy of distributions p (rows) under log-probabilities log_q."""
+    return -(p * log_q).sum(-1).mean()
 
 
 class DINO(MultiCropMethod):
@@ -23,7 +29,8 @@ class DINO(MultiCropMethod):
 
     Coded branch placements: "embedding" (default; the student's head runs on coded backbone features of
     the first global crop) or "input". The teacher is a copy made before the hook, run under no_grad:
-    never coded (hook `student_head`, never `teacher_head`).
+    never coded (hook `student_head`, never `teacher_head`). `method.mixing=imix` adds i-Mix's loss in its
+    mixture-of-losses form (one more student pass per step).
     """
 
     placements: ClassVar[dict[str, str]] = {"embedding": "student_head", "input": "backbone"}
@@ -62,18 +69,27 @@ class DINO(MultiCropMethod):
         teacher_out = [self.forward_teacher(view) for view in global_views]
         features = self.backbone(global_views[0])
         student_out = [self.student_head(features)] + [self.forward(v) for v in global_views[1:] + local_views]
-        self._floor = self.teacher_entropy(teacher_out)  # before the loss moves its centre
-        return self.criterion(teacher_out, student_out, epoch=self.current_epoch), features
+        log_p = self.teacher_log_probabilities(teacher_out)  # before the loss moves its centre
+        # the mean entropy of the teacher's distributions: the lowest value the loss (a cross-entropy against
+        # them) can take, which `coded.weighting=loss` measures the penalty from
+        self._floor = -(log_p.exp() * log_p).sum(-1).mean()
+        loss = self.criterion(teacher_out, student_out, epoch=self.current_epoch)
+        m = self.config.method
+        if m.mixing == "imix":  # a mixed first crop matches both instances' teacher distributions on the second
+            weight, perm = mixing_weight(m.mixing_alpha), torch.randperm(len(images), device=features.device)
+            mixed = self.forward(self.formatted(mix(global_views[0], weight, perm)))
+            student = torch.log_softmax(mixed / self.criterion.student_temp, dim=-1)
+            imix = imix_partner_loss(soft_cross_entropy, student, log_p[1].exp(), weight, perm)
+            loss = self.with_mixing(loss, imix, len(images))
+        return loss, features
 
     @torch.no_grad()
-    def teacher_entropy(self, teacher_out: list[Tensor]) -> Tensor:
-        """The mean entropy of the teacher's centred, sharpened distributions: the lowest value the loss (a
-        cross-entropy against them) can take, which `coded.weighting=loss` measures the penalty from."""
+    def teacher_log_probabilities(self, teacher_out: list[Tensor]) -> Tensor:
+        """(crops, n, d) log of the teacher's centred, sharpened distributions, as DINO's loss takes them."""
         c = self.criterion
         epoch = self.current_epoch
         temperature = c.teacher_temp_schedule[epoch] if epoch < c.warmup_teacher_temp_epochs else c.teacher_temp
-        log_p = torch.log_softmax((torch.stack(teacher_out) - c.center) / temperature, dim=-1)
-        return -(log_p.exp() * log_p).sum(-1).mean()
+        return torch.log_softmax((torch.stack(teacher_out) - c.center) / temperature, dim=-1)
 
     def current_loss_floor(self) -> Tensor:
         return self._floor

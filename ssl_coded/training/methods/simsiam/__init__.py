@@ -5,17 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ssl_coded.training.methods.config import ProjectionConfig
+from ssl_coded.training.methods.config import IMixConfig, ProjectionConfig
 
 
 @dataclass
-class SimSiamConfig(ProjectionConfig):
+class SimSiamConfig(IMixConfig, ProjectionConfig):
     name: str = "simsiam"
     projection_dim: int = 2048
     hidden_dim: int = 2048
     prediction_hidden_dim: int = 512  # the predictor's bottleneck (the paper: a quarter of projection_dim)
 
-    BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {**ProjectionConfig.BOUNDS, "prediction_hidden_dim": (1, True)}
+    BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {
+        **ProjectionConfig.BOUNDS,
+        **IMixConfig.BOUNDS,
+        "prediction_hidden_dim": (1, True),
+    }
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = IMixConfig.CHOICES
 
 
 CONFIG = SimSiamConfig

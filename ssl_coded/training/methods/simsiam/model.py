@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from torch import Tensor
 
 from ssl_coded.training.methods.base import SSLMethod
+from ssl_coded.training.mixing import imix_partner_loss, mix, mixing_weight
 
 
 class SimSiam(SSLMethod):
     """Two views through one network; each view's prediction regresses the other's stop-gradient
     projection, symmetrised (no negatives, no momentum network).
+
+    `method.mixing=imix` adds i-Mix's loss in its mixture-of-losses form (one more pass per step).
 
     Coded branch placements: "embedding" (default; the projector runs on coded backbone features),
     "input" (the backbone runs on coded images) or "predictor".
@@ -38,9 +42,16 @@ class SimSiam(SSLMethod):
         return self.prediction_head(self.projection_head(self.backbone(x)))
 
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        h0, h1 = self.backbone(self.view(images)), self.backbone(self.view(images))
+        view0, view1 = self.view(images), self.view(images)
+        h0, h1 = self.backbone(view0), self.backbone(view1)
         z0 = self.projection_head(h0)  # first: the coded hook (one pass per step) codes the first view
         z1 = self.projection_head(h1)
         p0, p1 = self.prediction_head(z0), self.prediction_head(z1)
         loss = 0.5 * (self.criterion(z0.detach(), p1) + self.criterion(z1.detach(), p0))
+        if self.config.method.mixing == "imix":  # a mixed first view predicts both instances' projections
+            m = self.config.method
+            weight, perm = mixing_weight(m.mixing_alpha), torch.randperm(len(images), device=z1.device)
+            predicted = self.forward(self.formatted(mix(view0, weight, perm)))
+            imix = imix_partner_loss(self.criterion, predicted, z1.detach(), weight, perm)
+            loss = self.with_mixing(loss, imix, len(images))
         return loss, h0

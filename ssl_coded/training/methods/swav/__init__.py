@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ssl_coded.training.methods.config import MultiCropConfig, ProjectionConfig
+from ssl_coded.training.methods.config import IMixConfig, MultiCropConfig, ProjectionConfig
 
 
 @dataclass
-class SwAVConfig(MultiCropConfig, ProjectionConfig):
+class SwAVConfig(IMixConfig, MultiCropConfig, ProjectionConfig):
     name: str = "swav"
     hidden_dim: int = 512  # lightly's example: 512 hidden, 128 out, 512 prototypes
     projection_dim: int = 128
@@ -22,12 +22,15 @@ class SwAVConfig(MultiCropConfig, ProjectionConfig):
     BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {
         **ProjectionConfig.BOUNDS,
         **MultiCropConfig.BOUNDS,
+        **IMixConfig.BOUNDS,
         "prototypes": (1, True),
         "temperature": (0, False),
         "sinkhorn_iterations": (1, True),
         "sinkhorn_epsilon": (0, False),
         "frozen_prototype_steps": (0, True),
     }
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = IMixConfig.CHOICES
 
 
 CONFIG = SwAVConfig

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 import torch.nn.functional as F
 from lightly.loss import SwaVLoss
+from lightly.loss.swav_loss import sinkhorn
 from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
 from torch import Tensor
 
 from ssl_coded.training.methods.base import MultiCropMethod
+from ssl_coded.training.mixing import imix_partner_loss, mix, mixing_weight
 
 
 class SwAV(MultiCropMethod):
@@ -18,7 +21,8 @@ class SwAV(MultiCropMethod):
     Sinkhorn codes are predicted from every other crop (gathered across ranks under DDP).
 
     Coded branch placements: "embedding" (default; the projection head runs on coded backbone features of
-    the first global crop) or "input".
+    the first global crop) or "input". `method.mixing=imix` adds i-Mix's loss in its mixture-of-losses form
+    (one more pass per step).
     """
 
     placements: ClassVar[dict[str, str]] = {"embedding": "projection_head", "input": "backbone"}
@@ -48,4 +52,13 @@ class SwAV(MultiCropMethod):
         features = self.backbone(global_views[0])
         high = [self.scores(features), self.forward(global_views[1])]  # first: the coded hook codes it
         low = [self.forward(view) for view in self.local_views(images)]
-        return self.criterion(high, low), features
+        loss = self.criterion(high, low)
+        m = self.config.method
+        if m.mixing == "imix":  # a mixed first crop predicts both instances' codes of the second
+            weight, perm = mixing_weight(m.mixing_alpha), torch.randperm(len(images), device=features.device)
+            mixed = self.forward(self.formatted(mix(global_views[0], weight, perm)))
+            with torch.no_grad():
+                c = self.criterion
+                codes = sinkhorn(high[1].detach(), c.sinkhorn_iterations, c.sinkhorn_epsilon, gather_distributed=True)
+            loss = self.with_mixing(loss, imix_partner_loss(c.subloss, mixed, codes, weight, perm), len(images))
+        return loss, features
