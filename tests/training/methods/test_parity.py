@@ -22,6 +22,7 @@ from lightly.models.modules import (
     SwaVPrototypes,
 )
 from lightly.models.modules.heads import VICRegProjectionHead
+from lightly.models.modules.memory_bank import MemoryBankModule
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import nn
 
@@ -248,6 +249,58 @@ def test_the_first_steps_give_the_losses_of_lightlys_example_loop(name):
             value.backward()
             after_backward()  # DINO: the head's last layer frozen in the first epoch, as lightly's loop does
             optimizer.step()
+
+
+class SwaVQueueExample(nn.Module):  # examples/pytorch/swav_queue.py: the queue from the first step, prototypes unfrozen
+    def __init__(self, method):
+        super().__init__()
+        m = method.config.method
+        self.backbone = backbone_of(method)
+        self.projection_head = same_weights(
+            SwaVProjectionHead(method.feature_dim, m.hidden_dim, m.projection_dim), method.projection_head
+        )
+        self.prototypes = same_weights(SwaVPrototypes(m.projection_dim, m.prototypes), method.prototypes)
+        self.queues = nn.ModuleList([MemoryBankModule(size=(m.queue_length, m.projection_dim)) for _ in range(2)])
+        for queue, theirs in zip(self.queues, method.queues, strict=True):  # the queues start random
+            queue.bank.copy_(theirs.bank)
+
+    def forward(self, high_resolution, epoch=0):
+        self.prototypes.normalize()
+        features = [self._subforward(x) for x in high_resolution]
+        high = [self.prototypes(x, epoch) for x in features]
+        with torch.no_grad():
+            queued = [q(f, update=True)[1].permute(1, 0) for q, f in zip(self.queues, features, strict=True)]
+            return high, [], [self.prototypes(x, epoch) for x in queued]
+
+    def _subforward(self, x):
+        return nn.functional.normalize(self.projection_head(self.backbone(x).flatten(start_dim=1)), dim=1, p=2)
+
+
+def test_swavs_queue_gives_the_losses_of_lightlys_queue_example_and_travels_in_the_checkpoint():
+    config = load_config("swav-digits", ["augment.enabled=false", "data.max_train=64", "data.max_test=32",
+                                         "method.queue_length=64", "method.queue_start_epoch=0"])  # fmt: skip
+    splits = load_splits(config.data)
+    torch.manual_seed(0)
+    method = build_method(config, splits)
+    x = method.to_input(splits.train.images[:32])
+    example, criterion = SwaVQueueExample(method), SwaVLoss()
+    ours = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=LR)
+    theirs = torch.optim.SGD([p for p in example.parameters() if p.requires_grad], lr=LR)
+    for step in range(STEPS):  # from step 3 on the codes see a queue of two earlier batches
+        loss, _ = method.ssl_step(x)
+        reference = criterion(*example([x, x]))
+        torch.testing.assert_close(loss, reference, msg=lambda text, step=step: f"step {step + 1}: {text}")
+        for optimizer, value in ((ours, loss), (theirs, reference)):
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+    checkpoint: dict = {}
+    method.on_save_checkpoint(checkpoint)
+    torch.manual_seed(1)
+    fresh = build_method(config, splits)
+    fresh.on_load_checkpoint(checkpoint)
+    for restored, queue in zip(fresh.queues, method.queues, strict=True):
+        assert torch.equal(restored.bank, queue.bank) and int(restored.bank_ptr) == int(queue.bank_ptr) == 32 * 3 % 64
 
 
 def test_mocos_queue_travels_in_the_checkpoint():

@@ -11,6 +11,7 @@ from lightly.models.modules import MoCoProjectionHead
 from torch import Tensor
 
 from ssl_coded.training.methods.base import MomentumMethod
+from ssl_coded.training.methods.memory import bank_state, restore_bank
 from ssl_coded.training.mixing import imix_contrastive_loss, mix, mixing_weight
 
 
@@ -40,13 +41,11 @@ class MoCo(MomentumMethod):
     # lightly keeps the queue out of the state_dict; a resume continues it instead of starting a random one
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        bank = self.criterion.memory_bank
-        checkpoint["memory_bank"] = {"bank": bank.bank.detach().cpu(), "bank_ptr": bank.bank_ptr.detach().cpu()}
+        checkpoint["memory_bank"] = bank_state(self.criterion.memory_bank)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        for name, value in checkpoint.get("memory_bank", {}).items():
-            getattr(self.criterion.memory_bank, name).copy_(value)
+        restore_bank(self.criterion.memory_bank, checkpoint.get("memory_bank", {}))
 
     def ssl_step(self, images: Tensor) -> tuple[Tensor, Tensor]:
         self.update_momentum_copies()

@@ -18,6 +18,8 @@ class SwAVConfig(IMixConfig, MultiCropConfig, ProjectionConfig):
     sinkhorn_iterations: int = 3
     sinkhorn_epsilon: float = 0.05
     frozen_prototype_steps: int = 0  # the prototypes do not learn in the first steps (the paper: 313, an epoch)
+    queue_length: int = 0  # earlier projections kept per global crop for the codes (0: no queue; the paper: 3840)
+    queue_start_epoch: int = 15  # the queue joins the codes from this epoch (the paper: 15)
 
     BOUNDS: ClassVar[dict[str, tuple[float, bool]]] = {
         **ProjectionConfig.BOUNDS,
@@ -28,6 +30,8 @@ class SwAVConfig(IMixConfig, MultiCropConfig, ProjectionConfig):
         "sinkhorn_iterations": (1, True),
         "sinkhorn_epsilon": (0, False),
         "frozen_prototype_steps": (0, True),
+        "queue_length": (0, True),
+        "queue_start_epoch": (0, True),
     }
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = IMixConfig.CHOICES
