@@ -80,6 +80,18 @@ class StudyRow:
 
 
 @dataclass
+class StudyAnswer:
+    """`answers.md`, one line per method: the rows named "<method>" and "<method>" + a suffix, read on one
+    accuracy. A method answers "helps" or "hurts" only where the treatment's paired effect has p < 0.05,
+    and the control (a regularizer known to help) says whether the regime can show a gain at all."""
+
+    metric: str = ""  # the accuracy read (e.g. knn_instdisc_top1); "" writes no answers.md
+    control: str = " + i-Mix"
+    treatment: str = " + coded"
+    matched: str = " + random mixing"  # the treatment's cost without its coding
+
+
+@dataclass
 class Study:
     name: str
     rows: list[StudyRow]
@@ -90,6 +102,7 @@ class Study:
     out_dir: str = "runs/studies"  # run directories (checkpoints, features): large, not for git
     results_dir: str = ""  # per-cell results and tables; "" = <out_dir>/<name>. Commit it to resume elsewhere
     headline: list[str] = field(default_factory=list)  # rows for headline.md (a README-sized table)
+    answer: StudyAnswer = field(default_factory=StudyAnswer)
 
 
 def load_study(path: str | Path) -> Study:
@@ -113,6 +126,8 @@ def load_study(path: str | Path) -> Study:
     names = [row.name for row in study.rows]
     if unknown := [name for name in study.headline if name not in names]:
         raise ConfigError(f"study {path}: headline rows {unknown} are not row names; use names from `rows`")
+    if study.answer.metric and study.answer.metric not in ACCURACIES:
+        raise ConfigError(f"study {path}: answer.metric={study.answer.metric!r} is not one of {', '.join(ACCURACIES)}")
     for row in study.rows:
         if row.baseline and (row.baseline not in names or row.baseline == row.name):
             raise ConfigError(f"study {path}: row {row.name!r} has baseline {row.baseline!r}, not another row's name")
@@ -256,6 +271,8 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
         fields = list(dict.fromkeys(key for effect in effects.values() for key in effect))
         write_text(root / "effects.csv", csv_text(list(effects.values()), fields))
         print(format_effects(effects, accuracies))
+        if study.answer.metric:
+            write_text(root / "answers.md", format_answers(study, table, effects) + "\n")
     return table
 
 
@@ -366,6 +383,34 @@ def format_effects(effects: dict[str, dict[str, Any]], metrics: list[str]) -> st
         for e in effects.values()
     ]  # fmt: skip
     return markdown_table(["row", "vs", "seeds", *(f"{m} delta (p)" for m in metrics), "train time x"], rows)
+
+
+def format_answers(
+    study: Study, table: dict[str, dict[str, tuple[float, float, int]]], effects: dict[str, dict[str, Any]]
+) -> str:
+    """One line per method with a treatment row: its baseline, the control's effect and whether it separates
+    (more than twice the baseline's seed spread), the treatment's and the cost-matched row's paired effects
+    (points, p), the treatment's training-time ratio and the reading."""
+    a, metric = study.answer, study.answer.metric
+    lines = []
+    for base in (row.name for row in study.rows if not row.baseline):
+        treated = effects.get(base + a.treatment, {})
+        if f"{metric}_delta" not in treated or metric not in table.get(base, {}):
+            continue
+        mean, std, _ = table[base][metric]
+        control = effects.get(base + a.control, {})
+        separates = "-" if f"{metric}_delta" not in control else "yes" if control[f"{metric}_delta"] > 2 * std else "no"
+        delta, p = treated[f"{metric}_delta"], treated[f"{metric}_p"]
+        reading = "within noise" if not p < 0.05 else "helps" if delta > 0 else "hurts"
+        time = treated["time_ratio"]
+        lines.append([
+            base, str(treated["seeds"]), f"{100 * mean:.2f} +- {100 * std:.2f}", _effect_cell(control, metric),
+            separates, _effect_cell(treated, metric), _effect_cell(effects.get(base + a.matched, {}), metric),
+            "-" if math.isnan(time) else f"{time:.2f}", reading,
+        ])  # fmt: skip
+    header = ["method", "seeds", f"{metric} (points)", a.control.strip(" +"), "control separates?",
+              a.treatment.strip(" +"), a.matched.strip(" +"), "train time x", "reading"]  # fmt: skip
+    return markdown_table(header, lines)
 
 
 def _effect_cell(effect: dict[str, Any], metric: str) -> str:

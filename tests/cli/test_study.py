@@ -5,7 +5,7 @@ import math
 import pytest
 
 from ssl_coded.cli import main
-from ssl_coded.study import load_study, run_study
+from ssl_coded.study import load_study, run_study, slug
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
 QUICK += ["eval.floors=false"]
@@ -272,3 +272,37 @@ def test_a_cell_that_would_train_in_another_precision_than_its_baseline_is_refus
     with pytest.raises(ValueError, match=r"'coded' ran at \['32-true'\]"):  # "32" is Lightning's alias of 32-true
         run_study(path)
     assert not (tmp_path / "studies" / "tiny" / "coded").exists()  # nothing trained
+
+
+def test_answers_read_each_method_against_its_control_and_noise(tmp_path):
+    import statistics
+
+    from ssl_coded.study import study_root, summarise
+
+    rows = [f"  - {{name: {name}, recipe: simclr-digits{', baseline: ' + base if base else ''}}}"
+            for name, base in (("A", ""), ("A + i-Mix", "A"), ("A + coded", "A"), ("A + random mixing", "A"),
+                               ("B", ""), ("B + coded", "B"))]  # fmt: skip
+    path = write_study(tmp_path, rows)
+    path.write_text(path.read_text() + "answer: {metric: knn_instdisc_top1}\n")
+    study = load_study(path)
+    study.seeds = [0, 1, 2]
+    root = study_root(study)
+    base = {"A": [0.90, 0.91, 0.92], "B": [0.80, 0.85, 0.90]}
+    gains = {"A + i-Mix": [0.05, 0.04, 0.06], "A + coded": [0.020, 0.021, 0.019], "A + random mixing": [0, 0, 0.01],
+             "B + coded": [-0.01, 0.02, -0.005]}  # fmt: skip
+    cells = {
+        **base,
+        **{name: [b + g for b, g in zip(base[name[0]], gain, strict=True)] for name, gain in gains.items()},
+    }
+    for name, values in cells.items():
+        (root / slug(name)).mkdir(parents=True, exist_ok=True)
+        for seed, value in enumerate(values):
+            cell = {"knn_instdisc_top1": value, "seconds": 100.0 + 10 * ("coded" in name)}
+            (root / slug(name) / f"seed{seed}.json").write_text(json.dumps(cell))
+    summarise(study, root)
+    lines = (root / "answers.md").read_text().splitlines()
+    assert lines[0].startswith("| method | seeds | knn_instdisc_top1 (points) | i-Mix | control separates? | coded |")
+    a, b = lines[2].split(" | "), lines[3].split(" | ")
+    assert a[0] == "| A" and a[2] == f"91.00 +- {100 * statistics.stdev(base['A']):.2f}"
+    assert a[4] == "yes" and a[5].startswith("+2.00 +- 0.10") and a[7] == "1.10" and a[8] == "helps |"
+    assert b[0] == "| B" and b[3] == "-" and b[4] == "-" and b[8] == "within noise |"  # B has no control row
