@@ -69,6 +69,33 @@ def measure(name: str, seed: int, steps: int, weighting: str, batch: int = 16) -
     return out
 
 
+def medians(runs: list[dict[int, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """{step: {figure: median over the seeds' runs}}, steps as strings (JSON keys)."""
+    figures = runs[0][next(iter(runs[0]))]
+    return {str(step): {key: statistics.median(r[step][key] for r in runs) for key in figures} for step in runs[0]}
+
+
+def spread_rows(results: dict[str, dict], steps: int) -> list[list[str]]:
+    """Per weighting, step and ratio, the largest over the smallest across methods."""
+    rows = []
+    for weighting, by_method in results.items():
+        for step in ("1", str(steps)):
+            for ratio in ("value_ratio", "grad_ratio"):
+                numbers = [abs(r[step][ratio]) for r in by_method.values() if r[step][ratio]]
+                spread = max(numbers) / min(numbers) if numbers else float("nan")
+                rows.append([weighting, step, ratio, f"{spread:.3g}"])
+    return rows
+
+
+def write_report(out_dir: Path, stem: str, results: dict, table: str, spreads: list[list[str]]) -> None:
+    """Print the tables and write them, with the medians as JSON, to out_dir/stem.{md,json}."""
+    spread = markdown_table(["weighting", "step", "ratio", "largest / smallest across methods"], spreads)
+    print(table, spread, sep="\n\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    (out_dir / f"{stem}.md").write_text(table + "\n\n" + spread + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -81,28 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     for weighting in ("absolute", "loss"):
         for name in args.methods:
             runs = [measure(name, seed, args.steps, weighting) for seed in range(args.seeds)]
-            results.setdefault(weighting, {})[name] = {
-                str(step): {key: statistics.median(r[step][key] for r in runs) for key in runs[0][step]}
-                for step in runs[0]
-            }
+            results.setdefault(weighting, {})[name] = medians(runs)
             print(f"{weighting:8s} {name:12s} {results[weighting][name]}", flush=True)
-    rows, spreads = [], []
+    rows = []
     for weighting, by_method in results.items():
         for step in ("1", str(args.steps)):
-            values = {m: r[step] for m, r in by_method.items()}
-            for ratio in ("value_ratio", "grad_ratio"):
-                numbers = [abs(v[ratio]) for v in values.values() if v[ratio]]
-                spread = max(numbers) / min(numbers) if numbers else float("nan")
-                spreads.append([weighting, step, ratio, f"{spread:.3g}"])
-            for name, v in values.items():
+            for name, r in by_method.items():
+                v = r[step]
                 figures = [f"{v['loss']:.4g}", *(f"{v[k]:.3g}" for k in ("penalty", "value_ratio", "grad_ratio"))]
                 rows.append([weighting, name, step, *figures])
     table = markdown_table(["weighting", "method", "step", "loss", "penalty", "penalty / loss", "grad ratio"], rows)
-    spread = markdown_table(["weighting", "step", "ratio", "largest / smallest across methods"], spreads)
-    print(table, spread, sep="\n\n")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "bench-weight-scale.json").write_text(json.dumps(results, indent=2))
-    (args.out_dir / "bench-weight-scale.md").write_text(table + "\n\n" + spread + "\n")
+    write_report(args.out_dir, "bench-weight-scale", results, table, spread_rows(results, args.steps))
     return 0
 
 

@@ -13,6 +13,7 @@ from lightly.models.modules import DINOProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor
 
+from ssl_coded.loss_floors import dino_loss_floor, dino_teacher_log_probabilities
 from ssl_coded.training.methods.base import MultiCropMethod
 from ssl_coded.training.mixing import imix_partner_loss, mix, mixing_weight
 
@@ -69,10 +70,9 @@ class DINO(MultiCropMethod):
         teacher_out = [self.forward_teacher(view) for view in global_views]
         features = self.backbone(global_views[0])
         student_out = [self.student_head(features)] + [self.forward(v) for v in global_views[1:] + local_views]
-        log_p = self.teacher_log_probabilities(teacher_out)  # before the loss moves its centre
-        # the mean entropy of the teacher's distributions: the lowest value the loss (a cross-entropy against
-        # them) can take, which `coded.weighting=loss` measures the penalty from
-        self._floor = -(log_p.exp() * log_p).sum(-1).mean()
+        # both before the loss moves its centre: the floor `coded.weighting=loss` measures from, and i-Mix's targets
+        self._floor = dino_loss_floor(self.criterion, teacher_out, self.current_epoch)
+        log_p = dino_teacher_log_probabilities(self.criterion, teacher_out, self.current_epoch)
         loss = self.criterion(teacher_out, student_out, epoch=self.current_epoch)
         m = self.config.method
         if m.mixing == "imix":  # a mixed first crop matches both instances' teacher distributions on the second
@@ -82,14 +82,6 @@ class DINO(MultiCropMethod):
             imix = imix_partner_loss(soft_cross_entropy, student, log_p[1].exp(), weight, perm)
             loss = self.with_mixing(loss, imix, len(images))
         return loss, features
-
-    @torch.no_grad()
-    def teacher_log_probabilities(self, teacher_out: list[Tensor]) -> Tensor:
-        """(crops, n, d) log of the teacher's centred, sharpened distributions, as DINO's loss takes them."""
-        c = self.criterion
-        epoch = self.current_epoch
-        temperature = c.teacher_temp_schedule[epoch] if epoch < c.warmup_teacher_temp_epochs else c.teacher_temp
-        return torch.log_softmax((torch.stack(teacher_out) - c.center) / temperature, dim=-1)
 
     def current_loss_floor(self) -> Tensor:
         return self._floor
