@@ -105,6 +105,7 @@ def linear_probe(
     tol: float = 1e-4,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
+    refit: bool = True,
 ) -> ProbeResult:
     """Choose C on validation, refit on train + validation, score on test.
 
@@ -120,6 +121,8 @@ def linear_probe(
         tol: stop when the largest gradient entry of the mean objective is below it (scikit-learn's tol).
         device: where the torch solver runs; default the features' device, else the CPU.
         dtype: the torch solver's precision.
+        refit: refit on train + validation (False: score the model fitted on train alone, as a few-shot
+            probe must, its labels being only those of train).
 
     Example:
         >>> result = linear_probe(train_x, train_y, val_x, val_y, test_x, test_y, device="cuda")
@@ -131,6 +134,8 @@ def linear_probe(
     if not c_grid:
         raise ValueError("c_grid is empty")
     if solver == "sklearn":
+        if not refit:
+            raise ValueError("refit=False is the torch solver's; use solver='torch'")
         return _sklearn_probe(train_x, train_y, val_x, val_y, test_x, test_y, c_grid, max_iter)
     device = torch.device(device) if device is not None else default_device(train_x, val_x, test_x)
     train_t, val_t, test_t = (as_tensor(a, device, dtype) for a in (train_x, val_x, test_x))
@@ -149,6 +154,10 @@ def linear_probe(
         iterations[f"C={c:g}"] = fit.iterations
     val_top1 = {c: val_top1[c] for c in c_grid}
     best_c = choose_c(val_top1)
+    if not refit:
+        logits = fits[best_c].logits((test_t - mean) / scale).cpu().numpy()
+        top1, top5, per_class, confusion = _score(logits, fits[best_c].classes, train_l, test_l)
+        return ProbeResult(best_c, val_top1, top1, top5, per_class, confusion, iterations)
 
     joint_t, joint_l = torch.cat([train_t, val_t]), np.concatenate([train_l, val_l])
     preconditioner = path.objective.preconditioner

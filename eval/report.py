@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from ssl_coded.eval.features import FeatureSource, cached_features, encoder_source, resolve_device
 from ssl_coded.eval.plots import confusion_plot, embedding_map, retrieval_grid
-from ssl_coded.eval.protocols import PROTOCOLS, Task, get_protocol
+from ssl_coded.eval.protocols import ANCHORS, PROTOCOLS, Task, get_protocol
 from ssl_coded.eval.settings import EvalSettings
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -50,7 +50,7 @@ def evaluate(
     train: Dataset,
     test: Dataset,
     val: Dataset | None = None,
-    protocols: tuple[str, ...] = tuple(PROTOCOLS),
+    protocols: tuple[str, ...] = ANCHORS,
     floors: dict[str, Callable[[Tensor], Tensor] | FeatureSource] | None = None,
     num_classes: int | None = None,
     device: str = "auto",
@@ -71,7 +71,8 @@ def evaluate(
         encoder: an `nn.Module` or any callable from a batch of the datasets' images to (n, dim) features.
         train, test: datasets of (image tensor, label); the project's datasets too.
         val: the split that chooses the probe's C (default: 10% of train, carved with the seed).
-        protocols: names on the protocol registry: "knn" (kNN and retrieval), "linear" (the probe).
+        protocols: names on the protocol registry: "knn" (kNN and retrieval), "linear" (the probe),
+            "knn-sweep" (k and T chosen on validation), "fewshot" (1% and 10% of the labels).
         floors: more encoders to evaluate beside it, e.g. {"random init": untrained_model,
             "raw pixels": raw_pixels()}; a callable is run like `encoder`.
         num_classes: default: the largest label + 1.
@@ -141,19 +142,23 @@ def evaluate_sources(
         task = Task(num_classes, settings, seed, resolve_device(settings.device))
         protocols = [p for p in PROTOCOLS if p in settings.protocols]  # the registry's order
         rows: dict[str, dict[str, float]] = {}
+        details: dict[str, dict[str, Any]] = {}  # per row and protocol: what a row's numbers came from (grids, draws)
         confusion = None
         for name, feats in features.items():
             rows[name] = {}
             for protocol in protocols:
                 outcome = get_protocol(protocol)(feats, task)
                 rows[name] |= outcome.row
+                if outcome.extra:
+                    details.setdefault(name, {})[protocol] = outcome.extra
                 confusion = outcome.confusion if confusion is None and len(rows) == 1 else confusion
         if out is None:
             return rows
         if settings.plots:
             write_plots(features[next(iter(features))], splits, out, confusion, seed)
         with results_lock(out):
-            merged = accumulate(out / "results.json", rows, tuple(protocols), record or {}, settings.recorded())
+            recorded = {p: settings.recorded(p) for p in protocols}
+            merged = accumulate(out / "results.json", rows, recorded, record or {}, details)
             write_text(out / "results-eval.md", format_rows({str(out): merged}) + "\n")
         return rows
 
@@ -174,9 +179,14 @@ def read_results(path: Path) -> dict[str, Any]:
 
 
 def accumulate(
-    path: Path, rows: dict[str, dict[str, float]], protocols: tuple[str, ...], record: dict, settings: dict
+    path: Path,
+    rows: dict[str, dict[str, float]],
+    protocols: dict[str, dict[str, Any]],
+    record: dict,
+    details: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Merge new rows into results.json (per protocol, with the time each was made); returns all rows.
+    """Merge new rows into results.json (per protocol, with the time each was made and the settings it
+    ran with; `details`, per row and protocol, beside them); returns all rows.
     Call under `results_lock`: it reads, merges and writes back."""
     existing = read_results(path)
     record = json.loads(json.dumps(record))  # as it reads back from the file (tuples become lists)
@@ -193,8 +203,12 @@ def accumulate(
     merged: dict[str, dict[str, float]] = existing.get("rows", {})
     for name, row in rows.items():
         merged.setdefault(name, {}).update(row)
-    made = existing.get("protocols", {}) | {p: {"made": now, **settings} for p in protocols}
-    write_json(path, {**existing, **record, "rows": merged, "protocols": made, "made": now})
+    made = existing.get("protocols", {}) | {p: {"made": now, **settings} for p, settings in protocols.items()}
+    kept: dict[str, dict[str, Any]] = existing.get("details", {})
+    for name, by_protocol in (details or {}).items():
+        kept.setdefault(name, {}).update(by_protocol)
+    grown = {"details": kept} if kept else {}
+    write_json(path, {**existing, **record, "rows": merged, "protocols": made, **grown, "made": now})
     return merged
 
 
@@ -236,8 +250,15 @@ def format_rows(runs: dict[str, dict[str, dict[str, float]]]) -> str:
     """One Markdown table: a row per (run, encoder or floor), a column per metric."""
     metrics = sorted({m for rows in runs.values() for row in rows.values() for m in row if m != "linear_c"})
     lines = [
-        [Path(run).name, name, *(f"{row[m]:.4f}" if m in row else "-" for m in metrics)]
+        [Path(run).name, name, *(_cell(m, row[m]) if m in row else "-" for m in metrics)]
         for run, rows in runs.items()
         for name, row in rows.items()
     ]
     return markdown_table(["run", "encoder", *metrics], lines)
+
+
+def _cell(metric: str, value: float) -> str:
+    """A chosen setting as itself (k 20, T 0.07), a score to four decimals."""
+    if metric.endswith("_k"):
+        return f"{value:.0f}"
+    return f"{value:.3g}" if metric.endswith("_t") else f"{value:.4f}"

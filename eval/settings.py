@@ -27,6 +27,8 @@ class EvalSettings:
         device: where features are extracted, searched and probed: "auto", "cpu", "cuda" or "cuda:N".
         batch_size, num_workers: of the feature extraction.
         cache_dir: where features are cached (None: `features/` in the output folder).
+        knn_ks, knn_temperatures: the grid of the kNN sweep (`knn-sweep`).
+        fewshot_fractions, fewshot_draws: the labelled fractions of train and the draws of each (`fewshot`).
     """
 
     protocols: tuple[str, ...] = ("knn", "linear")
@@ -38,6 +40,10 @@ class EvalSettings:
     batch_size: int = 256
     num_workers: int = 0
     cache_dir: str | None = None
+    knn_ks: tuple[int, ...] = (10, 20, 100, 200)
+    knn_temperatures: tuple[float, ...] = (0.02, 0.05, 0.07, 0.1, 0.2)
+    fewshot_fractions: tuple[float, ...] = (0.01, 0.1)
+    fewshot_draws: int = 5
 
     def __post_init__(self) -> None:
         from ssl_coded.eval.protocols import PROTOCOLS
@@ -51,7 +57,20 @@ class EvalSettings:
             raise ValueError(f"probe {self.probe!r} is not one of {', '.join(PROBES)}")
         if self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+        for name in ("knn_ks", "knn_temperatures", "fewshot_fractions"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.knn_ks or min(self.knn_ks) < 1 or not self.knn_temperatures or min(self.knn_temperatures) <= 0:
+            raise ValueError("the kNN sweep needs --knn-k values >= 1 and --knn-t values > 0")
+        if not self.fewshot_fractions or not all(0 < f <= 1 for f in self.fewshot_fractions):
+            raise ValueError("--fewshot takes fractions of the labels in (0, 1], e.g. 0.01,0.1")
+        if self.fewshot_draws < 1:
+            raise ValueError("--draws must be >= 1")
 
-    def recorded(self) -> dict[str, Any]:
-        """The settings that change a protocol's numbers, as results.json records them beside each protocol."""
-        return {"index": self.index_kind, "probe": self.probe}
+    def recorded(self, protocol: str | None = None) -> dict[str, Any]:
+        """The settings that change a protocol's numbers, as results.json records them beside it."""
+        extra: dict[str, Any] = {}
+        if protocol == "knn-sweep":
+            extra = {"ks": list(self.knn_ks), "temperatures": list(self.knn_temperatures)}
+        elif protocol == "fewshot":
+            extra = {"fractions": list(self.fewshot_fractions), "draws": self.fewshot_draws}
+        return {"index": self.index_kind, "probe": self.probe, **extra}

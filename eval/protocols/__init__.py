@@ -5,7 +5,7 @@ asked for on them, for the encoder and each floor.
 
 A new protocol is one file here with `run(features, task) -> Outcome` and a line in `PROTOCOLS`
 (CONTRIBUTING.md, "Add an evaluation protocol"). The functions the protocols are built from take
-features you already have: `knn`, `retrieval`, `knn_report` and `linear_probe`.
+features you already have: `knn`, `retrieval`, `knn_report`, `knn_sweep`, `fewshot_draws` and `linear_probe`.
 
 Example:
     >>> knn(train_x, train_y, test_x, test_y)["knn_dino_top1"]
@@ -20,12 +20,17 @@ import importlib
 
 from ssl_coded.eval.linear_probe import ProbeResult, linear_probe
 from ssl_coded.eval.protocols.base import Outcome, Protocol, SplitFeatures, Task
+from ssl_coded.eval.protocols.fewshot import fewshot_draws
 from ssl_coded.eval.protocols.knn_retrieval import knn, knn_report, retrieval
+from ssl_coded.eval.protocols.knn_sweep import SweepResult, knn_sweep
 
 PROTOCOLS: dict[str, str] = {
     "knn": "knn_retrieval:run",  # weighted kNN (dino and instdisc presets) and retrieval
     "linear": "probe:run",  # the linear probe, C chosen on validation (or SGD)
+    "knn-sweep": "knn_sweep:run",  # kNN with k and T chosen on validation
+    "fewshot": "fewshot:run",  # probe and kNN on 1% and 10% of the labels, several draws
 }
+ANCHORS = ("knn", "linear")  # what runs unless others are named (`ssl-coded eval all`)
 
 
 def get_protocol(name: str) -> Protocol:
@@ -38,15 +43,19 @@ def get_protocol(name: str) -> Protocol:
 
 
 __all__ = [
+    "ANCHORS",
     "PROTOCOLS",
     "Outcome",
     "ProbeResult",
     "Protocol",
     "SplitFeatures",
+    "SweepResult",
     "Task",
+    "fewshot_draws",
     "get_protocol",
     "knn",
     "knn_report",
+    "knn_sweep",
     "linear_probe",
     "retrieval",
 ]

@@ -1,25 +1,29 @@
-"""`ssl-coded eval knn|linear|all ENCODER...`: encoders from anywhere, by the field's protocols, beside the floors."""
+"""`ssl-coded eval knn|linear|knn-sweep|fewshot|all ENCODER...`: encoders from anywhere, by the field's
+protocols, beside the floors."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from ssl_coded.cli.common import DEVICE_HELP
 
 # the names on ssl_coded.eval.protocols.PROTOCOLS (tests/cli checks they agree); not imported, so that
 # `ssl-coded eval --help` and its refusals come back without the evaluation's frameworks
-PROTOCOL_NAMES = ("knn", "linear")
+PROTOCOL_NAMES = ("knn", "linear", "knn-sweep", "fewshot")
+ALL = ("knn", "linear")  # what `all` runs: the registry's ANCHORS; the sweep and few-shot are asked for by name
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "eval",
-        help="evaluate encoders from anywhere: kNN and retrieval, linear probe, beside the floors",
+        help="evaluate encoders from anywhere: kNN and retrieval, linear probe, kNN sweep, few-shot, beside the floors",
         description="Evaluate encoders: ssl-coded runs or checkpoints, or torchvision:NAME, timm:NAME, "
         "module.path:callable with --weights (a state_dict or a lightly / solo-learn / Lightning checkpoint), e.g. "
         "`ssl-coded eval all torchvision:resnet18 --weights w.pt --dataset name=imagefolder root=DIR image_size=32`. "
-        "Writes results.json, results-eval.md and plots into --out (default: the run directory, or "
-        "eval-runs/<name>) and prints one table with a row per encoder and floor.",
+        "`all` runs knn and linear; knn-sweep chooses k and T on validation, fewshot probes 1%% and 10%% of the "
+        "labels over several draws. Writes results.json, results-eval.md and plots into --out (default: the run "
+        "directory, or eval-runs/<name>) and prints one table with a row per encoder and floor.",
     )
     evaluate.add_argument("protocol", choices=(*PROTOCOL_NAMES, "all"))
     evaluate.add_argument(
@@ -52,6 +56,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--probe", choices=("lbfgs", "sgd"), default="lbfgs", help="linear probe: L-BFGS (C on validation) or SGD"
     )
+    evaluate.add_argument("--knn-k", type=numbers(int), metavar="K,K,...", help="knn-sweep's k (default 10,20,100,200)")
+    evaluate.add_argument(
+        "--knn-t", type=numbers(float), metavar="T,T,...", help="knn-sweep's T (default 0.02,0.05,0.07,0.1,0.2)"
+    )
+    evaluate.add_argument(
+        "--fewshot", type=numbers(float), metavar="F,F,...", help="fewshot's fractions of the labels (default 0.01,0.1)"
+    )
+    evaluate.add_argument("--draws", type=int, default=5, help="fewshot's seeded draws per fraction (default 5)")
+
+
+def numbers(kind: type) -> Callable[[str], tuple]:
+    """An argparse type: comma-separated numbers of `kind` (an argparse error names the bad one)."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s") from None
+
+    return parse
 
 
 def run(args: argparse.Namespace) -> None:
@@ -59,12 +83,22 @@ def run(args: argparse.Namespace) -> None:
     from ssl_coded.eval.settings import EvalSettings
 
     settings = EvalSettings(
-        protocols=PROTOCOL_NAMES if args.protocol == "all" else (args.protocol,),
+        protocols=ALL if args.protocol == "all" else (args.protocol,),
         floors=not args.no_floors,
         index_kind=args.index,
         probe=args.probe,
         device=args.device,
         batch_size=args.batch_size,
         num_workers=args.workers,
+        fewshot_draws=args.draws,
+        **{
+            name: value
+            for name, value in {
+                "knn_ks": args.knn_k,
+                "knn_temperatures": args.knn_t,
+                "fewshot_fractions": args.fewshot,
+            }.items()
+            if value is not None
+        },
     )
     run_eval(args.encoders, settings, args.dataset, args.weights, args.prefix, args.normalize, args.out)

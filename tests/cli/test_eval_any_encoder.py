@@ -187,3 +187,28 @@ def test_default_output_folders(tmp_path):
     assert default_out(run) == run and default_out(run / "checkpoints" / "best.ckpt") == run
     assert default_out(loose) == default_out(str(loose)) and not re.search(str(tmp_path), str(default_out(loose)))
     assert str(default_out("torchvision:resnet18", "w.pt")) == "eval-runs/torchvision-resnet18-w"
+
+
+def test_the_sweep_and_few_shot_protocols_from_the_command_line(image_folder, lightly_weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["torchvision:resnet18", "--weights", str(lightly_weights), "--device", "cpu", "--no-floors"]
+    data = ["--dataset", "name=imagefolder", f"root={image_folder}", "image_size=32", "--out", str(out)]
+    assert main(["eval", "knn-sweep", *base, *data, "--knn-k", "1,3", "--knn-t", "0.05,0.5"]) == 0
+    assert main(["eval", "fewshot", *base, *data, "--fewshot", "0.5", "--draws", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "knn_sweep_k" in printed and "fewshot50_linear_top1_std" in printed
+    results = json.loads((out / "results.json").read_text())
+    row = results["rows"]["encoder"]  # both protocols' figures, neither lost to the other
+    assert {"knn_sweep_top1", "knn_sweep_k", "knn_sweep_t", "fewshot50_linear_top1", "fewshot50_knn_top1"} <= set(row)
+    assert results["protocols"]["knn-sweep"]["ks"] == [1, 3] and results["protocols"]["fewshot"]["draws"] == 2
+    grid = results["details"]["encoder"]["knn-sweep"]["val_top1"]
+    assert [(cell["k"], cell["t"]) for cell in grid] == [(1, 0.05), (1, 0.5), (3, 0.05), (3, 0.5)]
+    assert len(results["details"]["encoder"]["fewshot"]["fewshot50"]["linear_top1"]) == 2
+
+    refused = ["eval", "fewshot", *base, *data[:-1], str(tmp_path / "refused")]
+    with pytest.raises(SystemExit) as parsed:  # argparse's own refusal
+        main([*refused, "--knn-k", "1,x"])
+    assert parsed.value.code == 2 and "comma-separated list of ints" in capsys.readouterr().err
+    assert main([*refused, "--draws", "0"]) == 2
+    assert "--draws must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()

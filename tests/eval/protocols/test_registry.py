@@ -16,7 +16,7 @@ from ssl_coded.eval.report import evaluate_sources
 from ssl_coded.eval.settings import EvalSettings
 from torch.utils.data import TensorDataset
 
-from ssl_coded.cli.eval import PROTOCOL_NAMES
+from ssl_coded.cli.eval import ALL, PROTOCOL_NAMES
 
 
 def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,19 +27,23 @@ def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_the_command_line_offers_the_registered_protocols():
     assert tuple(PROTOCOLS) == PROTOCOL_NAMES
+    assert protocols.ANCHORS == ALL  # what `ssl-coded eval all` runs
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOLS))
 def test_every_protocol_runs_from_its_name_and_separates_separable_classes(name):
     features = {"train": blobs(240, 0), "test": blobs(30, 1)}
-    outcome = get_protocol(name)(features, Task(num_classes=3))
+    settings = EvalSettings(fewshot_fractions=(0.5,))  # few-shot at 1% of 240 rows would be one image a class
+    outcome = get_protocol(name)(features, Task(num_classes=3, settings=settings))
     top1 = {key: value for key, value in outcome.row.items() if key.endswith("top1")}
-    assert top1 and all(value == 1.0 for value in top1.values()), outcome.row
+    # a probe fitted on half the rows alone, C chosen on 24 carved ones, misses one test image in some draws
+    floor = {"fewshot50_linear_top1": 0.95}
+    assert top1 and all(value >= floor.get(key, 1.0) for key, value in top1.items()), outcome.row
 
 
 def test_an_unknown_protocol_is_refused_naming_the_registered_ones():
-    with pytest.raises(ValueError, match="choose from knn, linear"):
-        get_protocol("fewshot")
+    with pytest.raises(ValueError, match="choose from knn, linear, knn-sweep, fewshot"):
+        get_protocol("zero-shot")
 
 
 def test_a_new_protocol_is_one_file_and_a_line_in_the_registry(tmp_path, monkeypatch):
