@@ -29,6 +29,7 @@ from ssl_coded.eval.logistic import (
     labels_of,
     standardiser,
 )
+from ssl_coded.eval.sgd_probe import sgd_probe
 from torch import Tensor
 
 __all__ = [
@@ -223,47 +224,3 @@ def _sklearn_probe(
     logits = model.predict_log_proba(scaler.transform(test_x))
     top1, top5, per_class, confusion = _score(logits, model.classes_, joint_y, test_y)
     return ProbeResult(best_c, val_top1, top1, top5, per_class, confusion, iterations)
-
-
-def sgd_probe(
-    train_x: ArrayLike,
-    train_y: ArrayLike,
-    test_x: ArrayLike,
-    test_y: ArrayLike,
-    epochs: int = 30,
-    batch_size: int = 256,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-) -> float:
-    """Test top-1 of a linear head trained with SGD on cached features (for banks too large for
-    L-BFGS): lightly's setting, lr 0.1 x batch/256, momentum 0.9, no weight decay, cosine decay.
-    Features are standardised with the train statistics; numpy arrays or torch tensors, on `device`
-    (default the features' device, else the CPU).
-
-    Example:
-        >>> sgd_probe(train_x, train_y, test_x, test_y, epochs=10)
-    """
-    device = torch.device(device) if device is not None else default_device(train_x, test_x)
-    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same order on every device
-    x = as_tensor(train_x, device, torch.float32)
-    y = torch.as_tensor(labels_of(train_y), dtype=torch.long, device=device)
-    test_labels = labels_of(test_y)
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    x = (x - mean) / std
-    num_classes = int(max(int(y.max()), int(np.max(test_labels)))) + 1
-    torch.manual_seed(seed)
-    head = torch.nn.Linear(x.shape[1], num_classes).to(device)
-    optimizer = torch.optim.SGD(head.parameters(), lr=0.1 * batch_size / 256, momentum=0.9)
-    steps = epochs * max(1, -(-len(x) // batch_size))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    for _ in range(epochs):
-        for index in torch.randperm(len(x), generator=generator).to(device).split(batch_size):
-            loss = torch.nn.functional.cross_entropy(head(x[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-    with torch.no_grad():
-        test = (as_tensor(test_x, device, torch.float32) - mean) / std
-        predicted = head(test).argmax(1).cpu().numpy()
-    return float((predicted == test_labels).mean())

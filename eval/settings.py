@@ -29,6 +29,7 @@ class EvalSettings:
         cache_dir: where features are cached (None: `features/` in the output folder).
         knn_ks, knn_temperatures: the grid of the kNN sweep (`knn-sweep`).
         fewshot_fractions, fewshot_draws: the labelled fractions of train and the draws of each (`fewshot`).
+        sgd_lrs: the SGD probe's learning rates, one chosen on validation (`--probe sgd`).
     """
 
     protocols: tuple[str, ...] = ("knn", "linear")
@@ -44,6 +45,7 @@ class EvalSettings:
     knn_temperatures: tuple[float, ...] = (0.02, 0.05, 0.07, 0.1, 0.2)
     fewshot_fractions: tuple[float, ...] = (0.01, 0.1)
     fewshot_draws: int = 5
+    sgd_lrs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
     def __post_init__(self) -> None:
         from ssl_coded.eval.protocols import PROTOCOLS
@@ -57,7 +59,7 @@ class EvalSettings:
             raise ValueError(f"probe {self.probe!r} is not one of {', '.join(PROBES)}")
         if self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("--batch-size must be >= 1 and --workers >= 0")
-        for name in ("knn_ks", "knn_temperatures", "fewshot_fractions"):
+        for name in ("knn_ks", "knn_temperatures", "fewshot_fractions", "sgd_lrs"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.knn_ks or min(self.knn_ks) < 1 or not self.knn_temperatures or min(self.knn_temperatures) <= 0:
             raise ValueError("the kNN sweep needs --knn-k values >= 1 and --knn-t values > 0")
@@ -65,6 +67,8 @@ class EvalSettings:
             raise ValueError("--fewshot takes fractions of the labels in (0, 1], e.g. 0.01,0.1")
         if self.fewshot_draws < 1:
             raise ValueError("--draws must be >= 1")
+        if not self.sgd_lrs or min(self.sgd_lrs) <= 0:
+            raise ValueError("--sgd-lr takes learning rates > 0, e.g. 0.01,0.1,1")
 
     def recorded(self, protocol: str | None = None) -> dict[str, Any]:
         """The settings that change a protocol's numbers, as results.json records them beside it."""
@@ -73,4 +77,6 @@ class EvalSettings:
             extra = {"ks": list(self.knn_ks), "temperatures": list(self.knn_temperatures)}
         elif protocol == "fewshot":
             extra = {"fractions": list(self.fewshot_fractions), "draws": self.fewshot_draws}
+        elif protocol == "linear" and self.probe == "sgd":
+            extra = {"lrs": list(self.sgd_lrs)}
         return {"index": self.index_kind, "probe": self.probe, **extra}

@@ -54,7 +54,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="kNN search: exact (the project's certified search), flat (FAISS fp32), ivf (reports its recall)",
     )
     evaluate.add_argument(
-        "--probe", choices=("lbfgs", "sgd"), default="lbfgs", help="linear probe: L-BFGS (C on validation) or SGD"
+        "--probe",
+        choices=("lbfgs", "sgd"),
+        default="lbfgs",
+        help="linear probe: L-BFGS (C on validation) or SGD (lr on validation)",
     )
     evaluate.add_argument("--knn-k", type=numbers(int), metavar="K,K,...", help="knn-sweep's k (default 10,20,100,200)")
     evaluate.add_argument(
@@ -64,6 +67,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--fewshot", type=numbers(float), metavar="F,F,...", help="fewshot's fractions of the labels (default 0.01,0.1)"
     )
     evaluate.add_argument("--draws", type=int, default=5, help="fewshot's seeded draws per fraction (default 5)")
+    evaluate.add_argument(
+        "--sgd-lr", type=numbers(float), metavar="LR,LR,...", help="--probe sgd's lr grid (default 0.001-1.0)"
+    )
 
 
 def numbers(kind: type) -> Callable[[str], tuple]:
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> None:
                 "knn_ks": args.knn_k,
                 "knn_temperatures": args.knn_t,
                 "fewshot_fractions": args.fewshot,
+                "sgd_lrs": args.sgd_lr,
             }.items()
             if value is not None
         },
