@@ -25,7 +25,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ssl_coded.data import load_splits
@@ -264,6 +264,18 @@ def check_training_batches(config: RecipeConfig, num_train: int, world_size: int
     return batches
 
 
+def loggers(config: RecipeConfig, out: Path) -> list[Logger]:
+    """The CSV logger (logs/version_<n>/, one per (resumed) session; metrics.csv comes from it) and, with
+    trainer.logger=tensorboard, TensorBoard's event files beside it in tensorboard/version_<n>/."""
+    csv = CSVLogger(out, name="logs")
+    if config.trainer.logger != "tensorboard":
+        return [csv]
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    # the same version number as the CSV session, so a resumed run's two logs pair up
+    return [csv, TensorBoardLogger(out, name="tensorboard", version=csv.version, default_hp_metric=False)]
+
+
 def make_trainer(
     config: RecipeConfig,
     out: Path,
@@ -282,7 +294,7 @@ def make_trainer(
         log_every_n_steps=config.trainer.log_every_n_steps,
         check_val_every_n_epoch=config.eval.every_n_epochs,
         num_sanity_val_steps=0,
-        logger=CSVLogger(out, name="logs"),  # logs/version_<n>/: one per (resumed) session
+        logger=loggers(config, out),
         callbacks=[checkpoint, *(callbacks or [])],
         plugins=[AtomicCheckpointIO()],
         deterministic=False,

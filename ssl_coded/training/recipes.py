@@ -84,11 +84,14 @@ def validate(config: RecipeConfig) -> None:
         "coded.weighting": (config.coded.weighting, WEIGHTINGS),
         "inference.kind": (config.inference.kind, KINDS),
         "trainer.accelerator": (config.trainer.accelerator, ACCELERATORS),
+        "trainer.logger": (config.trainer.logger, LOGGERS),
     }
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
     check_backbone(config.model.backbone)
+    if config.trainer.logger == "tensorboard":
+        require_tensorboard()
     low, high = [*config.augment.crop_scale, 0, 0][:2]
     if len(config.augment.crop_scale) != 2 or not 0 < low <= high <= 1:
         raise ConfigError(
@@ -121,6 +124,7 @@ WEIGHTINGS = ("absolute", "loss")  # coded.weighting: the penalty as weight x sc
 
 # the trainer.accelerator values a run can use (Lightning knows more, e.g. tpu, which fail deep inside it)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+LOGGERS = ("csv", "tensorboard")  # metrics.csv is written either way: the run's summary and curves read it
 
 # key -> (lowest allowed, whether the lowest itself is allowed): checked before anything runs, so that
 # a negative size is never read as "all" and an epoch count never overflows inside Lightning; the method
@@ -237,3 +241,10 @@ def require_timm() -> None:
 
     if importlib.util.find_spec("timm") is None:
         raise ConfigError("model.backbone=timm:... needs timm: pip install 'ssl-coded[timm]'")
+
+
+def require_tensorboard() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("trainer.logger=tensorboard needs tensorboard: pip install 'ssl-coded[tensorboard]'")
