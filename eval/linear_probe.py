@@ -60,6 +60,11 @@ class ProbeResult:
     per_class: list[float] = field(default_factory=list)
     confusion: list[list[int]] = field(default_factory=list)
     iterations: dict[str, int] = field(default_factory=dict)  # L-BFGS iterations per fit ("C=...", "refit")
+    # the scored model, on features standardised by (features - mean) / scale (the torch solver's); not
+    # compared: two results are equal when their choices and scores are
+    model: LogisticFit | None = field(default=None, compare=False, repr=False)
+    mean: Tensor | None = field(default=None, compare=False, repr=False)
+    scale: Tensor | None = field(default=None, compare=False, repr=False)
 
 
 def _check_splits(splits: dict[str, tuple[ArrayLike, ArrayLike]]) -> None:
@@ -158,7 +163,7 @@ def linear_probe(
     if not refit:
         logits = fits[best_c].logits((test_t - mean) / scale).cpu().numpy()
         top1, top5, per_class, confusion = _score(logits, fits[best_c].classes, train_l, test_l)
-        return ProbeResult(best_c, val_top1, top1, top5, per_class, confusion, iterations)
+        return ProbeResult(best_c, val_top1, top1, top5, per_class, confusion, iterations, fits[best_c], mean, scale)
 
     joint_t, joint_l = torch.cat([train_t, val_t]), np.concatenate([train_l, val_l])
     preconditioner = path.objective.preconditioner
@@ -181,7 +186,7 @@ def linear_probe(
     iterations["refit"] = model.iterations
     logits = model.logits((test_t - joint_mean) / joint_scale).cpu().numpy()
     top1, top5, per_class, confusion = _score(logits, model.classes, joint_l, test_l)
-    return ProbeResult(best_c, val_top1, top1, top5, per_class, confusion, iterations)
+    return ProbeResult(best_c, val_top1, top1, top5, per_class, confusion, iterations, model, joint_mean, joint_scale)
 
 
 def _sklearn_probe(

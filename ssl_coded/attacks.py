@@ -5,6 +5,7 @@ ones, to the evaluation layer's attack harness."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,4 +118,76 @@ def attack_runs(
         data_name=config.data.name,
         defence=defence,
         record={"inference": dataclasses.asdict(inference), "runs": [str(r) for r in runs]},
+    )
+
+
+ROBUST_DIR = "robust"  # inside the evaluation's output folder: attack.md, attack.json, robustness.png
+
+
+def attack_encoder(
+    spec: str | Path,
+    cfg: Any,
+    *,
+    data: list[str] | None = None,
+    weights: str | Path | None = None,
+    prefix: str | None = None,
+    normalize: str | None = None,
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    floors: bool = True,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """`ssl-coded eval robust ENCODER`: the linear probe on the encoder's features (and on its floors'),
+    each served as one model from pixels to logits and attacked end to end by the harness, into
+    `<out>/robust/` (refused before anything is written if a report is already there).
+
+    Args:
+        spec: any ENCODER `ssl-coded eval` takes (`ssl_coded.encoders.resolve_encoder`).
+        cfg: the harness's `AttackSettings` (RCI does not apply: a probe is deterministic).
+        out_dir: default: where `ssl-coded eval` writes for this encoder.
+    """
+    from ssl_coded.commands import default_out
+    from ssl_coded.data.encode import raw_pixels
+    from ssl_coded.encoders import resolve_encoder
+    from ssl_coded.eval.features import cached_features, encoder_source, resolve_device
+    from ssl_coded.eval.robustness.encoder_probe import probe_classifier
+    from ssl_coded.eval.robustness.harness import Target, run_attack
+
+    out = Path(out_dir or default_out(spec, weights))
+    if (out / ROBUST_DIR / "attack.json").exists():
+        raise ConfigError(f"{out / ROBUST_DIR} already holds a robustness report; move it away or choose --out")
+    where = resolve_device(device)
+    resolved = resolve_encoder(spec, weights, prefix, data=data, normalize=normalize, device=where)
+    encoders = {"encoder": (resolved.module, resolved.key)}
+    if floors and resolved.random_init is not None:
+        floor = resolved.random_init()
+        encoders["random init"] = (floor.module, floor.key)
+    if floors:
+        encoders["raw pixels"] = (raw_pixels, "")
+    splits = resolved.splits
+    datasets = {"train": splits.train, "val": splits.val, "test": splits.test}
+    data_key = json.dumps(resolved.record, sort_keys=True)
+    targets, clean = [], {}
+    for name, (module, key) in encoders.items():
+        source = encoder_source(module, key, where)
+        features = {
+            split: cached_features(source, dataset, split, out / "features", batch_size, data_key)
+            for split, dataset in datasets.items()
+            if dataset is not None and len(dataset)
+        }
+        probed, probe = probe_classifier(module, features, resolved.seed, where)
+        targets.append(Target(f"{name} + linear probe", probed))
+        clean[name] = {"linear_top1": probe.test_top1, "linear_c": probe.best_c}
+    test = splits.test
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(resolved.seed))[: cfg.num_examples]
+    return run_attack(
+        targets,
+        test.take(pick)[0].to(where).float() / 255,
+        test.labels[pick].to(where),
+        dataclasses.replace(cfg, rci=False),
+        out / ROBUST_DIR,
+        batch_size=batch_size,
+        seed=resolved.seed,
+        data_name=str(resolved.record.get("data", {}).get("name", "")),
+        record={**resolved.record, "probes": clean},
     )

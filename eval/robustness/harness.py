@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,6 +157,10 @@ def sanity_checks(
     tolerance = noise_tolerance(base, len(y))
     large = accuracy(cfg.sanity_eps, cfg.steps, 1)
     checks = [("accuracy ~0 at a large eps (PGD)", large <= 0.05, f"eps={cfg.sanity_eps:g}: {large:.3f}")]
+    curve = [(f"{e:g}", result["eps"][f"{e:g}"]["adaptive"]) for e in sorted(cfg.eps)]
+    rises = [(a, b) for a, b in itertools.pairwise(curve) if b[1] > a[1] + noise_tolerance(a[1], len(y))]
+    detail = ", ".join(f"eps={e}: {v:.3f}" for e, v in curve)
+    checks.append(("the attacks succeed more as eps grows (worst case over attacks)", not rises, detail))
     more = {"steps": (f"{2 * cfg.steps} steps", accuracy(float(middle), 2 * cfg.steps, samples))}
     if target.randomized:
         more["EOT samples"] = (f"S={2 * samples}", accuracy(float(middle), cfg.steps, 2 * samples))

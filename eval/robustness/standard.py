@@ -38,7 +38,9 @@ class AsModule(nn.Module):
 
     def __init__(self, model: Model, device: torch.device) -> None:
         super().__init__()
-        self.model = model
+        # not registered as a submodule: torchattacks' train() / eval() calls must not reach a model that is
+        # an nn.Module itself (a probe on an encoder with batch norm would leave eval mode)
+        object.__setattr__(self, "model", model)
         self.anchor = nn.Parameter(torch.empty(0, device=device), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:

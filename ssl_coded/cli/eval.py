@@ -25,7 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "labels over several draws. Writes results.json, results-eval.md and plots into --out (default: the run "
         "directory, or eval-runs/<name>) and prints one table with a row per encoder and floor.",
     )
-    evaluate.add_argument("protocol", choices=(*PROTOCOL_NAMES, "all"))
+    evaluate.add_argument("protocol", choices=(*PROTOCOL_NAMES, "all", "robust"))
     evaluate.add_argument(
         "encoders",
         nargs="+",
@@ -67,6 +67,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--fewshot", type=numbers(float), metavar="F,F,...", help="fewshot's fractions of the labels (default 0.01,0.1)"
     )
     evaluate.add_argument("--draws", type=int, default=5, help="fewshot's seeded draws per fraction (default 5)")
+    robust = evaluate.add_argument_group("robust: the linear probe attacked through the encoder (torchattacks)")
+    robust.add_argument(
+        "--eps", type=numbers(float), metavar="E,E,...", help="L-inf radii on [0, 1] pixels (0.02,0.05,0.1)"
+    )
+    robust.add_argument("--examples", type=int, default=400, help="seeded test images attacked (default 400)")
+    robust.add_argument("--steps", type=int, default=10, help="PGD and APGD steps (default 10)")
+    robust.add_argument("--square-queries", type=int, default=100, help="Square's query budget (default 100)")
+    robust.add_argument("--no-standard", action="store_true", help="skip torchattacks' APGD-CE, APGD-DLR, Square")
     evaluate.add_argument(
         "--sgd-lr", type=numbers(float), metavar="LR,LR,...", help="--probe sgd's lr grid (default 0.001-1.0)"
     )
@@ -87,6 +95,9 @@ def numbers(kind: type) -> Callable[[str], tuple]:
 def run(args: argparse.Namespace) -> None:
     from ssl_coded.commands import run_eval
     from ssl_coded.eval.settings import EvalSettings
+
+    if args.protocol == "robust":
+        return run_robust(args)
 
     settings = EvalSettings(
         protocols=ALL if args.protocol == "all" else (args.protocol,),
@@ -109,3 +120,37 @@ def run(args: argparse.Namespace) -> None:
         },
     )
     run_eval(args.encoders, settings, args.dataset, args.weights, args.prefix, args.normalize, args.out)
+
+
+def run_robust(args: argparse.Namespace) -> None:
+    from ssl_coded.attacks import attack_encoder
+    from ssl_coded.errors import ConfigError
+    from ssl_coded.eval.robustness.harness import AttackSettings
+
+    if len(args.encoders) != 1:
+        raise ConfigError(f"eval robust attacks one encoder at a time; got {len(args.encoders)}")
+    eps = list(args.eps or (0.02, 0.05, 0.1))
+    if not all(0 < e <= 1 for e in eps) or args.examples < 1 or args.steps < 1 or args.square_queries < 1:
+        raise ConfigError(
+            "--eps must be in (0, 1] (L-inf on [0, 1] pixels); --examples, --steps, --square-queries >= 1"
+        )
+    cfg = AttackSettings(
+        eps=eps,
+        steps=args.steps,
+        square_queries=args.square_queries,
+        num_examples=args.examples,
+        standard=not args.no_standard,
+        rci=False,
+    )
+    attack_encoder(
+        args.encoders[0],
+        cfg,
+        data=args.dataset,
+        weights=args.weights,
+        prefix=args.prefix,
+        normalize=args.normalize,
+        out_dir=args.out,
+        device=args.device,
+        floors=not args.no_floors,
+        batch_size=min(args.batch_size, 128),
+    )

@@ -123,14 +123,15 @@ class TrainedRun:
 
 class RunEncoder(nn.Module):
     """A trained method's encoder as a plain module: uint8 images (n, C, H, W) -> backbone features,
-    normalised as in training (with the mean/std its checkpoint stores)."""
+    normalised as in training (with the mean/std its checkpoint stores). Float images are pixels in
+    [0, 1] (an attack's, differentiably), as evaluation's `Preprocess` takes them."""
 
     def __init__(self, method: TrainedModel) -> None:
         super().__init__()
         self.method = method
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.method.encode(images)
+        return self.method.encode(images if images.dtype == torch.uint8 else images * 255)
 
 
 def load_trained(
