@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from ssl_coded.eval.features import FeatureSource, cached_features, encoder_source, resolve_device
 from ssl_coded.eval.plots import confusion_plot, embedding_map, retrieval_grid
-from ssl_coded.eval.protocols import ANCHORS, PROTOCOLS, Task, get_protocol
+from ssl_coded.eval.protocols import ANCHORS, IMAGE_PROTOCOLS, PROTOCOLS, Task, get_protocol
 from ssl_coded.eval.settings import EvalSettings
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from ssl_coded.data.encode import raw_pixels as flattened_pixels
 from ssl_coded.io import write_json, write_text
@@ -72,7 +72,8 @@ def evaluate(
         train, test: datasets of (image tensor, label); the project's datasets too.
         val: the split that chooses the probe's C (default: 10% of train, carved with the seed).
         protocols: names on the protocol registry: "knn" (kNN and retrieval), "linear" (the probe),
-            "knn-sweep" (k and T chosen on validation), "fewshot" (1% and 10% of the labels).
+            "knn-sweep" (k and T chosen on validation), "fewshot" (1% and 10% of the labels), and the
+            image ones, which train through an `nn.Module` encoder: "probe-images", "finetune".
         floors: more encoders to evaluate beside it, e.g. {"random init": untrained_model,
             "raw pixels": raw_pixels()}; a callable is run like `encoder`.
         num_classes: default: the largest label + 1.
@@ -87,10 +88,13 @@ def evaluate(
     settings = EvalSettings(protocols, device=device, batch_size=batch_size, num_workers=num_workers, **options)
     where = resolve_device(device)
     sources = {"encoder": encoder_source(encoder, key, where, autocast)}
+    modules = {"encoder": encoder} if isinstance(encoder, torch.nn.Module) else {}
     for name, floor in (floors or {}).items():
         sources[name] = floor if isinstance(floor, FeatureSource) else encoder_source(floor, "", where, autocast)
+        if isinstance(floor, torch.nn.Module):
+            modules[name] = floor
     splits = {"train": train, "test": test} | ({"val": val} if val is not None else {})
-    return evaluate_sources(sources, splits, num_classes, out_dir, settings, seed=seed, record=record)
+    return evaluate_sources(sources, splits, num_classes, out_dir, settings, seed=seed, record=record, modules=modules)
 
 
 def evaluate_sources(
@@ -101,6 +105,7 @@ def evaluate_sources(
     settings: EvalSettings | None = None,
     seed: int = 0,
     record: dict[str, Any] | None = None,
+    modules: dict[str, Callable[[Tensor], Tensor]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """{source name: {metric: value}}, also written to `out_dir` (results.json holds `record` too).
 
@@ -119,6 +124,8 @@ def evaluate_sources(
         seed: seeds the carved validation split, the retrieval queries and the plots.
         record: what the results are of (e.g. the checkpoint hash and the data settings); also the
             feature cache's data key.
+        modules: per source name, the encoder the image protocols (`finetune`, `probe-images`) train
+            through: images (uint8, or floats in [0, 1]) -> features; sources without one skip them.
     """
     settings = settings or EvalSettings()
     out = Path(out_dir) if out_dir is not None else None
@@ -141,6 +148,8 @@ def evaluate_sources(
         num_classes = num_classes or int(max(int(np.max(y)) for y in labels)) + 1
         task = Task(num_classes, settings, seed, resolve_device(settings.device))
         protocols = [p for p in PROTOCOLS if p in settings.protocols]  # the registry's order
+        splits_with_val = with_validation(splits, seed)
+        on_images = [p for p in IMAGE_PROTOCOLS if p in settings.protocols and modules]
         rows: dict[str, dict[str, float]] = {}
         details: dict[str, dict[str, Any]] = {}  # per row and protocol: what a row's numbers came from (grids, draws)
         confusion = None
@@ -152,15 +161,30 @@ def evaluate_sources(
                 if outcome.extra:
                     details.setdefault(name, {})[protocol] = outcome.extra
                 confusion = outcome.confusion if confusion is None and len(rows) == 1 else confusion
+            for protocol in on_images if modules and name in modules else []:
+                outcome = get_protocol(protocol)(modules[name], splits_with_val, task)
+                rows[name] |= outcome.row
+                details.setdefault(name, {})[protocol] = outcome.extra
         if out is None:
             return rows
         if settings.plots:
             write_plots(features[next(iter(features))], splits, out, confusion, seed)
         with results_lock(out):
-            recorded = {p: settings.recorded(p) for p in protocols}
+            recorded = {p: settings.recorded(p) for p in [*protocols, *on_images]}
             merged = accumulate(out / "results.json", rows, recorded, record or {}, details)
             write_text(out / "results-eval.md", format_rows({str(out): merged}) + "\n")
         return rows
+
+
+def with_validation(splits: dict[str, Dataset], seed: int) -> dict[str, Dataset]:
+    """The splits with a validation split: the given one, or a seeded 10% of train carved off (as the probe
+    carves its features)."""
+    if splits.get("val") is not None and len(splits["val"]):  # type: ignore[arg-type]
+        return splits
+    order = np.random.default_rng(seed).permutation(len(splits["train"]))  # type: ignore[arg-type]
+    cut = max(1, round(0.1 * len(order)))
+    train, val = np.sort(order[cut:]).tolist(), np.sort(order[:cut]).tolist()
+    return {**splits, "train": Subset(splits["train"], train), "val": Subset(splits["train"], val)}
 
 
 def read_results(path: Path) -> dict[str, Any]:

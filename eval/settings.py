@@ -29,7 +29,10 @@ class EvalSettings:
         cache_dir: where features are cached (None: `features/` in the output folder).
         knn_ks, knn_temperatures: the grid of the kNN sweep (`knn-sweep`).
         fewshot_fractions, fewshot_draws: the labelled fractions of train and the draws of each (`fewshot`).
-        sgd_lrs: the SGD probe's learning rates, one chosen on validation (`--probe sgd`).
+        sgd_lrs: the SGD probe's learning rates, one chosen on validation (`--probe sgd`, `probe-images`).
+        finetune_lrs: fine-tuning's learning rates (`finetune`).
+        image_epochs, image_augment: epochs and augmentation ("crop", "crop-flip", "none") of the protocols
+            that train on images (`finetune`, `probe-images`).
     """
 
     protocols: tuple[str, ...] = ("knn", "linear")
@@ -46,20 +49,23 @@ class EvalSettings:
     fewshot_fractions: tuple[float, ...] = (0.01, 0.1)
     fewshot_draws: int = 5
     sgd_lrs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    finetune_lrs: tuple[float, ...] = (0.001, 0.01, 0.1)
+    image_epochs: int = 5
+    image_augment: str = "crop"
 
     def __post_init__(self) -> None:
-        from ssl_coded.eval.protocols import PROTOCOLS
+        from ssl_coded.eval.protocols import IMAGE_PROTOCOLS, PROTOCOLS
 
         object.__setattr__(self, "protocols", tuple(self.protocols))
-        if unknown := sorted(set(self.protocols) - set(PROTOCOLS)):
-            raise ValueError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}")
+        if unknown := sorted(set(self.protocols) - set(PROTOCOLS) - set(IMAGE_PROTOCOLS)):
+            raise ValueError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS | IMAGE_PROTOCOLS)}")
         if self.index_kind not in INDEXES:
             raise ValueError(f"index {self.index_kind!r} is not one of {', '.join(INDEXES)}")
         if self.probe not in PROBES:
             raise ValueError(f"probe {self.probe!r} is not one of {', '.join(PROBES)}")
         if self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("--batch-size must be >= 1 and --workers >= 0")
-        for name in ("knn_ks", "knn_temperatures", "fewshot_fractions", "sgd_lrs"):
+        for name in ("knn_ks", "knn_temperatures", "fewshot_fractions", "sgd_lrs", "finetune_lrs"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.knn_ks or min(self.knn_ks) < 1 or not self.knn_temperatures or min(self.knn_temperatures) <= 0:
             raise ValueError("the kNN sweep needs --knn-k values >= 1 and --knn-t values > 0")
@@ -69,6 +75,12 @@ class EvalSettings:
             raise ValueError("--draws must be >= 1")
         if not self.sgd_lrs or min(self.sgd_lrs) <= 0:
             raise ValueError("--sgd-lr takes learning rates > 0, e.g. 0.01,0.1,1")
+        if not self.finetune_lrs or min(self.finetune_lrs) <= 0:
+            raise ValueError("--finetune-lr takes learning rates > 0, e.g. 0.001,0.01,0.1")
+        if self.image_epochs < 1:
+            raise ValueError("--epochs must be >= 1")
+        if self.image_augment not in ("crop", "crop-flip", "none"):
+            raise ValueError(f"--augment {self.image_augment!r} is not one of crop, crop-flip, none")
 
     def recorded(self, protocol: str | None = None) -> dict[str, Any]:
         """The settings that change a protocol's numbers, as results.json records them beside it."""
@@ -79,4 +91,7 @@ class EvalSettings:
             extra = {"fractions": list(self.fewshot_fractions), "draws": self.fewshot_draws}
         elif protocol == "linear" and self.probe == "sgd":
             extra = {"lrs": list(self.sgd_lrs)}
+        elif protocol in ("finetune", "probe-images"):
+            lrs = self.finetune_lrs if protocol == "finetune" else self.sgd_lrs
+            extra = {"lrs": list(lrs), "epochs": self.image_epochs, "augment": self.image_augment}
         return {"index": self.index_kind, "probe": self.probe, **extra}

@@ -97,6 +97,7 @@ def evaluate_encoder(
         >>> evaluate_encoder("runs/simclr-digits", EvalSettings(protocols=("knn",), device="cpu"))
         >>> evaluate_encoder("torchvision:resnet18", weights="w.pt", data=["name=imagefolder", "root=DIR"])
     """
+    from ssl_coded.data.encode import raw_pixels as flattened_pixels
     from ssl_coded.encoders import resolve_encoder
     from ssl_coded.eval.features import encoder_source, resolve_device
     from ssl_coded.eval.report import evaluate_sources, raw_pixels
@@ -106,11 +107,14 @@ def evaluate_encoder(
     where = resolve_device(settings.device)
     resolved = resolve_encoder(encoder, weights, prefix, data=data, normalize=normalize, device=where)
     sources = {ENCODER: encoder_source(resolved.module, resolved.key, where)}
+    modules: dict[str, Any] = {ENCODER: resolved.module}  # what the image protocols train through
     if settings.floors and resolved.random_init is not None:
         floor = resolved.random_init()
         sources[RANDOM_INIT] = encoder_source(floor.module, floor.key, where)
+        modules[RANDOM_INIT] = floor.module
     if settings.floors:
         sources[RAW_PIXELS] = raw_pixels()
+        modules[RAW_PIXELS] = flattened_pixels
     splits = resolved.splits
     return evaluate_sources(
         sources,
@@ -120,6 +124,7 @@ def evaluate_encoder(
         settings,
         seed=resolved.seed,
         record=resolved.record,
+        modules=modules,
     )
 
 

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from ssl_coded.eval.linear_probe import ProbeResult, linear_probe
 from ssl_coded.eval.protocols.base import Outcome, Protocol, SplitFeatures, Task
@@ -30,20 +31,27 @@ PROTOCOLS: dict[str, str] = {
     "knn-sweep": "knn_sweep:run",  # kNN with k and T chosen on validation
     "fewshot": "fewshot:run",  # probe and kNN on 1% and 10% of the labels, several draws
 }
+# protocols that train on images through the encoder (not on cached features): run(encoder, splits, task)
+IMAGE_PROTOCOLS: dict[str, str] = {
+    "probe-images": "probe_images:run_images",  # DINOv2's linear evaluation: heads on augmented images, lr grid
+    "finetune": "finetune:run_images",  # the whole encoder and a linear head, lr chosen on validation
+}
 ANCHORS = ("knn", "linear")  # what runs unless others are named (`ssl-coded eval all`)
 
 
-def get_protocol(name: str) -> Protocol:
-    """The protocol registered as `name`."""
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
-    module, function = PROTOCOLS[name].split(":")
-    protocol: Protocol = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+def get_protocol(name: str) -> Callable[..., Outcome]:
+    """The protocol registered as `name` (an image protocol takes the encoder and datasets, not features)."""
+    registry = PROTOCOLS | IMAGE_PROTOCOLS
+    if name not in registry:
+        raise ValueError(f"unknown protocol {name!r}; choose from {', '.join(registry)}")
+    module, function = registry[name].split(":")
+    protocol: Callable[..., Outcome] = getattr(importlib.import_module(f"{__name__}.{module}"), function)
     return protocol
 
 
 __all__ = [
     "ANCHORS",
+    "IMAGE_PROTOCOLS",
     "PROTOCOLS",
     "Outcome",
     "ProbeResult",

@@ -11,6 +11,7 @@ from ssl_coded.cli.common import DEVICE_HELP
 # the names on ssl_coded.eval.protocols.PROTOCOLS (tests/cli checks they agree); not imported, so that
 # `ssl-coded eval --help` and its refusals come back without the evaluation's frameworks
 PROTOCOL_NAMES = ("knn", "linear", "knn-sweep", "fewshot")
+IMAGE_PROTOCOL_NAMES = ("probe-images", "finetune")  # ssl_coded.eval.protocols.IMAGE_PROTOCOLS
 ALL = ("knn", "linear")  # what `all` runs: the registry's ANCHORS; the sweep and few-shot are asked for by name
 
 
@@ -22,10 +23,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "module.path:callable with --weights (a state_dict or a lightly / solo-learn / Lightning checkpoint), e.g. "
         "`ssl-coded eval all torchvision:resnet18 --weights w.pt --dataset name=imagefolder root=DIR image_size=32`. "
         "`all` runs knn and linear; knn-sweep chooses k and T on validation, fewshot probes 1%% and 10%% of the "
-        "labels over several draws. Writes results.json, results-eval.md and plots into --out (default: the run "
+        "labels over several draws, probe-images trains heads on augmented images (DINOv2), finetune the whole "
+        "encoder, robust attacks the linear probe through the encoder. Writes results.json, results-eval.md and "
+        "plots into --out (default: the run "
         "directory, or eval-runs/<name>) and prints one table with a row per encoder and floor.",
     )
-    evaluate.add_argument("protocol", choices=(*PROTOCOL_NAMES, "all", "robust"))
+    evaluate.add_argument("protocol", choices=(*PROTOCOL_NAMES, *IMAGE_PROTOCOL_NAMES, "all", "robust"))
     evaluate.add_argument(
         "encoders",
         nargs="+",
@@ -67,6 +70,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--fewshot", type=numbers(float), metavar="F,F,...", help="fewshot's fractions of the labels (default 0.01,0.1)"
     )
     evaluate.add_argument("--draws", type=int, default=5, help="fewshot's seeded draws per fraction (default 5)")
+    images = evaluate.add_argument_group("probe-images and finetune: trained through the encoder on augmented images")
+    images.add_argument(
+        "--finetune-lr", type=numbers(float), metavar="LR,LR,...", help="finetune's lr grid (default 0.001,0.01,0.1)"
+    )
+    images.add_argument("--epochs", type=int, default=5, help="epochs of probe-images and finetune (default 5)")
+    images.add_argument(
+        "--augment", choices=("crop", "crop-flip", "none"), default="crop", help="their augmentation (default crop)"
+    )
     robust = evaluate.add_argument_group("robust: the linear probe attacked through the encoder (torchattacks)")
     robust.add_argument(
         "--eps", type=numbers(float), metavar="E,E,...", help="L-inf radii on [0, 1] pixels (0.02,0.05,0.1)"
@@ -108,6 +119,8 @@ def run(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         num_workers=args.workers,
         fewshot_draws=args.draws,
+        image_epochs=args.epochs,
+        image_augment=args.augment,
         **{
             name: value
             for name, value in {
@@ -115,6 +128,7 @@ def run(args: argparse.Namespace) -> None:
                 "knn_temperatures": args.knn_t,
                 "fewshot_fractions": args.fewshot,
                 "sgd_lrs": args.sgd_lr,
+                "finetune_lrs": args.finetune_lr,
             }.items()
             if value is not None
         },

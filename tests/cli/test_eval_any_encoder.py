@@ -212,3 +212,25 @@ def test_the_sweep_and_few_shot_protocols_from_the_command_line(image_folder, li
     assert main([*refused, "--draws", "0"]) == 2
     assert "--draws must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
+
+
+def tiny_encoder() -> nn.Module:
+    """A `module:callable` encoder for the image protocols' command test."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+
+
+def test_the_image_protocols_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["tests.cli.test_eval_any_encoder:tiny_encoder", "--dataset", "name=digits", "--device", "cpu"]
+    quick = ["--epochs", "1", "--out", str(out)]
+    assert main(["eval", "probe-images", *base, *quick, "--sgd-lr", "0.1,1"]) == 0
+    assert main(["eval", "finetune", *base, *quick, "--finetune-lr", "0.01", "--augment", "none"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for row in ("encoder", "raw pixels"):  # the raw-pixel floor trains a linear head on the pixels
+        assert {"linear_aug_top1", "linear_aug_lr", "finetune_top1", "finetune_lr"} <= set(results["rows"][row])
+    assert results["protocols"]["finetune"]["lrs"] == [0.01] and results["protocols"]["finetune"]["augment"] == "none"
+    assert [cell["lr"] for cell in results["details"]["encoder"]["probe-images"]["val_top1"]] == [0.1, 1.0]
+    assert "finetune_top1" in capsys.readouterr().out
+    assert main(["eval", "finetune", *base, "--epochs", "0", "--out", str(tmp_path / "refused")]) == 2
+    assert "--epochs must be >= 1" in capsys.readouterr().err and not (tmp_path / "refused").exists()

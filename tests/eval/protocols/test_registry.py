@@ -16,7 +16,7 @@ from ssl_coded.eval.report import evaluate_sources
 from ssl_coded.eval.settings import EvalSettings
 from torch.utils.data import TensorDataset
 
-from ssl_coded.cli.eval import ALL, PROTOCOL_NAMES
+from ssl_coded.cli.eval import ALL, IMAGE_PROTOCOL_NAMES, PROTOCOL_NAMES
 
 
 def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +26,7 @@ def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_command_line_offers_the_registered_protocols():
-    assert tuple(PROTOCOLS) == PROTOCOL_NAMES
+    assert tuple(PROTOCOLS) == PROTOCOL_NAMES and tuple(protocols.IMAGE_PROTOCOLS) == IMAGE_PROTOCOL_NAMES
     assert protocols.ANCHORS == ALL  # what `ssl-coded eval all` runs
 
 
@@ -42,7 +42,7 @@ def test_every_protocol_runs_from_its_name_and_separates_separable_classes(name)
 
 
 def test_an_unknown_protocol_is_refused_naming_the_registered_ones():
-    with pytest.raises(ValueError, match="choose from knn, linear, knn-sweep, fewshot"):
+    with pytest.raises(ValueError, match="choose from knn, linear, knn-sweep, fewshot, probe-images, finetune"):
         get_protocol("zero-shot")
 
 
