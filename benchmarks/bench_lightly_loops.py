@@ -2,22 +2,27 @@
 models, losses and optimisers as lightly writes them, on its backbone (torchvision's ResNet-18 without its
 classifier; MAE on a small torchvision ViT), batch 16 at 32 px, with the hook added by the lines the README
 shows: `CodedSmoothingHook(model, CodedSmoothing(weight), submodule=...)` and, in the loss,
-`hook.regularize(loss, floor)` (loss-relative) or `+ hook.pop_penalty()` (absolute).
+`hook.regularize(loss, floor)` (loss-relative), `hook.regularize(loss, relative_to="gradient")`
+(gradient-relative) or `+ hook.pop_penalty()` (absolute).
 
 Per method, seed and weighting, the loop trains 50 steps on two augmented views of digits (upsampled to
 32 px, RGB; DINO and SwAV add six 16 px local crops and code the two global ones, `calls=range(2)`); at
 steps 1 and 50 it measures penalty / (loss - floor) and the ratio of the penalty's and the loss's gradient
-norms on the hooked submodule's parameters. The table gives medians over the seeds and the spread across
-methods (largest over smallest). MoCo v3 has no lightly example: its loop is the paper's Algorithm 1 on
-lightly's heads.
+norms on the hooked submodule's parameters, and times the other steps (the median step, in seconds: what a
+weighting costs beside the others, measured in the same process). The table gives medians over the seeds
+and the spread across methods (largest over smallest). MoCo v3 has no lightly example: its loop is the
+paper's Algorithm 1 on lightly's heads.
 
-Run: python -m benchmarks.bench_lightly_loops [--seeds 3] [--steps 50] [--out-dir bench-lightly-loops]
+Run: OMP_NUM_THREADS=1 python -m benchmarks.bench_lightly_loops [--seeds 3] [--steps 50] [--out-dir DIR]
+(one thread: two runs side by side, or a machine with other work, oversubscribe the cores otherwise)
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,19 +315,21 @@ def gradient_norm(value: Tensor, parameters: list[nn.Parameter]) -> float:
 def measure(
     name: str, seed: int, steps: int = 50, weighting: str = "loss", weight: float = 0.03, batch: int = 16
 ) -> dict[int, dict[str, float]]:
-    """{step: {"loss", "penalty", "value_ratio", "grad_ratio"}} at step 1 and the last step."""
+    """{step: {"loss", "penalty", "value_ratio", "grad_ratio", "step_seconds"}} at step 1 and the last step
+    (step_seconds: the median of the other steps, the same in both)."""
     torch.manual_seed(seed)
     loop = LOOPS[name]()
     hook = CodedSmoothingHook(loop.model, CodedSmoothing(weight=weight), submodule=loop.submodule, calls=loop.calls)
     hooked = [p for p in hook.module.parameters() if p.requires_grad]
     data, generator = digits_rgb32(), torch.Generator().manual_seed(seed)
-    out = {}
+    out, seconds = {}, []
     for step in range(1, steps + 1):
         images = data[torch.randperm(len(data), generator=generator)[:batch]]
         batch_views = views(images, loop.local_crops, generator)
+        start = time.perf_counter()
         loss, floor = loop.step(batch_views)
-        if weighting == "loss":
-            total = hook.regularize(loss, floor=floor)
+        if weighting in ("loss", "gradient"):
+            total = hook.regularize(loss, floor=floor, relative_to=weighting)
             penalty = total - loss
         else:
             penalty = hook.pop_penalty()
@@ -338,7 +345,11 @@ def measure(
         total.backward()
         loop.after_backward()
         loop.optimizer.step()
+        if step not in (1, steps):  # the measured steps differentiate twice more
+            seconds.append(time.perf_counter() - start)
     hook.remove()
+    for figures in out.values():
+        figures["step_seconds"] = statistics.median(seconds) if seconds else float("nan")
     return out
 
 
@@ -347,12 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--weight", type=float, default=0.03, help="the loss-relative weight")
+    parser.add_argument("--gradient-weight", type=float, default=0.05, help="the gradient-relative weight")
     parser.add_argument("--absolute-weight", type=float, default=0.5, help="the weight taken as is")
     parser.add_argument("--out-dir", type=Path, default=Path("bench-lightly-loops"))
     parser.add_argument("--methods", nargs="*", default=list(LOOPS))
     args = parser.parse_args(argv)
     results: dict[str, dict] = {}
-    for weighting, weight in (("loss", args.weight), ("absolute", args.absolute_weight)):
+    weights = {"loss": args.weight, "gradient": args.gradient_weight, "absolute": args.absolute_weight}
+    for weighting, weight in weights.items():
         for name in args.methods:
             runs = [measure(name, seed, args.steps, weighting, weight) for seed in range(args.seeds)]
             results.setdefault(weighting, {})[name] = medians(runs)
@@ -361,8 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     for weighting, by_method in results.items():
         for name, r in by_method.items():
             cells = [f"{r[s]['value_ratio']:.2g} / {r[s]['grad_ratio']:.2g}" for s in ("1", str(args.steps))]
-            rows.append([weighting, name, f"`{LOOPS[name]().submodule}`", f"{r['1']['loss']:.3g}", *cells])
+            cost = r["1"]["step_seconds"] / results["loss"][name]["1"]["step_seconds"]
+            hooked = f"`{LOOPS[name]().submodule}`"
+            rows.append([weighting, name, hooked, f"{r['1']['loss']:.3g}", *cells, f"{cost:.2f}"])
     header = ["weighting", "method", "hooked", "loss at step 1", "step 1: value / gradient ratio", "last step"]
+    header.append("step time / loss-relative's")
     table = markdown_table(header, rows)
     write_report(args.out_dir, "bench-lightly-loops", results, table, spread_rows(results, args.steps))
     return 0

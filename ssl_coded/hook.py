@@ -268,24 +268,54 @@ class CodedSmoothingHook:
         self._popped_without_forward = True
         return penalty
 
-    def regularize(self, loss: torch.Tensor, floor: float | torch.Tensor = 0.0) -> torch.Tensor:
-        """`loss` plus this step's penalty taken relative to it: scaled to `weight x (loss - floor)`, its
-        gradient direction kept. One weight then means a comparable strength in every method, whatever the
-        scale of its loss (an NT-Xent near 5, a Barlow Twins loss in the hundreds). `floor` is the lowest
-        value the loss can take: 0 for most, -1 for a negative cosine similarity (BYOL, SimSiam), whose value
-        passes through 0 on its way down, the teacher's entropy for a cross-entropy against a teacher (DINO).
+    def regularize(
+        self, loss: torch.Tensor, floor: float | torch.Tensor = 0.0, relative_to: str = "loss"
+    ) -> torch.Tensor:
+        """`loss` plus this step's penalty taken relative to it, its gradient direction kept, so that one
+        weight means a comparable strength in every method, whatever the scale of its loss (an NT-Xent near
+        5, a Barlow Twins loss in the thousands):
+
+        - `relative_to="loss"`: the penalty is scaled to `weight x (loss - floor)`. `floor` is the lowest
+          value the loss can take: 0 for most, -1 for a negative cosine similarity (BYOL, SimSiam), whose
+          value passes through 0 on its way down, the teacher's entropy for DINO (`ssl_coded.loss_floors`).
+          Costs a few scalar operations.
+        - `relative_to="gradient"`: the penalty is scaled so that its gradient's norm on the hooked
+          submodule's trainable parameters is `weight x` the loss's (`floor` is not used): the same strength
+          where it acts, in every loop, by construction. Costs two more backward passes through the graph
+          between the losses and those parameters (small for a projection head, a whole backward for a hook
+          at the input).
+
         Pops the penalties as `pop_penalty` does (`last_penalty` keeps the absolute one); a step without one
         adds nothing.
 
         Example:
             >>> loss = hook.regularize(criterion(model(x0), model(x1)))
+            >>> loss = hook.regularize(criterion(model(x0), model(x1)), relative_to="gradient")
         """
+        if relative_to not in ("loss", "gradient"):
+            raise ValueError(f"relative_to={relative_to!r} is not 'loss' or 'gradient'")
         penalty = self.pop_penalty()
+        if relative_to == "gradient":
+            return loss + penalty * self._gradient_factor(loss, penalty)
         size = penalty.detach()
         scale = self.regularizer.weight * (loss.detach() - floor).abs()
         # no host sync: where there is no penalty the factor is 0, and so is what is added
         factor = torch.where(size != 0, scale / size.clamp_min(1e-30), 0.0)
         return loss + penalty * factor
+
+    def _gradient_factor(self, loss: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+        """weight x |grad loss| / |grad penalty| on the hooked trainable parameters (0 where either is absent)."""
+        parameters = [p for p in self.module.parameters() if p.requires_grad]
+        if not parameters or not penalty.requires_grad or not loss.requires_grad:
+            return torch.zeros((), device=penalty.device)
+
+        def norm(value: torch.Tensor) -> torch.Tensor:
+            grads = torch.autograd.grad(value, parameters, retain_graph=True, allow_unused=True)
+            squares = [g.float().pow(2).sum() for g in grads if g is not None]
+            return torch.stack(squares).sum().sqrt() if squares else torch.zeros((), device=value.device)
+
+        of_loss, of_penalty = norm(loss), norm(penalty)
+        return torch.where(of_penalty > 0, self.regularizer.weight * of_loss / of_penalty.clamp_min(1e-30), 0.0)
 
     def _parameter_versions(self) -> tuple[int, ...]:
         """In-place versions of the hooked submodule's trainable parameters: an optimizer step moves them."""

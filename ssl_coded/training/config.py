@@ -70,7 +70,8 @@ class CodedConfig:
     gather: bool = False  # under DDP: code the batch gathered across ranks
     target: str = "labels"  # supervised: decoded logits vs the labels (paper) or vs the model's own "outputs"
     # "absolute": the penalty is weight x score (what every run before 0.2 did: the recipes behind docs/RESULTS.md
-    # pin it); "loss": weight x |the method's loss| (hook.regularize), one weight for every method
+    # pin it); "loss": weight x (the method's loss - its floor); "gradient": a penalty whose gradient on the hooked
+    # parameters is weight x the loss's (both hook.regularize): one weight for every method
     weighting: str = "absolute"
 
 

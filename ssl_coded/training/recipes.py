@@ -120,7 +120,11 @@ def validate(config: RecipeConfig) -> None:
     check_data(config.data)  # last: the data layer's checks of its own section
 
 
-WEIGHTINGS = ("absolute", "loss")  # coded.weighting: the penalty as weight x score, or x |the method's loss|
+WEIGHTINGS = (
+    "absolute",
+    "loss",
+    "gradient",
+)  # coded.weighting: weight x score, x (loss - floor), or x the loss gradient
 
 # the trainer.accelerator values a run can use (Lightning knows more, e.g. tpu, which fail deep inside it)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")

@@ -3,6 +3,7 @@ penalty's gradient direction kept), checked against the penalty and gradients co
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -41,3 +42,36 @@ def test_a_step_without_a_penalty_adds_nothing():
     with torch.no_grad():
         loss = model(x).sum()  # no gradients: no coded pass
     assert torch.equal(hook.regularize(loss), loss)
+
+
+def test_relative_to_the_gradient_the_penalty_gradient_is_weight_times_the_loss_gradient():
+    model, x = model_and_batch()
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=0.05), submodule="2")
+    loss = model(x).pow(2).mean() * 1000
+    total = hook.regularize(loss, relative_to="gradient")
+    head = list(model[2].parameters())
+    added = torch.autograd.grad(total - loss, head, retain_graph=True)
+    own = torch.autograd.grad(loss, head, retain_graph=True)
+    norm = lambda grads: torch.sqrt(sum((g**2).sum() for g in grads))  # noqa: E731
+    torch.testing.assert_close(norm(added), 0.05 * norm(own), rtol=1e-5, atol=0)
+
+    # its direction is the plain penalty's: the same model and batch, popped and differentiated by hand
+    model2, _ = model_and_batch()
+    hook2 = CodedSmoothingHook(model2, CodedSmoothing(weight=0.05), submodule="2")
+    model2(x)
+    plain = torch.autograd.grad(hook2.pop_penalty(), list(model2[2].parameters()))
+    factor = norm(added) / norm(plain)
+    for g_rel, g_abs in zip(added, plain, strict=True):
+        torch.testing.assert_close(g_rel, factor * g_abs, rtol=1e-4, atol=1e-7)
+    # the backbone below the hook is reached by the penalty but does not set its size
+    assert torch.autograd.grad(total - loss, model[0].weight, retain_graph=True)[0].abs().sum() > 0
+
+
+def test_relative_to_the_gradient_adds_nothing_without_a_penalty_and_refuses_other_names():
+    model, x = model_and_batch()
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=0.3), submodule="2")
+    with torch.no_grad():
+        loss = model(x).sum()
+    assert torch.equal(hook.regularize(loss, relative_to="gradient"), loss)
+    with pytest.raises(ValueError, match="'loss' or 'gradient'"):
+        hook.regularize(loss, relative_to="value")

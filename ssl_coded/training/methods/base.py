@@ -153,12 +153,14 @@ class TrainedModel(pl.LightningModule):
 
     def with_coded_penalty(self, loss: Tensor, batch_size: int) -> Tensor:
         """`loss` plus the step's coded penalty (none without the branch), weighted as `coded.weighting`
-        says: `absolute` adds weight x score, `loss` weight x |loss| (`CodedSmoothingHook.regularize`). The
+        says: `absolute` adds weight x score, `loss` weight x (loss - floor), `gradient` a penalty whose
+        gradient on the hooked parameters is weight x the loss's (`CodedSmoothingHook.regularize`). The
         penalty added and its decoding fidelity are logged."""
         if self.coded_hook is None:
             return loss
-        if self.config.coded.weighting == "loss":
-            total = self.coded_hook.regularize(loss, floor=self.current_loss_floor())
+        if self.config.coded.weighting in ("loss", "gradient"):
+            relative_to = self.config.coded.weighting
+            total = self.coded_hook.regularize(loss, floor=self.current_loss_floor(), relative_to=relative_to)
             penalty = total - loss
         else:
             penalty = self.coded_hook.pop_penalty()
