@@ -7,6 +7,7 @@ A study file (YAML) names its rows; each row runs once per seed (a cell):
     common: [trainer.max_epochs=4]          # overrides for every cell
     protocols: [knn, linear]
     probe: lbfgs                            # or sgd
+    robust: {eps: [0.02, 0.05]}             # optional: attack each cell's probe (robust_clean, robust_<eps>)
     rows:
       - {name: SimCLR, recipe: simclr-fashion-mnist}
       - {name: SimCLR + coded, recipe: simclr-fashion-mnist, overrides: [coded.enabled=true],
@@ -30,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -92,6 +94,18 @@ class StudyAnswer:
 
 
 @dataclass
+class StudyRobust:
+    """Robustness of each cell's encoder (`ssl-coded eval robust`: its linear probe attacked through it):
+    `robust_clean` and the worst case over the attacks, `robust_<eps>`, per eps. Off without eps."""
+
+    eps: list[float] = field(default_factory=list)
+    examples: int = 200  # seeded test images attacked
+    steps: int = 10
+    square_queries: int = 100
+    standard: bool = True  # also torchattacks' APGD-CE, APGD-DLR and Square
+
+
+@dataclass
 class Study:
     name: str
     rows: list[StudyRow]
@@ -103,6 +117,17 @@ class Study:
     results_dir: str = ""  # per-cell results and tables; "" = <out_dir>/<name>. Commit it to resume elsewhere
     headline: list[str] = field(default_factory=list)  # rows for headline.md (a README-sized table)
     answer: StudyAnswer = field(default_factory=StudyAnswer)
+    robust: StudyRobust = field(default_factory=StudyRobust)
+
+
+def accuracies_of(study: Study) -> tuple[str, ...]:
+    """The study's accuracies: the protocols' and, with `robust`, the attacked probe's."""
+    robust = ("robust_clean", *(f"robust_{e:g}" for e in study.robust.eps)) if study.robust.eps else ()
+    return ACCURACIES + robust
+
+
+def metrics_of(study: Study) -> tuple[str, ...]:
+    return accuracies_of(study) + COSTS
 
 
 def load_study(path: str | Path) -> Study:
@@ -126,8 +151,12 @@ def load_study(path: str | Path) -> Study:
     names = [row.name for row in study.rows]
     if unknown := [name for name in study.headline if name not in names]:
         raise ConfigError(f"study {path}: headline rows {unknown} are not row names; use names from `rows`")
-    if study.answer.metric and study.answer.metric not in ACCURACIES:
-        raise ConfigError(f"study {path}: answer.metric={study.answer.metric!r} is not one of {', '.join(ACCURACIES)}")
+    if study.answer.metric and study.answer.metric not in accuracies_of(study):
+        raise ConfigError(
+            f"study {path}: answer.metric={study.answer.metric!r} is not one of {', '.join(accuracies_of(study))}"
+        )
+    if not all(0 < e <= 1 for e in study.robust.eps) or min(study.robust.examples, study.robust.steps) < 1:
+        raise ConfigError(f"study {path}: robust.eps must be in (0, 1] and robust.examples, robust.steps >= 1")
     for row in study.rows:
         if row.baseline and (row.baseline not in names or row.baseline == row.name):
             raise ConfigError(f"study {path}: row {row.name!r} has baseline {row.baseline!r}, not another row's name")
@@ -164,8 +193,11 @@ def cell_result(study: Study, row: StudyRow, seed: int) -> Path:
     return path
 
 
-def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str], probe: str) -> dict[str, Any]:
-    """Pretrain (resuming a half-finished run) and evaluate the best checkpoint; runs in the child."""
+def run_cell(
+    recipe: str, overrides: list[str], out: Path, protocols: list[str], probe: str, robust: dict | None = None
+) -> dict[str, Any]:
+    """Pretrain (resuming a half-finished run) and evaluate the best checkpoint (with `robust`, a
+    `StudyRobust` as a dict, attack its probe too); runs in the child."""
     from ssl_coded.commands import evaluate_encoder
     from ssl_coded.eval.settings import EvalSettings
     from ssl_coded.training.loop import pretrain  # here: the runner itself never trains, nor imports Lightning
@@ -179,10 +211,12 @@ def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str],
     # no protocols: a classifier's study, which reads its test and train accuracy from the summary
     settings = EvalSettings(tuple(protocols), floors=False, probe=probe, plots=False, device="cpu", batch_size=512)
     rows = evaluate_encoder(out, settings) if protocols else {}
+    attacked = robust_figures(out, StudyRobust(**robust)) if robust and robust.get("eps") else {}
     summary = json.loads((out / "summary.json").read_text())
     monitor = next(key for key in summary if key.startswith("best_val"))
     cell = {
         **rows.get("encoder", {}),
+        **attacked,
         **{key: summary[key] for key in CLASSIFIER if key in summary},
         "best_val": summary[monitor],
         "precision": summary["precision"],  # a row is paired only with a baseline of the same precision
@@ -195,6 +229,29 @@ def run_cell(recipe: str, overrides: list[str], out: Path, protocols: list[str],
     }
     write_json(out / "cell.json", cell)
     return cell
+
+
+def robust_figures(out: Path, robust: StudyRobust) -> dict[str, float]:
+    """`robust_clean` and `robust_<eps>` (the worst case over the attacks) of the cell's attacked probe; a
+    report already in `<out>/robust/` (a cell interrupted after its attack) is read, not redone."""
+    from ssl_coded.attacks import ROBUST_DIR, attack_encoder
+    from ssl_coded.eval.robustness.harness import AttackSettings
+
+    report = out / ROBUST_DIR / "attack.json"
+    if report.is_file():
+        attacked = json.loads(report.read_text())
+    else:
+        cfg = AttackSettings(
+            eps=list(robust.eps),
+            steps=robust.steps,
+            square_queries=robust.square_queries,
+            num_examples=robust.examples,
+            standard=robust.standard,
+            rci=False,
+        )
+        attacked = attack_encoder(out, cfg, out_dir=out, device="cpu", floors=False)
+    result = attacked["results"]["encoder + linear probe"]
+    return {"robust_clean": result["clean"], **{f"robust_{e}": row["adaptive"] for e, row in result["eps"].items()}}
 
 
 def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]]:
@@ -218,6 +275,7 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
                 "out": str(out),
                 "protocols": study.protocols,
                 "probe": study.probe,
+                "robust": dataclasses.asdict(study.robust),
             }
         )
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -240,12 +298,12 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
         for name, by_seed in per_seed.items()
         for seed, figures in by_seed.items()
     ]
-    write_text(root / "cells.csv", csv_text(lines, ["row", "seed", *METRICS, "precision", "cpu"]))
+    write_text(root / "cells.csv", csv_text(lines, ["row", "seed", *metrics_of(study), "precision", "cpu"]))
     table = {
-        name: {m: spread(v) for m in METRICS if (v := [cell[m] for cell in cells.values() if m in cell])}
+        name: {m: spread(v) for m in metrics_of(study) if (v := [cell[m] for cell in cells.values() if m in cell])}
         for name, cells in per_seed.items()
     }
-    metrics = [m for m in METRICS if any(m in t for t in table.values())]
+    metrics = [m for m in metrics_of(study) if any(m in t for t in table.values())]
     write_text(root / "results.md", format_study(table, metrics) + "\n")
     if study.headline:
         write_text(root / "headline.md", format_study({n: table[n] for n in study.headline}, metrics) + "\n")
@@ -266,7 +324,7 @@ def summarise(study: Study, root: Path) -> dict[str, dict[str, tuple[float, floa
     cpus = {name: {seed: cell.get("cpu", "") for seed, cell in by_seed.items()} for name, by_seed in cells.items()}
     effects = paired_effects(study, per_seed, cpus)
     if effects:
-        accuracies = [m for m in ACCURACIES if m in metrics]
+        accuracies = [m for m in accuracies_of(study) if m in metrics]
         write_text(root / "effects.md", format_effects(effects, accuracies) + "\n")
         fields = list(dict.fromkeys(key for effect in effects.values() for key in effect))
         write_text(root / "effects.csv", csv_text(list(effects.values()), fields))
@@ -300,7 +358,8 @@ def collect_cells(
         for seed, cell in by_seed.items():
             # a resumed cell's training time covers only the part after the resume
             skip = {"seconds"} if cell.get("resumed") else set()
-            per_seed[name][seed] = {m: float(cell[m]) for m in METRICS if cell.get(m) is not None and m not in skip}
+            figures = {m: cell[m] for m in metrics_of(study) if cell.get(m) is not None and m not in skip}
+            per_seed[name][seed] = {m: float(v) for m, v in figures.items()}
     return per_seed
 
 
@@ -358,7 +417,7 @@ def paired_effects(
         if not seeds:
             continue
         effect: dict[str, Any] = {"row": row.name, "baseline": row.baseline, "seeds": len(seeds)}
-        for m in ACCURACIES:
+        for m in accuracies_of(study):
             if all(m in per_seed[row.name][s] and m in base[s] for s in seeds):
                 ours, theirs = ({s: cells[s][m] for s in seeds} for cells in (per_seed[row.name], base))
                 delta, std, p, _ = paired_by_seed(ours, theirs)
@@ -447,4 +506,5 @@ def plot_metric(table: dict[str, dict[str, tuple[float, float, int]]], metric: s
 
 if __name__ == "__main__":  # the child process of one cell
     spec = json.loads(sys.argv[sys.argv.index("--cell") + 1])
-    run_cell(spec["recipe"], spec["overrides"], Path(spec["out"]), spec["protocols"], spec["probe"])
+    out = Path(spec["out"])
+    run_cell(spec["recipe"], spec["overrides"], out, spec["protocols"], spec["probe"], spec.get("robust"))

@@ -306,3 +306,26 @@ def test_answers_read_each_method_against_its_control_and_noise(tmp_path):
     assert a[0] == "| A" and a[2] == f"91.00 +- {100 * statistics.stdev(base['A']):.2f}"
     assert a[4] == "yes" and a[5].startswith("+2.00 +- 0.10") and a[7] == "1.10" and a[8] == "helps |"
     assert b[0] == "| B" and b[3] == "-" and b[4] == "-" and b[8] == "within noise |"  # B has no control row
+
+
+def test_a_cell_attacks_its_probe_when_the_study_asks(tmp_path):
+    from ssl_coded.study import Study, StudyRobust, StudyRow, accuracies_of, run_cell
+
+    robust = {"eps": [0.05, 0.3], "examples": 10, "steps": 2, "square_queries": 5, "standard": False}
+    out = tmp_path / "simclr" / "seed0"
+    cell = run_cell("simclr-digits", [*QUICK, "trainer.precision=32-true"], out, ["knn"], "lbfgs", robust)
+    report = json.loads((out / "robust" / "attack.json").read_text())["results"]["encoder + linear probe"]
+    assert cell["robust_clean"] == report["clean"]
+    assert cell["robust_0.05"] == report["eps"]["0.05"]["adaptive"] and cell["robust_0.3"] <= report["clean"]
+    again = run_cell("simclr-digits", [*QUICK, "trainer.precision=32-true"], out, ["knn"], "lbfgs", robust)
+    assert again["robust_0.05"] == cell["robust_0.05"]  # the report already there is read, not redone or refused
+    study = Study("s", [StudyRow("a", "simclr-digits")], robust=StudyRobust(eps=[0.05, 0.3]))
+    assert accuracies_of(study)[-3:] == ("robust_clean", "robust_0.05", "robust_0.3")  # paired like the others
+
+
+def test_a_bad_robust_section_is_refused_before_any_training(tmp_path, capsys):
+    path = write_study(tmp_path, ["  - {name: SimCLR, recipe: simclr-digits}"])
+    path.write_text(path.read_text() + "robust: {eps: [0.05, 2.0]}\n")
+    assert main(["study", str(path)]) == 2
+    assert "robust.eps must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "studies").exists()
