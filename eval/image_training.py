@@ -38,16 +38,14 @@ class ImageTrainingResult:
     test_top1: float
 
 
-def as_pixels(images: Tensor) -> Tensor:
-    """uint8 images to floats in [0, 1] (what the encoders take besides uint8); floats pass as they are."""
-    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
-
-
 AUGMENTS = ("crop", "crop-flip", "none")
 
 
 def augment(images: Tensor, generator: torch.Generator, flip: bool = True) -> Tensor:
-    """A random crop of each image padded by an eighth of its side (reflected), and (`flip`) a horizontal flip."""
+    """A random crop of each image padded by an eighth of its side (reflected), and (`flip`) a horizontal flip;
+    in the images' own dtype (uint8 stays uint8: the encoder is fed what the other protocols feed it)."""
+    dtype = images.dtype
+    images = images.float()
     n, _, height, width = images.shape
     pad = max(1, height // 8)
     padded = nn.functional.pad(images, (pad, pad, pad, pad), mode="reflect")
@@ -58,7 +56,7 @@ def augment(images: Tensor, generator: torch.Generator, flip: bool = True) -> Te
     for i in range(n):
         crop = padded[i, :, top[i] : top[i] + height, left[i] : left[i] + width]
         out.append(crop.flip(-1) if flip and flips[i] else crop)
-    return torch.stack(out)
+    return torch.stack(out).to(dtype)  # crops and flips move pixels, never change them: exact
 
 
 def collate(batch: Any) -> Any:
@@ -81,7 +79,7 @@ def top1(model: Callable[[Tensor], Tensor], dataset: Dataset, device: torch.devi
     right = total = 0
     with torch.no_grad():
         for images, labels in loader(dataset, batch_size):
-            predicted = model(as_pixels(images.to(device))).argmax(1).cpu()
+            predicted = model(images.to(device)).argmax(1).cpu()
             right += int((predicted == labels).sum())
             total += len(labels)
     return right / max(total, 1)
@@ -99,7 +97,7 @@ class FunctionModule(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Encoder and linear head: pixels in [0, 1] -> logits."""
+    """Encoder and linear head: the dataset's images -> logits."""
 
     def __init__(self, encoder: nn.Module, head: nn.Linear) -> None:
         super().__init__()
@@ -126,7 +124,8 @@ def train_on_images(
     """Train per lr on `train`, choose on `val`, score the choice on `test` (module docstring).
 
     Args:
-        encoder: images (uint8, or floats in [0, 1]) -> (n, dim) features; copied, never changed.
+        encoder: the datasets' images (as the feature protocols feed it) -> (n, dim) features; copied, never
+            changed.
         train, val, test: datasets of (image, label).
         num_classes: the head's outputs.
         lrs: the grid, each scaled by batch_size / 256.
@@ -144,12 +143,13 @@ def train_on_images(
     module = encoder if isinstance(encoder, nn.Module) else FunctionModule(encoder)
     base = copy.deepcopy(module).to(device).eval()
     with torch.no_grad():
-        dim = base(as_pixels(next(iter(loader(train, 2)))[0].to(device))).shape[1]
+        dim = base(next(iter(loader(train, 2)))[0].to(device)).shape[1]
     models = []
-    for _ in lrs:
-        torch.manual_seed(seed)
-        head = nn.Linear(dim, num_classes).to(device)
-        models.append(Classifier(copy.deepcopy(base) if finetune else base, head))
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        for _ in lrs:
+            torch.manual_seed(seed)
+            head = nn.Linear(dim, num_classes).to(device)
+            models.append(Classifier(copy.deepcopy(base) if finetune else base, head))
     trainable = [m if finetune else m.head for m in models]
     groups = [{"params": p.parameters(), "lr": lr * batch_size / 256} for p, lr in zip(trainable, lrs, strict=True)]
     optimizer = torch.optim.SGD(groups, lr=0.0, momentum=0.9)
@@ -160,9 +160,9 @@ def train_on_images(
         model.train(finetune)
     for _ in range(epochs):
         for images, labels in seeded_batches(train, batch_size, generator):
-            x = as_pixels(images)
-            if augmentation != "none":
-                x = augment(x, generator, flip=augmentation == "crop-flip")
+            if len(images) < 2 and finetune:  # a last batch of one: batch norm cannot train on it
+                continue
+            x = augment(images, generator, flip=augmentation == "crop-flip") if augmentation != "none" else images
             x = x.to(device)
             labels = labels.to(device)
             if finetune:  # each copy its own forward

@@ -125,9 +125,12 @@ def evaluate_sources(
         record: what the results are of (e.g. the checkpoint hash and the data settings); also the
             feature cache's data key.
         modules: per source name, the encoder the image protocols (`finetune`, `probe-images`) train
-            through: images (uint8, or floats in [0, 1]) -> features; sources without one skip them.
+            through: the datasets' images -> features (the first source must have one when they run).
     """
     settings = settings or EvalSettings()
+    on_images = [p for p in IMAGE_PROTOCOLS if p in settings.protocols]
+    if on_images and next(iter(sources)) not in (modules or {}):  # before anything is extracted or written
+        raise ValueError(f"{', '.join(on_images)} train through the encoder: pass it as an nn.Module")
     out = Path(out_dir) if out_dir is not None else None
     cache = Path(settings.cache_dir) if settings.cache_dir else (out / "features" if out is not None else None)
     # one trainer or several evaluations at a time; results.json is merged under a short lock of its own
@@ -149,28 +152,32 @@ def evaluate_sources(
         task = Task(num_classes, settings, seed, resolve_device(settings.device))
         protocols = [p for p in PROTOCOLS if p in settings.protocols]  # the registry's order
         splits_with_val = with_validation(splits, seed)
-        on_images = [p for p in IMAGE_PROTOCOLS if p in settings.protocols and modules]
         rows: dict[str, dict[str, float]] = {}
         details: dict[str, dict[str, Any]] = {}  # per row and protocol: what a row's numbers came from (grids, draws)
+        produced: dict[str, set[str]] = {}  # per protocol: the metrics it wrote
         confusion = None
         for name, feats in features.items():
             rows[name] = {}
             for protocol in protocols:
                 outcome = get_protocol(protocol)(feats, task)
                 rows[name] |= outcome.row
+                produced.setdefault(protocol, set()).update(outcome.row)
                 if outcome.extra:
                     details.setdefault(name, {})[protocol] = outcome.extra
                 confusion = outcome.confusion if confusion is None and len(rows) == 1 else confusion
             for protocol in on_images if modules and name in modules else []:
                 outcome = get_protocol(protocol)(modules[name], splits_with_val, task)
                 rows[name] |= outcome.row
+                produced.setdefault(protocol, set()).update(outcome.row)
                 details.setdefault(name, {})[protocol] = outcome.extra
         if out is None:
             return rows
         if settings.plots:
             write_plots(features[next(iter(features))], splits, out, confusion, seed)
         with results_lock(out):
-            recorded = {p: settings.recorded(p) for p in [*protocols, *on_images]}
+            recorded = {
+                p: {**settings.recorded(p), "metrics": sorted(produced.get(p, ()))} for p in [*protocols, *on_images]
+            }
             merged = accumulate(out / "results.json", rows, recorded, record or {}, details)
             write_text(out / "results-eval.md", format_rows({str(out): merged}) + "\n")
         return rows
@@ -209,31 +216,61 @@ def accumulate(
     record: dict,
     details: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Merge new rows into results.json (per protocol, with the time each was made and the settings it
-    ran with; `details`, per row and protocol, beside them); returns all rows.
+    """Merge new rows into results.json (per protocol, with the time each was made, the settings it ran
+    with and the metrics it wrote; `details`, per row and protocol, beside them); returns all rows.
+
+    Results are never mixed: a results.json of something else (another `record`), or one where a protocol
+    run again ran with other settings, is first copied aside to `results-<time>.json`; then that
+    protocol's earlier metrics and details are dropped from every row before the new ones go in.
     Call under `results_lock`: it reads, merges and writes back."""
     existing = read_results(path)
     record = json.loads(json.dumps(record))  # as it reads back from the file (tuples become lists)
+    settings_json = json.loads(json.dumps(protocols))
     if existing and any(existing.get(k) != v for k, v in record.items()):  # results of something else
-        made = existing.get("made", "earlier").replace(":", "")
-        aside = path.with_name(f"results-{made}.json")
-        for n in range(1, 1000):
-            if not aside.exists():
-                break
-            aside = path.with_name(f"results-{made}-{n}.json")
-        write_text(aside, path.read_text())
+        set_aside(path, existing)
         existing = {}
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    earlier: dict[str, dict[str, Any]] = existing.get("protocols", {})
+    changed = [p for p, st in settings_json.items() if p in earlier and _settings(earlier[p]) != _settings(st)]
+    if changed:
+        set_aside(path, existing)
     merged: dict[str, dict[str, float]] = existing.get("rows", {})
+    kept: dict[str, dict[str, Any]] = existing.get("details", {})
+    for protocol in changed:
+        for row in merged.values():
+            for metric in earlier[protocol].get("metrics", []):
+                row.pop(metric, None)
+        for by_protocol in kept.values():
+            by_protocol.pop(protocol, None)
     for name, row in rows.items():
         merged.setdefault(name, {}).update(row)
-    made = existing.get("protocols", {}) | {p: {"made": now, **settings} for p, settings in protocols.items()}
-    kept: dict[str, dict[str, Any]] = existing.get("details", {})
     for name, by_protocol in (details or {}).items():
         kept.setdefault(name, {}).update(by_protocol)
-    grown = {"details": kept} if kept else {}
-    write_json(path, {**existing, **record, "rows": merged, "protocols": made, **grown, "made": now})
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    made = dict(earlier)
+    for protocol, st in settings_json.items():
+        wrote = set(st.get("metrics", []))
+        before = set() if protocol in changed else set(earlier.get(protocol, {}).get("metrics", []))
+        made[protocol] = {"made": now, **_settings(st), "metrics": sorted(wrote | before)}
+    grown = {"details": {n: d for n, d in kept.items() if d}} if any(kept.values()) else {}
+    rest = {k: v for k, v in existing.items() if k != "details"}
+    write_json(path, {**rest, **record, "rows": merged, "protocols": made, **grown, "made": now})
     return merged
+
+
+def _settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """A protocol's recorded settings, without when it ran and what it wrote."""
+    return {k: v for k, v in entry.items() if k not in ("made", "metrics")}
+
+
+def set_aside(path: Path, existing: dict[str, Any]) -> None:
+    """Copy results.json to results-<when it was made>.json (a free name), before it changes meaning."""
+    made = existing.get("made", "earlier").replace(":", "")
+    aside = path.with_name(f"results-{made}.json")
+    for n in range(1, 1000):
+        if not aside.exists():
+            break
+        aside = path.with_name(f"results-{made}-{n}.json")
+    write_text(aside, path.read_text())
 
 
 def images_at(dataset: Dataset, indices: np.ndarray) -> torch.Tensor:

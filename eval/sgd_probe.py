@@ -40,9 +40,10 @@ def train_heads(
 ) -> list[torch.nn.Linear]:
     """One linear head per lr, all from the same initialisation, on the same seeded batches of (x, y)."""
     heads = []
-    for _ in lrs:
-        torch.manual_seed(seed)
-        heads.append(torch.nn.Linear(x.shape[1], num_classes).to(x.device))
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        for _ in lrs:
+            torch.manual_seed(seed)
+            heads.append(torch.nn.Linear(x.shape[1], num_classes).to(x.device))
     groups = [{"params": head.parameters(), "lr": lr * batch_size / 256} for head, lr in zip(heads, lrs, strict=True)]
     optimizer = torch.optim.SGD(groups, lr=0.0, momentum=0.9)
     steps = epochs * max(1, -(-len(x) // batch_size))
@@ -91,6 +92,8 @@ def sgd_probe_grid(
     """
     if not lrs or min(lrs) <= 0:
         raise ValueError(f"the SGD probe needs learning rates > 0, got {lrs}")
+    if len(train_x) < 2:
+        raise ValueError(f"the SGD probe needs at least 2 training rows to standardise them, got {len(train_x)}")
     device = torch.device(device) if device is not None else default_device(train_x, val_x, test_x)
     labels = {name: labels_of(y) for name, y in {"train": train_y, "val": val_y, "test": test_y}.items()}
     num_classes = int(max(int(np.max(v)) for v in labels.values())) + 1

@@ -283,7 +283,8 @@ class CodedSmoothingHook:
           submodule's trainable parameters is `weight x` the loss's (`floor` is not used): the same strength
           where it acts, in every loop, by construction. Costs two more backward passes through the graph
           between the losses and those parameters (small for a projection head, a whole backward for a hook
-          at the input).
+          at the input). Under DDP each rank scales by its own gradients; under fp16 autocast with a
+          GradScaler the two extra passes run unscaled (bf16 has fp32's range).
 
         Pops the penalties as `pop_penalty` does (`last_penalty` keeps the absolute one); a step without one
         adds nothing.
@@ -306,8 +307,13 @@ class CodedSmoothingHook:
     def _gradient_factor(self, loss: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
         """weight x |grad loss| / |grad penalty| on the hooked trainable parameters (0 where either is absent)."""
         parameters = [p for p in self.module.parameters() if p.requires_grad]
-        if not parameters or not penalty.requires_grad or not loss.requires_grad:
+        if not penalty.requires_grad or not loss.requires_grad:
             return torch.zeros((), device=penalty.device)
+        if not parameters:  # the penalty trains what feeds a frozen submodule: no gradient here to compare
+            raise ValueError(
+                f"coded-smoothing: relative_to='gradient' compares gradients on the hooked submodule's trainable "
+                f"parameters, and {self.submodule!r} has none; hook a trainable submodule or use relative_to='loss'"
+            )
 
         def norm(value: torch.Tensor) -> torch.Tensor:
             grads = torch.autograd.grad(value, parameters, retain_graph=True, allow_unused=True)

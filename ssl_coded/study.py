@@ -238,20 +238,28 @@ def robust_figures(out: Path, robust: StudyRobust) -> dict[str, float]:
     from ssl_coded.eval.robustness.harness import AttackSettings
 
     report = out / ROBUST_DIR / "attack.json"
+    cfg = AttackSettings(
+        eps=list(robust.eps),
+        steps=robust.steps,
+        square_queries=robust.square_queries,
+        num_examples=robust.examples,
+        standard=robust.standard,
+        rci=False,
+    )
     if report.is_file():
         attacked = json.loads(report.read_text())
+        if attacked.get("attack") != json.loads(json.dumps(dataclasses.asdict(cfg))):
+            raise ConfigError(f"{report.parent} holds a robustness report with other settings; move it away")
     else:
-        cfg = AttackSettings(
-            eps=list(robust.eps),
-            steps=robust.steps,
-            square_queries=robust.square_queries,
-            num_examples=robust.examples,
-            standard=robust.standard,
-            rci=False,
-        )
         attacked = attack_encoder(out, cfg, out_dir=out, device="cpu", floors=False)
     result = attacked["results"]["encoder + linear probe"]
     return {"robust_clean": result["clean"], **{f"robust_{e}": row["adaptive"] for e, row in result["eps"].items()}}
+
+
+def lacks_robust(study: Study, result: Path) -> bool:
+    """A finished cell without the robustness figures the study now asks for (its run is evaluated again)."""
+    wanted = set(accuracies_of(study)) - set(ACCURACIES)
+    return bool(wanted - set(json.loads(result.read_text())))
 
 
 def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]]:
@@ -262,7 +270,7 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
     cells = [(row, seed) for row in study.rows for seed in seeds_of(study, row)]
     for i, (row, seed) in enumerate(cells, 1):
         out = cell_dir(study, row, seed)
-        if cell_result(study, row, seed).is_file():
+        if cell_result(study, row, seed).is_file() and not lacks_robust(study, cell_result(study, row, seed)):
             continue
         config = load_config(row.recipe, [*study.common, *row.overrides])
         precision = training_precision(config.trainer.precision, config.trainer.accelerator)

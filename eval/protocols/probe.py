@@ -17,7 +17,8 @@ def run(features: SplitFeatures, task: Task) -> Outcome:
     (fit_x, fit_y), (val_x, val_y) = probe_splits(features, task.seed)
     test_x, test_y = features["test"]
     if task.settings.probe == "sgd":
-        sgd = sgd_probe_grid(fit_x, fit_y, val_x, val_y, test_x, test_y, task.settings.sgd_lrs, device=task.device)
+        lrs = task.settings.sgd_lrs
+        sgd = sgd_probe_grid(fit_x, fit_y, val_x, val_y, test_x, test_y, lrs, seed=task.seed, device=task.device)
         grid = [{"lr": lr, "val_top1": top1} for lr, top1 in sgd.val_top1.items()]
         return Outcome({"linear_sgd_top1": sgd.test_top1, "linear_sgd_lr": sgd.best_lr}, extra={"val_top1": grid})
     result = linear_probe(

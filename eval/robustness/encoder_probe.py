@@ -53,4 +53,5 @@ def probe_classifier(
     (fit_x, fit_y), (val_x, val_y) = probe_splits(features, seed)
     test_x, test_y = features["test"]
     probe = linear_probe(np.asarray(fit_x), fit_y, np.asarray(val_x), val_y, np.asarray(test_x), test_y, device=device)
-    return ProbedEncoder(encoder, probe).to(device or "cpu").eval(), probe
+    probed = ProbedEncoder(encoder, probe)  # its buffers on the probe's device; the encoder stays where it is
+    return (probed.to(device) if device is not None else probed).eval(), probe

@@ -309,7 +309,8 @@ def test_answers_read_each_method_against_its_control_and_noise(tmp_path):
 
 
 def test_a_cell_attacks_its_probe_when_the_study_asks(tmp_path):
-    from ssl_coded.study import Study, StudyRobust, StudyRow, accuracies_of, run_cell
+    from ssl_coded.study import Study, StudyRobust, StudyRow, accuracies_of, lacks_robust, run_cell
+    from ssl_coded.training.config import ConfigError
 
     robust = {"eps": [0.05, 0.3], "examples": 10, "steps": 2, "square_queries": 5, "standard": False}
     out = tmp_path / "simclr" / "seed0"
@@ -319,8 +320,13 @@ def test_a_cell_attacks_its_probe_when_the_study_asks(tmp_path):
     assert cell["robust_0.05"] == report["eps"]["0.05"]["adaptive"] and cell["robust_0.3"] <= report["clean"]
     again = run_cell("simclr-digits", [*QUICK, "trainer.precision=32-true"], out, ["knn"], "lbfgs", robust)
     assert again["robust_0.05"] == cell["robust_0.05"]  # the report already there is read, not redone or refused
+    with pytest.raises(ConfigError, match="holds a robustness report with other settings"):
+        run_cell("simclr-digits", [*QUICK, "trainer.precision=32-true"], out, ["knn"], "lbfgs", robust | {"steps": 3})
     study = Study("s", [StudyRow("a", "simclr-digits")], robust=StudyRobust(eps=[0.05, 0.3]))
     assert accuracies_of(study)[-3:] == ("robust_clean", "robust_0.05", "robust_0.3")  # paired like the others
+    finished = tmp_path / "seed0.json"
+    finished.write_text(json.dumps({"knn_dino_top1": 0.9}))  # a cell finished before the study asked for robustness
+    assert lacks_robust(study, finished) and not lacks_robust(study, out / "cell.json")
 
 
 def test_a_bad_robust_section_is_refused_before_any_training(tmp_path, capsys):

@@ -75,3 +75,13 @@ def test_relative_to_the_gradient_adds_nothing_without_a_penalty_and_refuses_oth
     assert torch.equal(hook.regularize(loss, relative_to="gradient"), loss)
     with pytest.raises(ValueError, match="'loss' or 'gradient'"):
         hook.regularize(loss, relative_to="value")
+
+
+def test_relative_to_the_gradient_refuses_a_frozen_hooked_submodule():
+    model, x = model_and_batch()
+    for parameter in model[2].parameters():
+        parameter.requires_grad_(False)  # the penalty would train model[0] only, through the frozen head
+    hook = CodedSmoothingHook(model, CodedSmoothing(weight=0.3), submodule="2")
+    loss = model(x).pow(2).mean()
+    with pytest.raises(ValueError, match="has none; hook a trainable submodule or use relative_to='loss'"):
+        hook.regularize(loss, relative_to="gradient")

@@ -23,9 +23,16 @@ def images(n: int, seed: int) -> TensorImageDataset:
     return TensorImageDataset(x.clamp(0, 255).to(torch.uint8), labels)
 
 
+class Scaled(nn.Module):
+    """uint8 images to floats in [0, 1], as the project's encoders take them."""
+
+    def forward(self, x):
+        return x.float() / 255
+
+
 def encoder() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+    return nn.Sequential(Scaled(), nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
 
 
 def by_hand(model: nn.Module, data: TensorImageDataset, lr: float, epochs: int, batch: int, seed: int, finetune: bool):
@@ -38,7 +45,7 @@ def by_hand(model: nn.Module, data: TensorImageDataset, lr: float, epochs: int, 
     for _ in range(epochs):
         order = torch.randperm(len(data), generator=generator)
         for index in order.split(batch):
-            x, y = data.images[index].float() / 255, data.labels[index]
+            x, y = data.images[index], data.labels[index]
             loss = nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
@@ -70,7 +77,7 @@ def test_each_lr_trains_as_it_would_alone(finetune, monkeypatch):
         for ours, theirs in zip(model.parameters(), alone.parameters(), strict=True):
             assert torch.allclose(ours, theirs, atol=1e-5), lr
         with torch.no_grad():
-            x = val.images.float() / 255
+            x = val.images
             assert result.val_top1[lr] == pytest.approx(float((alone(x).argmax(1) == val.labels).float().mean()))
     assert result.best_lr == max(lrs, key=lambda lr: (result.val_top1[lr], -lr))
 
@@ -81,7 +88,7 @@ def test_the_frozen_probe_lands_near_logistic_regression_on_the_same_features():
     result = train_on_images(enc, train, val, test, 3, (0.1, 1.0), epochs=30, batch_size=64, finetune=False,
                              augmentation="none")  # fmt: skip
     with torch.no_grad():
-        f = {name: enc(d.images.float() / 255).numpy() for name, d in (("train", train), ("test", test))}
+        f = {name: enc(d.images).numpy() for name, d in (("train", train), ("test", test))}
     reference = LogisticRegression(max_iter=5000).fit(f["train"], train.labels.numpy())
     assert abs(result.test_top1 - reference.score(f["test"], test.labels.numpy())) <= 0.05
     assert result.test_top1 > 0.6
@@ -89,11 +96,15 @@ def test_the_frozen_probe_lands_near_logistic_regression_on_the_same_features():
 
 def test_augmentation_crops_within_the_padding_and_is_seeded():
     x = torch.arange(2 * 16 * 16, dtype=torch.float32).view(2, 1, 16, 16)
+    assert augment(x.to(torch.uint8), torch.Generator()).dtype == torch.uint8  # fed as the dataset stores it
     first = augment(x, torch.Generator().manual_seed(0), flip=False)
     assert torch.equal(first, augment(x, torch.Generator().manual_seed(0), flip=False))
     assert first.shape == x.shape and not torch.equal(first, augment(x, torch.Generator().manual_seed(1), flip=False))
     # a shift of at most 2 pixels (an eighth of 16): the centre of each image survives
     for i in range(2):
         assert np.isin(x[i, 0, 6:10, 6:10].numpy(), first[i].numpy()).all()
+    # a last batch of one image does not stop fine-tuning through batch norm on vectors
+    vectors = nn.Sequential(Scaled(), nn.Flatten(), nn.Linear(36, 4), nn.BatchNorm1d(4))
+    train_on_images(vectors, images(17, 0), images(6, 1), images(6, 2), 3, (0.1,), epochs=1, batch_size=8)
     with pytest.raises(ValueError, match="is not one of crop, crop-flip, none"):
         train_on_images(encoder(), images(9, 0), images(3, 1), images(3, 2), 3, (0.1,), augmentation="rotate")

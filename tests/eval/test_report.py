@@ -79,3 +79,27 @@ def test_ivf_reports_its_recall_and_agreement_with_exact():
     assert "ann_neighbour_recall@20" not in exact
     assert 0.0 < ivf["ann_neighbour_recall@20"] <= 1.0 and ivf["ann_top1_agreement"] >= 0.95
     assert abs(ivf["knn_dino_top1"] - exact["knn_dino_top1"]) <= 0.05
+
+
+def test_a_protocol_run_again_with_other_settings_replaces_its_figures_and_keeps_the_old_file(tmp_path):
+    from ssl_coded.eval.report import accumulate
+
+    path = tmp_path / "results.json"
+    record = {"data": {"name": "digits"}}
+    first = {"fewshot": {"fractions": [0.01, 0.1], "metrics": ["fewshot1_top1", "fewshot10_top1"]}}
+    first["knn"] = {"index": "exact", "metrics": ["knn_top1"]}
+    rows = {"encoder": {"fewshot1_top1": 0.5, "fewshot10_top1": 0.8, "knn_top1": 0.9}, "raw pixels": {"knn_top1": 0.7}}
+    accumulate(path, rows, first, record, {"encoder": {"fewshot": {"draws": [1, 2]}}})
+    # the same settings again, for the encoder alone: merged, the floor's figures kept
+    accumulate(path, {"encoder": {"knn_top1": 0.91}}, {"knn": first["knn"]}, record)
+    saved = json.loads(path.read_text())
+    assert saved["rows"]["raw pixels"]["knn_top1"] == 0.7 and saved["rows"]["encoder"]["knn_top1"] == 0.91
+    assert not list(tmp_path.glob("results-*.json"))
+    # fewshot again at 5% only: the 1% and 10% figures and details go, the earlier file is copied aside first
+    again = {"fewshot": {"fractions": [0.05], "metrics": ["fewshot5_top1"]}}
+    accumulate(path, {"encoder": {"fewshot5_top1": 0.6}}, again, record)
+    saved = json.loads(path.read_text())
+    assert set(saved["rows"]["encoder"]) == {"fewshot5_top1", "knn_top1"}
+    assert "details" not in saved and saved["protocols"]["fewshot"]["fractions"] == [0.05]
+    (aside,) = tmp_path.glob("results-*.json")
+    assert json.loads(aside.read_text())["rows"]["encoder"]["fewshot10_top1"] == 0.8  # nothing lost
