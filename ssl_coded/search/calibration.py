@@ -12,7 +12,8 @@ taking turns, the median of per-round ratios; well under a second) decide two th
 The result is cached as JSON in `$SSL_CODED_CACHE_DIR`, else `$XDG_CACHE_HOME/ssl-coded`, else
 `~/.cache/ssl-coded`, one file per CPU model, core count, torch threads and torch version; an
 unreadable or corrupt file is measured again, an unwritable folder only costs the measurement
-next time. Overrides, read on every call: `SSL_CODED_BF16=0|1` (bf16 counts as slow or fast,
+next time, and a measurement taken while other work oversubscribes the machine (its load average above
+its cores) is used but not cached. Overrides, read on every call: `SSL_CODED_BF16=0|1` (bf16 counts as slow or fast,
 for both decisions, without measuring) and `SSL_CODED_KNN_BACKEND=bf16|fp32|auto` (the kNN alone).
 
 Example:
@@ -184,9 +185,20 @@ def calibrate(refresh: bool = False) -> Calibration:
     calibration = None if refresh else read_cache(path, key)
     if calibration is None:
         calibration = measure()
-        write_cache(path, key, calibration)
+        if not machine_busy():  # a measurement under other work is used now, never kept for later runs
+            write_cache(path, key, calibration)
     _memo[memo_key] = calibration
     return calibration
+
+
+def machine_busy() -> bool:
+    """Whether other work oversubscribes this machine: a 1-minute load average above its cores. Products
+    timed then are slowed unevenly (a bf16 convolution waits on its slowest thread), and a cached verdict
+    would outlive the load."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        return False
 
 
 def forget() -> None:
@@ -223,7 +235,7 @@ def write_cache(path: Path, key: dict[str, Any], calibration: Calibration) -> No
         atomic_write(path, write)
 
 
-def measure(rounds: int = 4) -> Calibration:
+def measure(rounds: int = 8) -> Calibration:
     """Time bf16 and fp32 products and convolutions on this CPU, taking turns; the fastest round of each.
 
     The shapes are small (milliseconds per fp32 product) so that the whole measurement stays well

@@ -10,6 +10,7 @@ from ssl_coded.search.calibration import Calibration
 SLOW_BF16 = Calibration(100.0, 30.0, 50.0, 20.0)  # emulated bf16: a third of fp32's speed
 FAST_BF16 = Calibration(100.0, 300.0, 50.0, 150.0)
 FAST_PRODUCTS_SLOW_CONVS = Calibration(100.0, 300.0, 50.0, 40.0)
+MACHINE_BUSY = calibration.machine_busy  # the real one: the fixture below replaces it in every test
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +19,7 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("SSL_CODED_CACHE_DIR", str(tmp_path / "cache"))
     for name in ("SSL_CODED_BF16", "SSL_CODED_KNN_BACKEND"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(calibration, "machine_busy", lambda: False)  # whatever else runs beside the tests
     calibration.forget()
     yield
     calibration.forget()
@@ -74,6 +76,24 @@ def test_a_measurement_is_cached_and_reused_across_processes(measured):
     assert again.source == "cache" and again.speedup == first.speedup and len(calls) == 1
     calibration.calibrate(refresh=True)
     assert len(calls) == 2
+
+
+def test_a_measurement_under_load_is_used_but_not_cached(measured, monkeypatch):
+    calls = measured(FAST_BF16)
+    monkeypatch.setattr(calibration, "machine_busy", lambda: True)
+    assert calibration.calibrate().source == "measured" and not calibration.cache_path().exists()
+    calibration.forget()
+    monkeypatch.setattr(calibration, "machine_busy", lambda: False)
+    calibration.calibrate()  # the next process measures again, and keeps this one
+    assert len(calls) == 2 and calibration.cache_path().exists()
+
+
+def test_busy_means_more_load_than_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.5, 1.0, 1.0))
+    assert MACHINE_BUSY()
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert not MACHINE_BUSY()
 
 
 @pytest.mark.parametrize("content", ["", "{not json", "[]", '{"key": 1}', "null"])
