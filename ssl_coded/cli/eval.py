@@ -22,7 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Evaluate encoders: ssl-coded runs or checkpoints, or torchvision:NAME, timm:NAME, "
         "module.path:callable with --weights (a state_dict or a lightly / solo-learn / Lightning checkpoint), e.g. "
         "`ssl-coded eval all torchvision:resnet18 --weights w.pt --dataset name=imagefolder root=DIR image_size=32`. "
-        "`all` runs knn and linear; knn-sweep chooses k and T on validation, fewshot probes 1%% and 10%% of the "
+        "`all` runs knn and linear; knn-sweep chooses k and T on validation, fewshot probes 1% and 10% of the "
         "labels over several draws, probe-images trains heads on augmented images (DINOv2), finetune the whole "
         "encoder, robust attacks the linear probe through the encoder. Writes results.json, results-eval.md and "
         "plots into --out (default: the run "
