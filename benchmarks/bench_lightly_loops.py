@@ -13,7 +13,10 @@ weighting costs beside the others, measured in the same process). The table give
 and the spread across methods (largest over smallest). MoCo v3 has no lightly example: its loop is the
 paper's Algorithm 1 on lightly's heads.
 
-Run: OMP_NUM_THREADS=1 python -m benchmarks.bench_lightly_loops [--seeds 3] [--steps 50] [--out-dir DIR]
+`--cost` times only what the gradient-relative weight costs: the same loop taking turns between the two
+weightings, step by step.
+
+Run: OMP_NUM_THREADS=1 python -m benchmarks.bench_lightly_loops [--seeds 3] [--steps 50] [--out-dir DIR] [--cost]
 (one thread: two runs side by side, or a machine with other work, oversubscribe the cores otherwise)
 """
 
@@ -353,6 +356,32 @@ def measure(
     return out
 
 
+def cost(name: str, steps: int = 20, seed: int = 0, batch: int = 16) -> float:
+    """The gradient-relative step's time over the loss-relative one's, in one loop taking turns (ABAB: a
+    load that drifts during the run slows both alike): the median of the per-pair ratios."""
+    torch.manual_seed(seed)
+    loop = LOOPS[name]()
+    hook = CodedSmoothingHook(loop.model, CodedSmoothing(weight=0.03), submodule=loop.submodule, calls=loop.calls)
+    data, generator = digits_rgb32(), torch.Generator().manual_seed(seed)
+    ratios, times = [], {}
+    for step in range(2 * steps + 2):  # the first pair warms up
+        relative_to = ("loss", "gradient")[step % 2]
+        images = data[torch.randperm(len(data), generator=generator)[:batch]]
+        batch_views = views(images, loop.local_crops, generator)
+        start = time.perf_counter()
+        loss, floor = loop.step(batch_views)
+        total = hook.regularize(loss, floor=floor, relative_to=relative_to)
+        loop.optimizer.zero_grad()
+        total.backward()
+        loop.after_backward()
+        loop.optimizer.step()
+        times[relative_to] = time.perf_counter() - start
+        if relative_to == "gradient" and step > 1:
+            ratios.append(times["gradient"] / times["loss"])
+    hook.remove()
+    return statistics.median(ratios)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -362,7 +391,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--absolute-weight", type=float, default=0.5, help="the weight taken as is")
     parser.add_argument("--out-dir", type=Path, default=Path("bench-lightly-loops"))
     parser.add_argument("--methods", nargs="*", default=list(LOOPS))
+    parser.add_argument("--cost", action="store_true", help="only time the gradient-relative step against the other")
     args = parser.parse_args(argv)
+    if args.cost:
+        ratios = {name: cost(name) for name in args.methods}
+        rows = [[name, f"`{LOOPS[name]().submodule}`", f"{ratio:.2f}"] for name, ratio in ratios.items()]
+        print(markdown_table(["method", "hooked", "step time, gradient- / loss-relative (median of 20 pairs)"], rows))
+        return 0
     results: dict[str, dict] = {}
     weights = {"loss": args.weight, "gradient": args.gradient_weight, "absolute": args.absolute_weight}
     for weighting, weight in weights.items():
