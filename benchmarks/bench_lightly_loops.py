@@ -409,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     for weighting, by_method in results.items():
         for name, r in by_method.items():
             cells = [f"{r[s]['value_ratio']:.2g} / {r[s]['grad_ratio']:.2g}" for s in ("1", str(args.steps))]
-            cost = r["1"]["step_seconds"] / results["loss"][name]["1"]["step_seconds"]
+            slower = r["1"]["step_seconds"] / results["loss"][name]["1"]["step_seconds"]
             hooked = f"`{LOOPS[name]().submodule}`"
-            rows.append([weighting, name, hooked, f"{r['1']['loss']:.3g}", *cells, f"{cost:.2f}"])
+            rows.append([weighting, name, hooked, f"{r['1']['loss']:.3g}", *cells, f"{slower:.2f}"])
     header = ["weighting", "method", "hooked", "loss at step 1", "step 1: value / gradient ratio", "last step"]
     header.append("step time / loss-relative's")
     table = markdown_table(header, rows)
