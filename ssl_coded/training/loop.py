@@ -94,7 +94,8 @@ def _train(
     config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, precision=precision))
     pl.seed_everything(config.seed, workers=True, verbose=False)
     splits = load_splits(config.data)
-    method = build_method(config, splits)
+    with quiet_frameworks(verbose):  # lightly's heads may warn about their own building blocks
+        method = build_method(config, splits)
 
     checkpoint = RecipeCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor=method.monitor, mode="max", save_last=True

@@ -241,3 +241,11 @@ def test_every_method_stops_on_a_non_finite_loss():
         method = build_method(config, load_splits(config.data))
         with pytest.raises(DivergenceError, match=r"training diverged at step 0 .*: loss nan"):
             method.on_before_backward(torch.tensor(float("nan")))
+
+
+@pytest.mark.slow
+def test_lightlys_deprecation_warnings_stay_quiet(tmp_path):
+    # lightly's DINO head builds its last layer with torch's deprecated weight_norm: torch's warning, not the run's
+    result = run_cli("pretrain", "dino-digits", *QUICK, f"out_dir={tmp_path}", "name=dino", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "FutureWarning" not in result.stderr and "weight_norm" not in result.stderr
