@@ -65,7 +65,11 @@ def run_eval(out: Path) -> dict[str, Any]:
     assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={out}", "name=r"]) == 0
     assert main(["eval", "all", str(out / "r"), "--device", "cpu"]) == 0
     results = json.loads((out / "r" / "results.json").read_text())
-    settings = {name: {k: v for k, v in made.items() if k != "made"} for name, made in results["protocols"].items()}
+    # when each protocol ran and which metrics it wrote (the rows' own keys) are bookkeeping, not settings
+    bookkeeping = ("made", "metrics")
+    settings = {
+        name: {k: v for k, v in made.items() if k not in bookkeeping} for name, made in results["protocols"].items()
+    }
     return {"rows": results["rows"], "preprocess": results["preprocess"], "data": results["data"], "settings": settings}
 
 
