@@ -41,3 +41,8 @@ def test_random_part_prints_the_calibrations_choice_and_interleaved_ratios(tmp_p
     assert "calibration: " in out and "kNN backend fp32" in out and "SSL_CODED_KNN_BACKEND=fp32" in out
     saved = json.loads((tmp_path / "bench" / "bench-knn.json").read_text())
     assert saved["calibration"]["knn_backend"] == "fp32" and saved["calibration"]["fp32_gflops"] > 0
+    # the search against its floor: the faster product, and the product plus the answer's fp32 reads
+    assert {"ssl-coded exact search alone", "fp32 reads of the 20 answer rows alone"} <= set(random)
+    floor = saved["floor"]
+    assert floor.startswith("exact search: ") and "the faster matrix product of its shape" in floor
+    assert floor in out
