@@ -1,7 +1,8 @@
 """Encoders from anywhere, resolved in one place: what `ssl-coded eval` evaluates and `load_encoder` returns.
 
 An ENCODER is an ssl-coded run directory or checkpoint (its encoder takes the project's uint8 images and
-normalises them with the run's stored mean/std; its data are the run's own), or a spec of
+normalises them with the run's stored mean/std; its data are the run's own), an export folder of
+`ssl-coded export` (the same, from its encoder.json), or a spec of
 `ssl_coded.eval.encoders`: `torchvision:NAME`, `timm:NAME`, `module.path:callable`, with weights from any
 library's file (the prefix of its keys found automatically), fed through an explicit `Preprocess`
 (`normalize`: imagenet by default) on the data the `data` settings describe.
@@ -19,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ssl_coded.data import DataConfig, Splits, check_data, load_splits, parse_data_overrides
+from ssl_coded.data import DataConfig, Splits, check_data, data_record, load_splits, parse_data_overrides
 from ssl_coded.errors import ConfigError
+from ssl_coded.export import is_export, load_export
 from ssl_coded.io import file_sha256
 
 if TYPE_CHECKING:
@@ -91,10 +92,15 @@ def resolve_encoder(
         ConfigError: options that do not belong to this kind of encoder, or bad data settings.
     """
     if is_run(spec):
+        kind = "export" if is_export(spec) else "run"
         if weights is not None or prefix is not None:
-            raise ConfigError(f"{spec} is an ssl-coded run: its checkpoint holds its weights; drop --weights/--prefix")
+            raise ConfigError(f"{spec} is an ssl-coded {kind}: it holds its weights; drop --weights/--prefix")
         if normalize is not None:
-            raise ConfigError("--normalize is for foreign encoders: a run normalises with its stored mean/std")
+            raise ConfigError(
+                f"--normalize is for foreign encoders: an ssl-coded {kind} normalises with its own mean/std"
+            )
+        if kind == "export":
+            return _export_encoder(Path(spec), data or [], device)
         from ssl_coded.training.checkpoints import load_trained
 
         return _run_encoder(load_trained(spec, device=str(device), data_overrides=data))
@@ -110,6 +116,10 @@ def load_encoder(
 ) -> nn.Module:
     """The encoder `spec` names, in eval mode on `device`: a run's takes uint8 images (its normalisation
     inside); a spec's is the bare model (what your transforms make goes in). Arguments as `resolve_encoder`'s."""
+    if is_export(spec):
+        if weights is not None or prefix is not None:
+            raise ConfigError(f"{spec} is an ssl-coded export: it holds its weights; drop weights/prefix")
+        return load_export(spec, device)[0]
     if is_run(spec):
         return resolve_encoder(spec, weights, prefix, device=device).module
     return _spec_model(str(spec), weights, prefix, seed)[0].to(device).eval()
@@ -130,6 +140,24 @@ def _run_encoder(trained: TrainedRun) -> Encoder:
         return Encoder(untrained.encoder, untrained.checkpoint_hash, record, trained.splits, trained.config.seed)
 
     return Encoder(trained.encoder, trained.checkpoint_hash, record, trained.splits, trained.config.seed, floor)
+
+
+def _export_encoder(folder: Path, data: list[str], device: str | torch.device) -> Encoder:
+    """An export folder (`ssl-coded export`): its backbone fed with its recorded mean/std, on its recorded
+    data unless `data` changes it. No random-init floor: evaluate the run for that."""
+    module, exported = load_export(folder, device)
+    config = parse_data_overrides(data, base=DataConfig(**exported["data"]))
+    check_data(config)
+    source = exported["source"]
+    record = {
+        "export": str(folder),
+        "weights_sha256": exported["weights"]["sha256"],
+        "checkpoint_hash": source["checkpoint_sha256"],
+        "preprocess": {**exported["input"], "stored": True},
+        "data": data_record(config),
+    }
+    key = f"export-{exported['weights']['sha256']}"
+    return Encoder(module, key, record, load_splits(config), exported["seed"])
 
 
 def _spec_model(
@@ -185,10 +213,3 @@ def _spec_encoder(
     # without weights the encoder is its random initialisation; user code may load its own weights
     has_floor = weights is not None and spec.split(":")[0] in KINDS
     return Encoder(*fed(model, "trained"), record, splits, seed, floor if has_floor else None)
-
-
-def data_record(config: DataConfig) -> dict[str, Any]:
-    """The data settings that change what is evaluated (not how it is loaded: workers, downloads)."""
-    data = dataclasses.asdict(config)
-    how = ("num_workers", "download", "stream", "memory_budget_mb")
-    return {key: value for key, value in data.items() if key not in how}

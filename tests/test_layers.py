@@ -5,7 +5,7 @@
     models    ssl_coded/models/                          core (torchvision and timm by name, lazily)
     training  ssl_coded/training/                        core, data, models
     eval      eval/ (ssl_coded.eval)                     core, data, models
-    top       ssl_coded/cli/, ssl_coded/{commands,attacks,encoders,study}.py   everything below; nothing imports cli/
+    top       ssl_coded/cli/, ssl_coded/{commands,attacks,encoders,export,study}.py   everything below; nothing imports cli/
 
 Every import in every module is read from its source (lazy ones inside functions too), so an upward
 import fails here before any code runs; a subprocess then imports the core with every third-party
@@ -23,7 +23,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP = {"ssl_coded.cli", "ssl_coded.commands", "ssl_coded.attacks", "ssl_coded.encoders", "ssl_coded.study"}
+TOP = {
+    "ssl_coded.cli",
+    "ssl_coded.commands",
+    "ssl_coded.attacks",
+    "ssl_coded.encoders",
+    "ssl_coded.export",
+    "ssl_coded.study",
+}
 MAY_IMPORT = {
     "core": {"core"},
     "data": {"core", "data"},

@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "attack-seeds": "attack_seeds",
     "eval": "eval",
     "study": "study",
+    "export": "export",
 }
 
 

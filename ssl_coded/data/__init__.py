@@ -15,7 +15,7 @@ Example:
     >>> loader = splits.train.loader(batch_size=256, shuffle=True)
 """
 
-from ssl_coded.data.config import DataConfig, parse_data_overrides
+from ssl_coded.data.config import DataConfig, data_record, parse_data_overrides
 from ssl_coded.data.errors import DatasetError
 from ssl_coded.data.idx import fashion_mnist_dir, load_fashion_mnist, read_idx
 from ssl_coded.data.image_folder import (
@@ -44,6 +44,7 @@ __all__ = [
     "channel_stats",
     "check_data",
     "check_readable",
+    "data_record",
     "decode_files",
     "decoded_bytes",
     "fashion_mnist_dir",

@@ -61,15 +61,16 @@ def check_numbers(config: DataConfig) -> None:
         raise ConfigError(f"data.split_seed={config.split_seed} must be in [0, 2**32 - 1]")
 
 
-def parse_data_overrides(items: Sequence[str]) -> DataConfig:
+def parse_data_overrides(items: Sequence[str], base: DataConfig | None = None) -> DataConfig:
     """A data section from `key=value` settings (`name=imagefolder root=DIR image_size=32`, as `ssl-coded eval
-    --dataset` takes them), each typed as its field's default is; the defaults elsewhere.
+    --dataset` takes them), each typed as its field's default is; `base`'s values (default: the defaults)
+    elsewhere.
 
     Raises:
         ConfigError: an item that is not key=value, an unknown key (the valid ones listed) or a value of the
             wrong type, named by its full key.
     """
-    values = dataclasses.asdict(DataConfig())
+    values = dataclasses.asdict(base or DataConfig())
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -97,3 +98,10 @@ def _typed(key: str, raw: str, default: object) -> object:
         kind = {bool: "true or false", int: "an integer", float: "a number"}[type(default)]
         raise ConfigError(f"data.{key}={raw!r} must be {kind}") from None
     return raw
+
+
+def data_record(config: DataConfig) -> dict[str, object]:
+    """The data settings that change what is evaluated (not how it is loaded: workers, downloads)."""
+    data = dataclasses.asdict(config)
+    how = ("num_workers", "download", "stream", "memory_budget_mb")
+    return {key: value for key, value in data.items() if key not in how}
