@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "eval": "eval",
     "study": "study",
     "export": "export",
+    "embed": "embed",
 }
 
 
@@ -69,6 +70,7 @@ _show_warning = warnings.showwarning
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
+    args.argv = argv  # the command as given, for the records a subcommand writes
     previous, warnings.showwarning = warnings.showwarning, show_run_warning
     try:
         with interruptible():
