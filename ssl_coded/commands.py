@@ -33,9 +33,10 @@ def run_pretrain(
     compare: bool = False,
     overwrite: bool = False,
     verbose: bool = False,
+    command: list[str] | None = None,
 ) -> dict[str, Any]:
     """Pretrain; with `compare`, also the same recipe with coded-smoothing flipped, in `<name>-coded`
-    or `<name>-plain`, and print one table."""
+    or `<name>-plain`, and print one table. `command` is what run.json records as the command line."""
     from ssl_coded.training.recipes import load_config
 
     config = load_config(recipe, overrides)
@@ -53,7 +54,8 @@ def run_pretrain(
         name=f"{config.name}-{'plain' if config.coded.enabled else 'coded'}",
     )
     runs = [(config, resume)] + ([(flipped, resume and _has_checkpoint(flipped))] if compare else [])
-    with _trained_in_turn(runs, overwrite, verbose) as summaries:
+    source = run_source(recipe, overrides, command)
+    with _trained_in_turn(runs, overwrite, verbose, source) as summaries:
         if not summaries:  # not rank 0
             return {}
         summary, other = summaries[0], summaries[1] if compare else None
@@ -236,9 +238,19 @@ def _has_checkpoint(config: RecipeConfig) -> bool:
     return (run_dir(config) / "checkpoints" / "last.ckpt").is_file()
 
 
+def run_source(recipe: str, overrides: list[str], command: list[str] | None) -> dict[str, Any]:
+    """What run.json records of how a run was asked for: the recipe (name, file, hash), overrides, command."""
+    from ssl_coded.provenance import recipe_source
+    from ssl_coded.training.config import recipe_dir, resolve_recipe
+
+    path = resolve_recipe(recipe)
+    bundled = path.resolve().parent == recipe_dir().resolve()
+    return {"recipe": recipe_source(recipe, path, bundled), "overrides": list(overrides), "command": command}
+
+
 @contextmanager
 def _trained_in_turn(
-    runs: list[tuple[RecipeConfig, bool]], overwrite: bool, verbose: bool
+    runs: list[tuple[RecipeConfig, bool]], overwrite: bool, verbose: bool, source: dict[str, Any] | None = None
 ) -> Iterator[list[dict[str, Any]]]:
     """Lock and check every run (config, resume) before any trains, so that a refusal leaves all of them
     as they were; then train them one after the other (a finished run's summary is read, not retrained).
@@ -249,7 +261,10 @@ def _trained_in_turn(
         for config, resume in runs:
             claimed.enter_context(RunLock(run_dir(config))).clean_litter()
             check_run_dir(config, resume, overwrite)
-        summaries = [pretrain(config, resume=resume, overwrite=overwrite, verbose=verbose) for config, resume in runs]
+        summaries = [
+            pretrain(config, resume=resume, overwrite=overwrite, verbose=verbose, source=source)
+            for config, resume in runs
+        ]
         yield summaries if all(summaries) else []
 
 

@@ -29,7 +29,6 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from ssl_coded.data.encode import batches, encoded_batches
 from ssl_coded.encoders import Encoder, resolve_encoder
 from ssl_coded.errors import ConfigError
 from ssl_coded.io import atomic_write, write_json, write_text
+from ssl_coded.provenance import versions
 from ssl_coded.rundir import RunLock
 
 SCHEMA_VERSION = 1
@@ -243,15 +243,3 @@ def _write_index(path: Path, embeddings: Path, kind: str) -> None:
     vectors = torch.from_numpy(np.load(embeddings, mmap_mode="r").astype(np.float32))
     index = FaissIndex(vectors, kind).index
     atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
-
-
-def versions() -> dict[str, str | None]:
-    """Versions of ssl-coded and the libraries behind its numbers (None: not installed)."""
-    names = ("ssl-coded", "torch", "torchvision", "numpy", "lightly", "pytorch-lightning", "faiss-cpu", "scikit-learn")
-    found: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found

@@ -32,6 +32,7 @@ from ssl_coded.data import DataConfig, Splits, check_data, data_record, load_spl
 from ssl_coded.errors import ConfigError
 from ssl_coded.export import is_export, load_export
 from ssl_coded.io import file_sha256
+from ssl_coded.provenance import read_run_record
 
 if TYPE_CHECKING:
     from ssl_coded.training.checkpoints import TrainedRun
@@ -101,9 +102,10 @@ def resolve_encoder(
             )
         if kind == "export":
             return _export_encoder(Path(spec), data or [], device)
-        from ssl_coded.training.checkpoints import load_trained
+        from ssl_coded.training.checkpoints import load_trained, resolve_checkpoint
 
-        return _run_encoder(load_trained(spec, device=str(device), data_overrides=data))
+        run_id = (read_run_record(resolve_checkpoint(spec).parent.parent) or {}).get("run_id")
+        return _run_encoder(load_trained(spec, device=str(device), data_overrides=data), run_id)
     return _spec_encoder(str(spec), weights, prefix, data or [], normalize or "imagenet", seed, device)
 
 
@@ -125,7 +127,7 @@ def load_encoder(
     return _spec_model(str(spec), weights, prefix, seed)[0].to(device).eval()
 
 
-def _run_encoder(trained: TrainedRun) -> Encoder:
+def _run_encoder(trained: TrainedRun, run_id: str | None = None) -> Encoder:
     from ssl_coded.training.checkpoints import random_init
 
     method = trained.method
@@ -134,6 +136,8 @@ def _run_encoder(trained: TrainedRun) -> Encoder:
         "data": data_record(trained.config.data),
         "preprocess": {"mean": method.mean.flatten().tolist(), "std": method.std.flatten().tolist(), "stored": True},
     }
+    if run_id is not None:  # runs from before run.json have none
+        record["run_id"] = run_id
 
     def floor() -> Encoder:
         untrained = random_init(trained)

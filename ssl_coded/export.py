@@ -31,6 +31,7 @@ from ssl_coded.data import data_record
 from ssl_coded.errors import ConfigError
 from ssl_coded.extras import require
 from ssl_coded.io import file_sha256, write_json, write_text
+from ssl_coded.provenance import read_run_record
 
 SCHEMA_VERSION = 1
 FORMATS = ("pt", "safetensors")
@@ -130,6 +131,7 @@ def export_run(run: str | Path, *, format: str = "pt", checkpoint: str = "best",
                 "checkpoint": f"checkpoints/{checkpoint}.ckpt",
                 "checkpoint_sha256": source_hash,
                 "recipe_method": config.method.name,
+                "run_id": (read_run_record(run_dir) or {}).get("run_id"),
             },
             "data": data_record(config.data),
             "seed": config.seed,

@@ -253,6 +253,19 @@ def false_start(run_dir: Path) -> bool:
     return run_dir.is_dir() and looks_like_run(run_dir) and not started(run_dir)
 
 
+def run_status(run_dir: Path) -> str:
+    """The run state, from what the directory holds (the one way to tell): `replaced` (moved aside by
+    --overwrite), `finished` (its summary), `interrupted` (a checkpoint to resume, no summary), or
+    `not started` (stopped before its first checkpoint)."""
+    if ".replaced-" in run_dir.name:
+        return "replaced"
+    if (run_dir / "summary.json").is_file():
+        return "finished"
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "interrupted"
+    return "not started"
+
+
 def move_aside(run_dir: Path) -> Path:
     """Rename the run directory to `<name>.replaced-<time>` (deleted by `forget_replaced`)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -5,7 +5,7 @@
     models    ssl_coded/models/                          core (torchvision and timm by name, lazily)
     training  ssl_coded/training/                        core, data, models
     eval      eval/ (ssl_coded.eval)                     core, data, models
-    top       ssl_coded/cli/, ssl_coded/{commands,attacks,embed,encoders,export,study}.py  everything below;
+    top       ssl_coded/cli/, ssl_coded/{commands,attacks,embed,encoders,export,runs,study}.py  everything below;
               nothing imports cli/
 
 Every import in every module is read from its source (lazy ones inside functions too), so an upward
@@ -31,6 +31,7 @@ TOP = {
     "ssl_coded.encoders",
     "ssl_coded.export",
     "ssl_coded.embed",
+    "ssl_coded.runs",
     "ssl_coded.study",
 }
 MAY_IMPORT = {

@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "study": "study",
     "export": "export",
     "embed": "embed",
+    "runs": "runs",
 }
 
 

@@ -32,4 +32,5 @@ def run(args: argparse.Namespace) -> None:
         compare=args.compare,
         overwrite=args.overwrite,
         verbose=args.verbose,
+        command=["ssl-coded", *args.argv],
     )

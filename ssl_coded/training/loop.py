@@ -29,7 +29,9 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ssl_coded.data import load_splits
+from ssl_coded.data.fingerprint import fingerprint
 from ssl_coded.io import write_json, write_text
+from ssl_coded.provenance import end_session, read_run_record, start_session
 from ssl_coded.rundir import RunInterrupted, RunLock, false_start, launched_rank, looks_like_run, move_aside, started
 from ssl_coded.training.checkpoints import AtomicCheckpointIO, CheckpointError, RecipeCheckpoint, load_checkpoint_file
 from ssl_coded.training.config import ConfigError, RecipeConfig, parse_yaml, to_yaml
@@ -52,6 +54,7 @@ def pretrain(
     callbacks: list[pl.Callback] | None = None,
     overwrite: bool = False,
     verbose: bool = False,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train from a recipe; returns the summary (also written to the run directory).
 
@@ -67,24 +70,30 @@ def pretrain(
             is moved to `<name>.replaced-<time>` when the new one starts, and deleted once the new one has a
             checkpoint (put back if it is interrupted before).
         verbose: keep the framework's own messages and warnings.
+        source: what run.json records of the command (`recipe`, `overrides`, `command`; `ssl_coded.provenance`).
 
     Raises:
         RunInterrupted: SIGINT / SIGTERM (inside `ssl_coded.rundir.interruptible`); `where` says what was kept.
     """
     out = run_dir(config)
     if launched_rank():  # rank 0 holds the lock and did the checks
-        return _train(config, resume, callbacks, verbose, replace=False)
+        return _train(config, resume, callbacks, verbose, replace=False, source=source)
     with RunLock(out) as lock:
         lock.clean_litter()
         finished = check_run_dir(config, resume, overwrite)
         if finished is not None:
             print(f"ssl-coded: {out} already finished, left as it is; raise trainer.max_epochs to continue it")
             return finished
-        return _train(config, resume, callbacks, verbose, replace=overwrite and not resume)
+        return _train(config, resume, callbacks, verbose, replace=overwrite and not resume, source=source)
 
 
 def _train(
-    config: RecipeConfig, resume: bool, callbacks: list[pl.Callback] | None, verbose: bool, replace: bool
+    config: RecipeConfig,
+    resume: bool,
+    callbacks: list[pl.Callback] | None,
+    verbose: bool,
+    replace: bool,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     out = run_dir(config)
     if config.trainer.threads:
@@ -113,6 +122,12 @@ def _train(
         last = out / "checkpoints" / "last.ckpt"
         try:
             write_text(out / "config.yaml", to_yaml(config))
+            if trainer.global_rank == 0:
+                data = {"name": config.data.name, "fingerprint": fingerprint(config.data)}
+                device, threads = str(trainer.strategy.root_device), torch.get_num_threads()
+                start_session(
+                    out, source=source, seed=config.seed, data=data, device=device, precision=precision, threads=threads
+                )
             if precision != asked and trainer.global_rank == 0:  # once the run is sure to start
                 print(FALLBACK_WARNING, file=sys.stderr)
             start = time.perf_counter()
@@ -120,6 +135,10 @@ def _train(
             seconds = time.perf_counter() - start
         except RunInterrupted as interrupted:
             interrupted.where = _interrupted_where(trainer, last)
+            _ended(out, trainer, "interrupted")
+            raise
+        except BaseException:
+            _ended(out, trainer, "failed")
             raise
         finally:
             if replaced is not None:
@@ -128,11 +147,31 @@ def _train(
             return {}
         merge_metrics(out)
         summary = summarise(config, splits, method, checkpoint, seconds) | {"precision": precision}
+        summary["recipe"] = (source or {}).get("recipe", {}).get("name", config.name)  # the recipe, not the run's name
+        summary["name"] = config.name
+        summary["run_id"] = (read_run_record(out) or {}).get("run_id")
+        summary["best_checkpoint"] = relative_to_run(summary["best_checkpoint"], out)
         if precision != asked:  # config.yaml holds what trained; the recipe asked for this
             summary["precision_asked"] = asked
         write_json(out / "summary.json", summary)
         write_curves(out)
+        end_session(out, "finished")
     return summary
+
+
+def relative_to_run(path: str, out: Path) -> str:
+    """A path inside the run directory, relative to it (a moved or copied run still points at its files)."""
+    if not path:
+        return path
+    try:
+        return Path(path).resolve().relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def _ended(out: Path, trainer: pl.Trainer, how: str) -> None:
+    if trainer.global_rank == 0 and (out / "run.json").is_file():
+        end_session(out, how)
 
 
 def _clear_for(out: Path) -> Path | None:
