@@ -35,6 +35,7 @@ from torch.utils.data import Dataset, Subset
 
 from ssl_coded.data.encode import raw_pixels as flattened_pixels
 from ssl_coded.io import write_json, write_text
+from ssl_coded.results import SCHEMA_VERSION
 from ssl_coded.rundir import RunLock, results_lock
 from ssl_coded.search.knn import KnnBank
 from ssl_coded.tables import markdown_table
@@ -253,7 +254,10 @@ def accumulate(
         made[protocol] = {"made": now, **_settings(st), "metrics": sorted(wrote | before)}
     grown = {"details": {n: d for n, d in kept.items() if d}} if any(kept.values()) else {}
     rest = {k: v for k, v in existing.items() if k != "details"}
-    write_json(path, {**rest, **record, "rows": merged, "protocols": made, **grown, "made": now})
+    write_json(
+        path,
+        {"schema_version": SCHEMA_VERSION, **rest, **record, "rows": merged, "protocols": made, **grown, "made": now},
+    )
     return merged
 
 

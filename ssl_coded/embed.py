@@ -40,9 +40,9 @@ from ssl_coded.encoders import Encoder, resolve_encoder
 from ssl_coded.errors import ConfigError
 from ssl_coded.io import atomic_write, write_json, write_text
 from ssl_coded.provenance import versions
+from ssl_coded.results import SCHEMA_VERSION
 from ssl_coded.rundir import RunLock
 
-SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")
 DTYPES = ("float32", "float16")
 INDEXES = ("flat", "ivf")

@@ -32,8 +32,8 @@ from ssl_coded.errors import ConfigError
 from ssl_coded.extras import require
 from ssl_coded.io import file_sha256, write_json, write_text
 from ssl_coded.provenance import read_run_record
+from ssl_coded.results import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 FORMATS = ("pt", "safetensors")
 CHECKPOINTS = ("best", "last")
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ssl_coded.io import file_sha256, write_json
+from ssl_coded.results import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 RUN_RECORD = "run.json"
 LIBRARIES = ("torch", "torchvision", "numpy", "lightly", "pytorch-lightning", "faiss-cpu", "scikit-learn")
 

@@ -49,6 +49,7 @@ from omegaconf import OmegaConf
 
 from ssl_coded.eval.statistics import csv_text, format_difference, format_spread, paired_by_seed, spread
 from ssl_coded.io import write_json, write_text
+from ssl_coded.results import SCHEMA_VERSION
 from ssl_coded.search.calibration import cpu_model
 from ssl_coded.tables import markdown_table
 from ssl_coded.training.config import ConfigError
@@ -227,7 +228,7 @@ def run_cell(
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB; main process
         "epochs": summary["epochs"],
     }
-    write_json(out / "cell.json", cell)
+    write_json(out / "cell.json", {"schema_version": SCHEMA_VERSION, **cell})
     return cell
 
 

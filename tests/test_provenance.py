@@ -31,6 +31,7 @@ def test_run_json_names_the_recipe_the_overrides_and_the_versions(tmp_path):
     assert main(["eval", "knn", str(run), "--no-floors"]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["run_id"] == record["run_id"]  # the rows cite the run
+    assert summary["schema_version"] == results["schema_version"] == 1
 
 
 @pytest.mark.slow

@@ -43,6 +43,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ssl_coded.io import write_json, write_text
+from ssl_coded.results import SCHEMA_VERSION
 
 Model = Callable[[Tensor], Tensor]
 
@@ -343,7 +344,7 @@ def run_attack(
         "checks": {n: [{"check": c, "passed": p, "detail": d} for c, p, d in items] for n, items in checks.items()},
         "fidelity": {n: [dataclasses.asdict(r) for r in rows] for n, rows in fidelity.items()},
     }
-    write_json(out / "attack.json", full_record)
+    write_json(out / "attack.json", {"schema_version": SCHEMA_VERSION, **full_record})
     plot_robustness(results, eps, out / "robustness.png")
     print(report)
     return full_record

@@ -32,6 +32,7 @@ from ssl_coded.data import load_splits
 from ssl_coded.data.fingerprint import fingerprint
 from ssl_coded.io import write_json, write_text
 from ssl_coded.provenance import end_session, read_run_record, start_session
+from ssl_coded.results import SCHEMA_VERSION
 from ssl_coded.rundir import RunInterrupted, RunLock, false_start, launched_rank, looks_like_run, move_aside, started
 from ssl_coded.training.checkpoints import AtomicCheckpointIO, CheckpointError, RecipeCheckpoint, load_checkpoint_file
 from ssl_coded.training.config import ConfigError, RecipeConfig, parse_yaml, to_yaml
@@ -153,7 +154,7 @@ def _train(
         summary["best_checkpoint"] = relative_to_run(summary["best_checkpoint"], out)
         if precision != asked:  # config.yaml holds what trained; the recipe asked for this
             summary["precision_asked"] = asked
-        write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", {"schema_version": SCHEMA_VERSION, **summary})
         write_curves(out)
         end_session(out, "finished")
     return summary
