@@ -123,7 +123,7 @@ class TrainerConfig:
     limit_train_batches: float = 1.0
     log_every_n_steps: int = 10
     threads: int = 0  # torch CPU threads (0 = torch's default)
-    logger: str = "csv"  # "tensorboard" also writes TensorBoard event files (the [tensorboard] extra)
+    logger: str = "csv"  # "tensorboard" also writes TensorBoard event files, "mlflow" an MLflow file store (extras)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
@@ -126,9 +127,10 @@ def _train(
             if trainer.global_rank == 0:
                 data = {"name": config.data.name, "fingerprint": fingerprint(config.data)}
                 device, threads = str(trainer.strategy.root_device), torch.get_num_threads()
-                start_session(
+                record = start_session(
                     out, source=source, seed=config.seed, data=data, device=device, precision=precision, threads=threads
                 )
+                log_provenance(trainer, config, record)
             if precision != asked and trainer.global_rank == 0:  # once the run is sure to start
                 print(FALLBACK_WARNING, file=sys.stderr)
             start = time.perf_counter()
@@ -158,6 +160,38 @@ def _train(
         write_curves(out)
         end_session(out, "finished")
     return summary
+
+
+def log_provenance(trainer: pl.Trainer, config: RecipeConfig, record: dict[str, Any]) -> None:
+    """run.json's facts as MLflow parameters (the resolved recipe, the recipe's name and hash, overrides, data
+    fingerprint) and tags (run id, command, code and library versions, device), where MLflow logs the run."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    session = record["sessions"][-1]
+    recipe = record.get("recipe") or {}
+    for logger in trainer.loggers:
+        if not isinstance(logger, MLFlowLogger):
+            continue
+        logger.log_hyperparams(
+            {
+                **dataclasses.asdict(config),
+                "recipe_name": recipe.get("name"),
+                "recipe_sha256": recipe.get("sha256"),
+                "overrides": " ".join(record.get("overrides") or []),
+                "data_sha256": record["data"]["fingerprint"].get("sha256"),
+            }
+        )
+        tags = {
+            "ssl_coded.run_id": record["run_id"],
+            "ssl_coded.command": " ".join(session["command"] or []),
+            **{f"ssl_coded.{key}": value for key, value in session["code"].items()},
+            **{f"version.{name}": value for name, value in session["versions"].items()},
+            "device": session["device"],
+            "precision": session["precision"],
+            "threads": session["threads"],
+        }
+        for key, value in tags.items():
+            logger.experiment.set_tag(logger.run_id, key, str(value))
 
 
 def relative_to_run(path: str, out: Path) -> str:
@@ -307,8 +341,21 @@ def check_training_batches(config: RecipeConfig, num_train: int, world_size: int
 
 def loggers(config: RecipeConfig, out: Path) -> list[Logger]:
     """The CSV logger (logs/version_<n>/, one per (resumed) session; metrics.csv comes from it) and, with
-    trainer.logger=tensorboard, TensorBoard's event files beside it in tensorboard/version_<n>/."""
+    trainer.logger=tensorboard, TensorBoard's event files beside it in tensorboard/version_<n>/; with
+    trainer.logger=mlflow, an MLflow file store in mlruns/ (experiment ssl-coded, one MLflow run per session)."""
     csv = CSVLogger(out, name="logs")
+    if config.trainer.logger == "mlflow":
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        store = (out / "mlruns").resolve().as_uri()
+        # a file store inside the run directory (MLflow 3 asks for this opt-in; it serves the same files)
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=store)
+        if client.get_experiment_by_name("ssl-coded") is None:  # else Lightning warns that it creates it
+            client.create_experiment("ssl-coded")
+        return [csv, MLFlowLogger(experiment_name="ssl-coded", run_name=config.name, tracking_uri=store)]
     if config.trainer.logger != "tensorboard":
         return [csv]
     from pytorch_lightning.loggers import TensorBoardLogger

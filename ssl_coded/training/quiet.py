@@ -12,7 +12,14 @@ import logging
 import warnings
 from collections.abc import Iterator
 
-FRAMEWORK_LOGGERS = ("lightning.pytorch", "pytorch_lightning", "lightning.fabric", "lightning_fabric", "lightning")
+FRAMEWORK_LOGGERS = (
+    "lightning.pytorch",
+    "pytorch_lightning",
+    "lightning.fabric",
+    "lightning_fabric",
+    "lightning",
+    "mlflow",
+)
 NOISE = (  # framework warnings that are about the framework, not the run
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*is smaller than the logging interval.*",

@@ -92,6 +92,8 @@ def validate(config: RecipeConfig) -> None:
     check_backbone(config.model.backbone)
     if config.trainer.logger == "tensorboard":
         require_tensorboard()
+    if config.trainer.logger == "mlflow":
+        require_mlflow()
     low, high = [*config.augment.crop_scale, 0, 0][:2]
     if len(config.augment.crop_scale) != 2 or not 0 < low <= high <= 1:
         raise ConfigError(
@@ -128,7 +130,7 @@ WEIGHTINGS = (
 
 # the trainer.accelerator values a run can use (Lightning knows more, e.g. tpu, which fail deep inside it)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-LOGGERS = ("csv", "tensorboard")  # metrics.csv is written either way: the run's summary and curves read it
+LOGGERS = ("csv", "tensorboard", "mlflow")  # metrics.csv is written either way: the run's summary and curves read it
 
 # key -> (lowest allowed, whether the lowest itself is allowed): checked before anything runs, so that
 # a negative size is never read as "all" and an epoch count never overflows inside Lightning; the method
@@ -245,6 +247,13 @@ def require_timm() -> None:
 
     if importlib.util.find_spec("timm") is None:
         raise ConfigError("model.backbone=timm:... needs timm: pip install 'ssl-coded[timm]'")
+
+
+def require_mlflow() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError("trainer.logger=mlflow needs MLflow: pip install 'ssl-coded[mlflow]'")
 
 
 def require_tensorboard() -> None:
