@@ -109,14 +109,43 @@ def embed(
     encoder = resolve_encoder(spec, weights, prefix, data=data, device=device)
     datasets = {split: getattr(encoder.splits, split) for split in settings.splits}
     lengths = {split: len(dataset) for split, dataset in datasets.items()}
-    plan = json.loads(json.dumps({"encoder": encoder.key, "settings": asdict(settings), "lengths": lengths}))
+    # the weights, what they are fed and on which data, the settings and the split sizes: an interrupted
+    # embed continues only under the same
+    plan = {"encoder": encoder.key, "record": encoder.record, "settings": asdict(settings), "lengths": lengths}
+    plan = json.loads(json.dumps(plan))
+    _refuse_foreign(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with RunLock(folder):  # one writer per folder
-        return _embed(encoder, spec, folder, datasets, plan, settings, num_workers, command, started)
+    with RunLock(folder):  # one writer per folder; the checks again, inside the lock
+        if (folder / "embed.json").is_file():
+            raise ConfigError(f"{folder} already holds finished embeddings (embed.json); give --out another folder")
+        module = _on_device(encoder.module, torch.device(device))
+        return _embed(encoder, module, spec, folder, datasets, plan, settings, num_workers, command, started)
+
+
+OWN_FILES = {PARTIAL, PROGRESS, LABELS, "embeddings.npy", "items.csv", "index.faiss", "embed.json"}
+
+
+def _refuse_foreign(folder: Path) -> None:
+    """Refuse a folder that holds anything but an earlier embed's own files (nothing of a user's is overwritten)."""
+    if not folder.is_dir():
+        return
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in OWN_FILES and not p.name.startswith("."))
+    if foreign:
+        raise ConfigError(f"{folder} holds other files ({', '.join(foreign[:3])}); give --out a new or empty folder")
+
+
+def _on_device(module: Any, device: torch.device) -> Any:
+    """The encoder fed each batch on its device (a run's encoder moves its input itself; a spec's does not)."""
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        return module(images.to(device, non_blocking=True))
+
+    return run
 
 
 def _embed(
     encoder: Encoder,
+    module: Any,
     spec: str | Path,
     folder: Path,
     datasets: dict[str, Any],
@@ -129,7 +158,7 @@ def _embed(
     lengths = plan["lengths"]
     progress = _read_progress(folder, plan)
     if progress is None:
-        dim = _feature_dim(encoder, datasets[settings.splits[0]])
+        dim = _feature_dim(module, datasets[settings.splits[0]])
         progress = {**plan, "dim": dim, "done": [], "started": started}
     dim, rows = progress["dim"], sum(lengths.values())
     if not (folder / "embeddings.npy").exists():  # not yet renamed: fill the partial memory map
@@ -138,7 +167,7 @@ def _embed(
         offset = 0
         for split, dataset in datasets.items():
             if split not in progress["done"]:
-                _fill(encoder, dataset, split, vectors, labels, offset, settings, num_workers)
+                _fill(module, dataset, split, vectors, labels, offset, settings, num_workers)
                 progress["done"].append(split)
                 write_json(folder / PROGRESS, progress)  # after the flush: a done split is on disk
             offset += lengths[split]
@@ -176,6 +205,10 @@ def _read_progress(folder: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
             (folder / partial).unlink(missing_ok=True)
         return None
     progress = json.loads(path.read_text())
+    if progress["done"] and not (folder / PARTIAL).exists() and not (folder / "embeddings.npy").exists():
+        raise ConfigError(
+            f"{folder} holds the progress of an embed whose rows are gone; delete {folder / PROGRESS} to start again"
+        )
     if {key: progress.get(key) for key in plan} != plan:
         raise ConfigError(
             f"{folder} holds an interrupted embed of another encoder, data or settings; "
@@ -184,10 +217,10 @@ def _read_progress(folder: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
     return progress
 
 
-def _feature_dim(encoder: Encoder, dataset: Any) -> int:
+def _feature_dim(module: Any, dataset: Any) -> int:
     images, _ = next(iter(batches(dataset, 2)))
     with torch.no_grad():
-        return int(encoder.module(images).shape[1])
+        return int(module(images).shape[1])
 
 
 def _memmap(path: Path, shape: tuple[int, ...], dtype: str) -> np.memmap:
@@ -197,7 +230,7 @@ def _memmap(path: Path, shape: tuple[int, ...], dtype: str) -> np.memmap:
 
 
 def _fill(
-    encoder: Encoder,
+    module: Any,
     dataset: Any,
     split: str,
     vectors: np.memmap,
@@ -208,12 +241,14 @@ def _fill(
 ) -> None:
     """One split's embeddings into rows offset.. of the memory maps, then flushed to disk."""
     row = offset
-    for features, targets in encoded_batches(encoder.module, dataset, settings.batch_size, num_workers, split):
-        if not np.isfinite(features).all():
-            raise ValueError(f"the encoder gave non-finite features on the {split} split (rows from {row})")
+    for features, targets in encoded_batches(module, dataset, settings.batch_size, num_workers, split):
         if settings.normalize:
             features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        vectors[row : row + len(features)] = features.astype(settings.dtype)
+        stored = features.astype(settings.dtype)
+        if not np.isfinite(stored).all():  # after the cast: float16 overflows above 65504
+            fix = "use --normalize or --dtype float32" if settings.dtype == "float16" else "check the encoder"
+            raise ValueError(f"non-finite {settings.dtype} embeddings on the {split} split (rows from {row}); {fix}")
+        vectors[row : row + len(features)] = stored
         labels[row : row + len(features)] = targets
         row += len(features)
     vectors.flush()

@@ -80,23 +80,23 @@ def export_run(run: str | Path, *, format: str = "pt", checkpoint: str = "best",
         raise ConfigError(f"--checkpoint {checkpoint!r} is not one of {', '.join(CHECKPOINTS)}")
     source = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
     if not source.is_file():
-        raise ConfigError(f"{run_dir} has no checkpoints/{checkpoint}.ckpt; give a pretraining run directory")
+        other = "last" if checkpoint == "best" else "best"
+        hint = f"; it has {other}.ckpt: add --checkpoint {other}" if (source.parent / f"{other}.ckpt").is_file() else ""
+        raise ConfigError(f"{run_dir} has no checkpoints/{checkpoint}.ckpt (give a pretraining run directory){hint}")
     if format == "safetensors":
         require("safetensors", "export")
     folder = Path(out) if out is not None else run_dir / "export"
     source_hash = file_sha256(source)
-    if is_export(folder):
-        earlier = json.loads((folder / "encoder.json").read_text())
-        if earlier.get("source", {}).get("checkpoint_sha256") == source_hash and earlier["weights"]["format"] == format:
-            return folder  # the same export again: nothing to write
-        raise ConfigError(
-            f"{folder} already holds an export of another checkpoint or format; give --out another folder"
-        )
+    if _already_exported(folder, source_hash, format):
+        return folder
 
     from ssl_coded.rundir import RunLock
     from ssl_coded.training.checkpoints import load_trained
 
-    with RunLock(run_dir, shared=True):
+    # the run read (shared, beside evaluations), the export folder written by one process at a time
+    with RunLock(run_dir, shared=True), RunLock(folder):
+        if _already_exported(folder, source_hash, format):  # another export finished meanwhile
+            return folder
         trained = load_trained(source)
         backbone = exported_backbone(trained.method)
         weights = {name: value.detach().cpu().contiguous() for name, value in backbone.state_dict().items()}
@@ -141,6 +141,41 @@ def export_run(run: str | Path, *, format: str = "pt", checkpoint: str = "best",
         write_text(readme_path(folder), readme(record))
         write_json(folder / "encoder.json", record)  # last: its presence marks a finished export
     return folder
+
+
+OWN_FILES = {"README.md", "encoder.json", *(f"encoder.{f}" for f in FORMATS)}
+REQUIRED = (("source", "checkpoint_sha256"), ("weights", "file"), ("weights", "format"), ("backbone", "name"))
+
+
+def _already_exported(folder: Path, source_hash: str, format: str) -> bool:
+    """True for the same export again (nothing to write); refuses another export's folder, or a folder of other
+    files (an unfinished export of its own is completed)."""
+    if is_export(folder):
+        earlier = _read_record(folder)
+        if earlier["source"]["checkpoint_sha256"] == source_hash and earlier["weights"]["format"] == format:
+            return True
+        raise ConfigError(
+            f"{folder} already holds an export of another checkpoint or format; give --out another folder"
+        )
+    if folder.is_dir():
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in OWN_FILES and not p.name.startswith("."))
+        if foreign:
+            raise ConfigError(
+                f"{folder} holds other files ({', '.join(foreign[:3])}); give --out a new or empty folder"
+            )
+    return False
+
+
+def _read_record(folder: Path) -> dict[str, Any]:
+    """encoder.json, checked to be an export's (a foreign file of that name is refused in one line)."""
+    try:
+        record = json.loads((folder / "encoder.json").read_text())
+        _ = [record[section][key] for section, key in REQUIRED]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ConfigError(
+            f"{folder}/encoder.json is not an ssl-coded export's ({error!r}); export the run again"
+        ) from None
+    return record
 
 
 def readme_path(folder: str | Path) -> Path:
@@ -338,7 +373,7 @@ def load_export(folder: str | Path, device: str | torch.device = "cpu") -> tuple
     folder = Path(folder)
     if not is_export(folder):
         raise ConfigError(f"{folder} is not an export folder (no encoder.json); run `ssl-coded export RUN` first")
-    record = json.loads((folder / "encoder.json").read_text())
+    record = _read_record(folder)
     weights_file = folder / record["weights"]["file"]
     if not weights_file.is_file() or file_sha256(weights_file) != record["weights"]["sha256"]:
         raise ConfigError(f"{weights_file} is missing or not the file encoder.json names; export the run again")

@@ -236,7 +236,7 @@ def _holder(handle: IO[str]) -> str:
 
 # --- replacing a run (--overwrite) -----------------------------------------------------------------
 
-RUN_FILES = ("config.yaml", "checkpoints", "logs", "summary.json", "results.json", "metrics.csv")
+RUN_FILES = ("config.yaml", "checkpoints", "logs", "summary.json", "results.json", "metrics.csv", "run.json", "mlruns")
 
 
 def looks_like_run(path: Path) -> bool:
@@ -255,15 +255,29 @@ def false_start(run_dir: Path) -> bool:
 
 def run_status(run_dir: Path) -> str:
     """The run state, from what the directory holds (the one way to tell): `replaced` (moved aside by
-    --overwrite), `finished` (its summary), `interrupted` (a checkpoint to resume, no summary), or
-    `not started` (stopped before its first checkpoint)."""
+    --overwrite), `running` (a trainer holds its lock), `finished` (its summary), `interrupted` (a checkpoint
+    to resume, no summary), or `not started` (stopped before its first checkpoint)."""
     if ".replaced-" in run_dir.name:
         return "replaced"
+    if trained_now(run_dir):
+        return "running"
     if (run_dir / "summary.json").is_file():
         return "finished"
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         return "interrupted"
     return "not started"
+
+
+def trained_now(run_dir: Path) -> bool:
+    """Whether a live process holds the run's lock exclusively (a trainer; evaluations share it)."""
+    path = lock_path(run_dir)
+    if not path.is_file():
+        return False
+    with path.open("a+") as handle:
+        if not _flock(handle, fcntl.LOCK_SH):
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def move_aside(run_dir: Path) -> Path:

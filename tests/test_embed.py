@@ -92,9 +92,12 @@ def test_an_interrupted_embed_continues_from_its_last_split_and_others_are_refus
     assert (folder / "embeddings.npy.partial").exists()  # never a half-written file under the final name
     with pytest.raises(ValueError, match="interrupted embed of another encoder"):
         embed(run, folder, EmbedSettings(dtype="float16"))
-    monkeypatch.setattr(embed_module, "_fill", real_fill)
+    monkeypatch.setattr(embed_module, "_fill", interrupted_on_the_second_split)
     calls.clear()
+    calls += ["past", "the interruption"]  # counted from here, the resumed embed is not interrupted again
     resumed = np.load(embed(run, folder) / "embeddings.npy")
+    assert calls[2:] == ["val", "test"]  # the finished train split was not embedded again
+    monkeypatch.setattr(embed_module, "_fill", real_fill)
     whole = np.load(embed(run, tmp_path / "whole") / "embeddings.npy")
     assert np.array_equal(resumed, whole)
     assert sorted(p.name for p in folder.iterdir()) == ["embed.json", "embeddings.npy", "items.csv"]
@@ -120,6 +123,19 @@ def test_an_image_folder_lists_its_files(tmp_path):
         )
         for item in items
     )
+
+
+def test_a_folder_of_other_files_and_float16_overflow_are_refused(run, tmp_path, monkeypatch):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")
+    with pytest.raises(ValueError, match="holds other files"):
+        embed(run, tmp_path / "mine")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    real = embed_module._on_device
+    monkeypatch.setattr(embed_module, "_on_device", lambda m, d: lambda x: real(m, d)(x) * 1e6)
+    with pytest.raises(ValueError, match="non-finite float16 embeddings"):
+        embed(run, tmp_path / "big", EmbedSettings(splits=("test",), dtype="float16"))
+    assert not (tmp_path / "big" / "embeddings.npy").exists()
 
 
 def test_bad_settings_are_refused_before_the_encoder_loads(tmp_path, capsys):

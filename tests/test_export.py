@@ -175,6 +175,11 @@ def test_refusals_come_before_any_write_and_a_finished_export_is_never_rewritten
     assert not (folder / "encoder.safetensors").exists()
     assert main(["export", str(tmp_path / "nothing")]) == 2
     assert "has no checkpoints/best.ckpt" in capsys.readouterr().err
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "model.pt").write_bytes(b"a user's file")
+    assert main(["export", str(run), "--out", str(tmp_path / "theirs")]) == 2
+    assert "holds other files" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "theirs").iterdir()) == ["model.pt"]
     assert main(["export", str(run), "--out", str(tmp_path / "last"), "--checkpoint", "last"]) == 0
     (tmp_path / "last" / "encoder.pt").write_bytes(b"not the weights")
     with pytest.raises(ValueError, match=r"not the file encoder.json names"):

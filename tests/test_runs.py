@@ -35,6 +35,16 @@ def test_every_run_is_listed_with_its_status(runs, capsys):
     assert "| simclr-digits | simclr | on |" in lines["done"] and "knn (" in lines["done"]
 
 
+def test_a_run_whose_lock_a_trainer_holds_is_running(runs):
+    from ssl_coded.rundir import RunLock, run_status
+
+    with RunLock(runs / "stopped"):
+        assert run_status(runs / "stopped") == "running"
+    assert run_status(runs / "stopped") == "interrupted"
+    with RunLock(runs / "done", shared=True):  # an evaluation shares the lock: still finished
+        assert run_status(runs / "done") == "finished"
+
+
 def test_one_table_of_the_results_and_its_csv(runs, tmp_path, capsys):
     csv = tmp_path / "all.csv"
     assert main(["runs", str(runs / "done"), str(runs / "stopped"), "--table", "--csv", str(csv)]) == 0

@@ -122,6 +122,7 @@ def _train(
         # every check passed: the run starts here, the first write into its directory
         replaced = _clear_for(out) if (replace or false_start(out)) and trainer.global_rank == 0 else None
         last = out / "checkpoints" / "last.ckpt"
+        opened = False  # whether this process added a session to run.json (only that one is closed here)
         try:
             write_text(out / "config.yaml", to_yaml(config))
             if trainer.global_rank == 0:
@@ -130,7 +131,8 @@ def _train(
                 record = start_session(
                     out, source=source, seed=config.seed, data=data, device=device, precision=precision, threads=threads
                 )
-                log_provenance(trainer, config, record)
+                opened = True
+                attach_mlflow(trainer, config, out, record)
             if precision != asked and trainer.global_rank == 0:  # once the run is sure to start
                 print(FALLBACK_WARNING, file=sys.stderr)
             start = time.perf_counter()
@@ -138,60 +140,91 @@ def _train(
             seconds = time.perf_counter() - start
         except RunInterrupted as interrupted:
             interrupted.where = _interrupted_where(trainer, last)
-            _ended(out, trainer, "interrupted")
+            if opened:
+                end_session(out, "interrupted")
             raise
         except BaseException:
-            _ended(out, trainer, "failed")
+            if opened:
+                end_session(out, "failed")
             raise
         finally:
             if replaced is not None:
                 _settle(out, replaced)
         if trainer.global_rank != 0:
             return {}
-        merge_metrics(out)
-        summary = summarise(config, splits, method, checkpoint, seconds) | {"precision": precision}
-        summary["recipe"] = (source or {}).get("recipe", {}).get("name", config.name)  # the recipe, not the run's name
-        summary["name"] = config.name
-        summary["run_id"] = (read_run_record(out) or {}).get("run_id")
-        summary["best_checkpoint"] = relative_to_run(summary["best_checkpoint"], out)
-        if precision != asked:  # config.yaml holds what trained; the recipe asked for this
-            summary["precision_asked"] = asked
-        write_json(out / "summary.json", {"schema_version": SCHEMA_VERSION, **summary})
-        write_curves(out)
-        end_session(out, "finished")
+        try:
+            return _finish(out, config, splits, method, checkpoint, seconds, precision, asked, source)
+        except BaseException:
+            end_session(out, "failed")
+            raise
+
+
+def _finish(
+    out: Path,
+    config: RecipeConfig,
+    splits: Any,
+    method: Any,
+    checkpoint: ModelCheckpoint,
+    seconds: float,
+    precision: str,
+    asked: str,
+    source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """After training: the summary of the best checkpoint, the curves, and run.json's session closed."""
+    merge_metrics(out)
+    summary = summarise(config, splits, method, checkpoint, seconds) | {"precision": precision}
+    summary["recipe"] = (source or {}).get("recipe", {}).get("name", config.name)  # the recipe, not the run's name
+    summary["name"] = config.name
+    summary["run_id"] = (read_run_record(out) or {}).get("run_id")
+    summary["best_checkpoint"] = relative_to_run(summary["best_checkpoint"], out)
+    if precision != asked:  # config.yaml holds what trained; the recipe asked for this
+        summary["precision_asked"] = asked
+    write_json(out / "summary.json", {"schema_version": SCHEMA_VERSION, **summary})
+    write_curves(out)
+    end_session(out, "finished")
     return summary
 
 
-def log_provenance(trainer: pl.Trainer, config: RecipeConfig, record: dict[str, Any]) -> None:
-    """run.json's facts as MLflow parameters (the resolved recipe, the recipe's name and hash, overrides, data
-    fingerprint) and tags (run id, command, code and library versions, device), where MLflow logs the run."""
+def attach_mlflow(trainer: pl.Trainer, config: RecipeConfig, out: Path, record: dict[str, Any]) -> None:
+    """With trainer.logger=mlflow: an MLflow file store in the run's mlruns/ (experiment ssl-coded, one MLflow
+    run per session) added to the trainer's loggers once the run has started (MLflow writes its store when a
+    logger is made, so a refused run leaves none), with run.json's facts as parameters (the resolved recipe,
+    the recipe's name and hash, overrides, data fingerprint) and tags (run id, command, versions, device)."""
+    if config.trainer.logger != "mlflow":
+        return
+    from mlflow.tracking import MlflowClient
     from pytorch_lightning.loggers import MLFlowLogger
 
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for this opt-in to a file store
+    (out / "mlruns").mkdir(exist_ok=True)
+    store = (out / "mlruns").resolve().as_uri()
+    client = MlflowClient(tracking_uri=store)
+    if client.get_experiment_by_name("ssl-coded") is None:  # else Lightning warns as it makes it
+        client.create_experiment("ssl-coded")
+    logger = MLFlowLogger(experiment_name="ssl-coded", run_name=config.name, tracking_uri=store)
+    trainer.loggers = [*trainer.loggers, logger]
     session = record["sessions"][-1]
     recipe = record.get("recipe") or {}
-    for logger in trainer.loggers:
-        if not isinstance(logger, MLFlowLogger):
-            continue
-        logger.log_hyperparams(
-            {
-                **dataclasses.asdict(config),
-                "recipe_name": recipe.get("name"),
-                "recipe_sha256": recipe.get("sha256"),
-                "overrides": " ".join(record.get("overrides") or []),
-                "data_sha256": record["data"]["fingerprint"].get("sha256"),
-            }
-        )
-        tags = {
-            "ssl_coded.run_id": record["run_id"],
-            "ssl_coded.command": " ".join(session["command"] or []),
-            **{f"ssl_coded.{key}": value for key, value in session["code"].items()},
-            **{f"version.{name}": value for name, value in session["versions"].items()},
-            "device": session["device"],
-            "precision": session["precision"],
-            "threads": session["threads"],
+    logger.log_hyperparams(
+        {
+            **dataclasses.asdict(config),
+            "recipe_name": recipe.get("name"),
+            "recipe_sha256": recipe.get("sha256"),
+            "overrides": " ".join(record.get("overrides") or []),
+            "data_sha256": record["data"]["fingerprint"].get("sha256"),
         }
-        for key, value in tags.items():
-            logger.experiment.set_tag(logger.run_id, key, str(value))
+    )
+    tags = {
+        "ssl_coded.run_id": record["run_id"],
+        "ssl_coded.command": " ".join(session["command"] or []),
+        **{f"ssl_coded.{key}": value for key, value in session["code"].items()},
+        **{f"version.{name}": value for name, value in session["versions"].items()},
+        "device": session["device"],
+        "precision": session["precision"],
+        "threads": session["threads"],
+    }
+    for key, value in tags.items():
+        logger.experiment.set_tag(logger.run_id, key, str(value))
 
 
 def relative_to_run(path: str, out: Path) -> str:
@@ -202,11 +235,6 @@ def relative_to_run(path: str, out: Path) -> str:
         return Path(path).resolve().relative_to(out.resolve()).as_posix()
     except ValueError:
         return path
-
-
-def _ended(out: Path, trainer: pl.Trainer, how: str) -> None:
-    if trainer.global_rank == 0 and (out / "run.json").is_file():
-        end_session(out, how)
 
 
 def _clear_for(out: Path) -> Path | None:
@@ -342,20 +370,8 @@ def check_training_batches(config: RecipeConfig, num_train: int, world_size: int
 def loggers(config: RecipeConfig, out: Path) -> list[Logger]:
     """The CSV logger (logs/version_<n>/, one per (resumed) session; metrics.csv comes from it) and, with
     trainer.logger=tensorboard, TensorBoard's event files beside it in tensorboard/version_<n>/; with
-    trainer.logger=mlflow, an MLflow file store in mlruns/ (experiment ssl-coded, one MLflow run per session)."""
+    trainer.logger=mlflow, an MLflow file store (`attach_mlflow`, once the run starts)."""
     csv = CSVLogger(out, name="logs")
-    if config.trainer.logger == "mlflow":
-        from pytorch_lightning.loggers import MLFlowLogger
-
-        store = (out / "mlruns").resolve().as_uri()
-        # a file store inside the run directory (MLflow 3 asks for this opt-in; it serves the same files)
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=store)
-        if client.get_experiment_by_name("ssl-coded") is None:  # else Lightning warns that it creates it
-            client.create_experiment("ssl-coded")
-        return [csv, MLFlowLogger(experiment_name="ssl-coded", run_name=config.name, tracking_uri=store)]
     if config.trainer.logger != "tensorboard":
         return [csv]
     from pytorch_lightning.loggers import TensorBoardLogger

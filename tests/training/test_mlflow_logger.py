@@ -18,6 +18,13 @@ def test_without_mlflow_the_option_is_refused_in_one_line(tmp_path, monkeypatch,
     assert not (tmp_path / "x").exists()
 
 
+def test_a_refused_run_leaves_no_mlflow_store(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    too_big = ["trainer.batch_size=4000", "trainer.logger=mlflow", f"out_dir={tmp_path}", "name=x"]
+    assert main(["pretrain", "simclr-digits", *too_big]) == 2
+    assert not (tmp_path / "x" / "mlruns").exists()
+
+
 @pytest.mark.slow
 def test_the_mlflow_store_holds_the_metrics_and_the_provenance(tmp_path):
     pytest.importorskip("mlflow")  # the [mlflow] extra: not in [dev] (see pyproject.toml)
