@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -93,5 +95,6 @@ def results_table(runs: list[Path]) -> tuple[str, str]:
         raise ConfigError("none of these runs has results.json; evaluate them first (`ssl-coded eval all RUN`)")
     metrics = sorted({key for _, _, values in rows for key in values})
     cells = [[run, name, *(f"{values[m]:.4f}" if m in values else "-" for m in metrics)] for run, name, values in rows]
-    csv = "\n".join(",".join(line) for line in [["run", "row", *metrics], *cells]) + "\n"
-    return markdown_table(["run", "row", *metrics], cells), csv
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([["run", "row", *metrics], *cells])  # quoted where needed
+    return markdown_table(["run", "row", *metrics], cells), text.getvalue()
