@@ -54,8 +54,11 @@ def run_pretrain(
         name=f"{config.name}-{'plain' if config.coded.enabled else 'coded'}",
     )
     runs = [(config, resume)] + ([(flipped, resume and _has_checkpoint(flipped))] if compare else [])
-    source = run_source(recipe, overrides, command)
-    with _trained_in_turn(runs, overwrite, verbose, source) as summaries:
+    sources = [run_source(recipe, overrides, command)]
+    if compare:  # what makes the second run differ, as overrides of its own
+        flip = [f"coded.enabled={str(flipped.coded.enabled).lower()}", f"name={flipped.name}"]
+        sources.append(run_source(recipe, [*overrides, *flip], command))
+    with _trained_in_turn(runs, overwrite, verbose, sources) as summaries:
         if not summaries:  # not rank 0
             return {}
         summary, other = summaries[0], summaries[1] if compare else None
@@ -174,6 +177,7 @@ def run_train(
     overwrite: bool = False,
     verbose: bool = False,
     regularizers: tuple[str, ...] | None = None,
+    command: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train a classifier from a supervised recipe. With `compare`, train `regularizers` (ERM, mixup and
     coded-smoothing by default; same backbone, data and budget) into `<out_dir>/<name>/<regularizer>`
@@ -216,7 +220,15 @@ def run_train(
     if resume and not any(resumable.values()):
         raise CheckpointError(f"--resume: no run to continue in {parent}; run without --resume to start")
     runs = [(variant, resumable[r]) for r, variant in variants.items()]
-    with _trained_in_turn(runs, overwrite, verbose) as trained:
+    sources = [
+        run_source(
+            recipe,
+            [*overrides, *([f"method.regularizer={r}", f"out_dir={parent}", f"name={r}"] if compare else [])],
+            command,
+        )
+        for r in variants
+    ]
+    with _trained_in_turn(runs, overwrite, verbose, sources) as trained:
         if not trained:  # not rank 0
             return {}
         summaries = dict(zip(variants, trained, strict=True))
@@ -250,7 +262,10 @@ def run_source(recipe: str, overrides: list[str], command: list[str] | None) -> 
 
 @contextmanager
 def _trained_in_turn(
-    runs: list[tuple[RecipeConfig, bool]], overwrite: bool, verbose: bool, source: dict[str, Any] | None = None
+    runs: list[tuple[RecipeConfig, bool]],
+    overwrite: bool,
+    verbose: bool,
+    sources: list[dict[str, Any]] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Lock and check every run (config, resume) before any trains, so that a refusal leaves all of them
     as they were; then train them one after the other (a finished run's summary is read, not retrained).
@@ -263,7 +278,7 @@ def _trained_in_turn(
             check_run_dir(config, resume, overwrite)
         summaries = [
             pretrain(config, resume=resume, overwrite=overwrite, verbose=verbose, source=source)
-            for config, resume in runs
+            for (config, resume), source in zip(runs, sources or [None] * len(runs), strict=True)
         ]
         yield summaries if all(summaries) else []
 

@@ -199,7 +199,7 @@ def run_cell(
 ) -> dict[str, Any]:
     """Pretrain (resuming a half-finished run) and evaluate the best checkpoint (with `robust`, a
     `StudyRobust` as a dict, attack its probe too); runs in the child."""
-    from ssl_coded.commands import evaluate_encoder
+    from ssl_coded.commands import evaluate_encoder, run_source
     from ssl_coded.eval.settings import EvalSettings
     from ssl_coded.training.loop import pretrain  # here: the runner itself never trains, nor imports Lightning
 
@@ -207,7 +207,8 @@ def run_cell(
     resumed = False  # trained in two or more sessions: `seconds` covers only the last
     if not (out / "summary.json").is_file():
         resumed = (out / "checkpoints" / "last.ckpt").is_file()
-        pretrain(config, resume=resumed, overwrite=not resumed)  # the cell's own directory: a false start is redone
+        source = run_source(recipe, [*overrides, f"out_dir={out.parent}", f"name={out.name}"], None)
+        pretrain(config, resume=resumed, overwrite=not resumed, source=source)  # a false start is redone
     start = time.perf_counter()
     # no protocols: a classifier's study, which reads its test and train accuracy from the summary
     settings = EvalSettings(tuple(protocols), floors=False, probe=probe, plots=False, device="cpu", batch_size=512)

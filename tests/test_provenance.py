@@ -73,3 +73,15 @@ def test_fashion_mnist_is_fingerprinted_by_its_idx_files(tmp_path):
     (tmp_path / "README").write_text("not data")
     found = fingerprint(DataConfig(name="fashion-mnist", root=str(tmp_path)))
     assert found["files"] == {name: hashlib.sha256(payload).hexdigest() for name, payload in files.items()}
+
+
+@pytest.mark.slow
+def test_every_run_of_a_comparison_and_a_classifier_records_what_made_it(tmp_path):
+    assert main(["pretrain", "simclr-digits", *QUICK, f"out_dir={tmp_path}", "name=p", "--compare"]) == 0
+    flipped = json.loads((tmp_path / "p-coded" / "run.json").read_text())
+    assert flipped["overrides"][-2:] == ["coded.enabled=true", "name=p-coded"]
+    assert flipped["recipe"]["name"] == "simclr-digits"
+    quick = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32"]
+    assert main(["train", "supervised-digits", *quick, f"out_dir={tmp_path}", "name=s"]) == 0
+    record = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert record["recipe"]["name"] == "supervised-digits" and record["sessions"][0]["command"][1] == "train"

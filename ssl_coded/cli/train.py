@@ -43,4 +43,5 @@ def run(args: argparse.Namespace) -> None:
         else None,
         overwrite=args.overwrite,
         verbose=args.verbose,
+        command=["ssl-coded", *args.argv],
     )
