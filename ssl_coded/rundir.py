@@ -255,17 +255,31 @@ def false_start(run_dir: Path) -> bool:
 
 def run_status(run_dir: Path) -> str:
     """The run state, from what the directory holds (the one way to tell): `replaced` (moved aside by
-    --overwrite), `running` (a trainer holds its lock), `finished` (its summary), `interrupted` (a checkpoint
-    to resume, no summary), or `not started` (stopped before its first checkpoint)."""
+    --overwrite), `running` (a trainer holds its lock), `finished` (its summary), `failed` (no summary, and
+    run.json says its last session ended with an error), `interrupted` (a checkpoint to resume, no summary), or
+    `not started` (stopped before its first checkpoint)."""
     if ".replaced-" in run_dir.name:
         return "replaced"
     if trained_now(run_dir):
         return "running"
     if (run_dir / "summary.json").is_file():
         return "finished"
+    if _last_session_failed(run_dir):  # an error, not a signal: resuming would meet it again
+        return "failed"
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         return "interrupted"
     return "not started"
+
+
+def _last_session_failed(run_dir: Path) -> bool:
+    """Whether run.json says the run's last session ended with an error (`ssl_coded.provenance`)."""
+    import json
+
+    try:
+        sessions = json.loads((run_dir / "run.json").read_text()).get("sessions") or [{}]
+    except (OSError, ValueError, AttributeError):
+        return False
+    return sessions[-1].get("how") == "failed"
 
 
 def trained_now(run_dir: Path) -> bool:

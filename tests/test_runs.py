@@ -1,5 +1,6 @@
 """`ssl-coded runs`: every run directory with its status from the run state, and one table of results."""
 
+import json
 import shutil
 
 import pytest
@@ -19,6 +20,10 @@ def runs(tmp_path_factory):
     (root / "early").mkdir()
     shutil.copy(root / "done" / "config.yaml", root / "early" / "config.yaml")  # stopped before a checkpoint
     shutil.copytree(root / "done", root / "nested" / "old.replaced-20261207-010101")
+    shutil.copytree(root / "stopped", root / "broken")  # its last session ended with an error
+    record = json.loads((root / "broken" / "run.json").read_text())
+    record["sessions"][-1]["how"] = "failed"
+    (root / "broken" / "run.json").write_text(json.dumps(record))
     return root
 
 
@@ -29,7 +34,8 @@ def lines_of(out):
 def test_every_run_is_listed_with_its_status(runs, capsys):
     assert main(["runs", str(runs)]) == 0
     lines = lines_of(capsys.readouterr().out)
-    assert set(lines) == {"done", "stopped", "early", "old.replaced-20261207-010101"}
+    assert set(lines) == {"done", "stopped", "early", "broken", "old.replaced-20261207-010101"}
+    assert "| failed |" in lines["broken"]
     assert "| finished |" in lines["done"] and "| interrupted |" in lines["stopped"]
     assert "| not started |" in lines["early"] and "| replaced |" in lines["old.replaced-20261207-010101"]
     assert "| simclr-digits | simclr | on |" in lines["done"] and "knn (" in lines["done"]

@@ -10,9 +10,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "runs",
         help="list run directories (recipe, method, coded, status, best metric) or table their results",
         description="List every run directory under the folders given (default: runs): recipe, method, "
-        "coded-smoothing on/off, status (finished, interrupted, not started, replaced: from what the directory "
-        "holds), epochs, best validation metric, last evaluation, run id. --table prints one table of their "
-        "results.json rows instead; --csv also writes it as CSV.",
+        "coded-smoothing on/off, status (running, finished, failed, interrupted, not started, replaced: from "
+        "what the directory holds), epochs, best validation metric, last evaluation, run id. --table prints one "
+        "table of their results.json rows instead; --csv also writes it as CSV.",
     )
     runs.add_argument("folders", nargs="*", default=["runs"], metavar="DIR", help="folders holding run directories")
     runs.add_argument("--table", action="store_true", help="one table of the runs' evaluation results")

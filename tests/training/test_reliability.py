@@ -121,6 +121,10 @@ def test_a_diverging_run_stops_with_exit_2_and_writes_no_broken_checkpoint(tmp_p
     for checkpoint in (tmp_path / "nan" / "checkpoints").glob("*.ckpt"):  # whatever was written is finite
         weights = torch.load(checkpoint, weights_only=True)["state_dict"].values()
         assert all(w.isfinite().all() for w in weights if w.is_floating_point())
+    from ssl_coded.rundir import run_status
+
+    assert json.loads((tmp_path / "nan" / "run.json").read_text())["sessions"][-1]["how"] == "failed"
+    assert run_status(tmp_path / "nan") == "failed"  # what `ssl-coded runs` shows
 
 
 @pytest.mark.slow
