@@ -279,7 +279,7 @@ def _last_session_failed(run_dir: Path) -> bool:
         sessions = json.loads((run_dir / "run.json").read_text()).get("sessions") or [{}]
     except (OSError, ValueError, AttributeError):
         return False
-    return sessions[-1].get("how") == "failed"
+    return bool(sessions[-1].get("how") == "failed")
 
 
 def trained_now(run_dir: Path) -> bool:
