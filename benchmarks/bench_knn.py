@@ -18,6 +18,9 @@ same features: the linear probe
 (L-BFGS, C chosen on validation, refit on train + validation) against one scikit-learn
 LogisticRegression at its default C=1 on train + validation.
 
+Memory: each exact method's peak resident memory above its inputs, index building included, each in a
+fresh process (Linux; `--no-memory` skips it).
+
 Times are medians over --repeats runs (scikit-learn's kNN runs once: it takes the longest); in part 1
 the rows take turns, one run each per round, and the speed against lightly is the median of the
 per-round ratios (robust to a machine whose load changes during the benchmark).
@@ -36,7 +39,10 @@ the correctness checks against the fp32 brute force and one report; split, each 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -70,6 +76,7 @@ class Row:
     gflops: float | None = None
     note: str = ""
     speed_vs_lightly: float | None = None  # median per-round ratio lightly / this (interleaved rounds)
+    peak_mib: float | None = None  # peak memory above the inputs, index building included (fresh process)
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -224,6 +231,47 @@ def floor_rows(part: str, bank: torch.Tensor, queries: torch.Tensor, k: int, rep
     ]
 
 
+MEMORY_METHODS = ("ssl-coded exact", "FAISS IndexFlatIP", "lightly knn_predict", "torch fp32 brute force (reference)")
+
+
+def _status_kib(field: str) -> int:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def memory_probe(method: str, num_bank: int, num_queries: int, dim: int, k: int) -> None:
+    """Run in a fresh process: print the peak resident memory (MiB) one method adds to its inputs while it
+    predicts, index building included. Linux: the high-water mark is reset once the inputs exist."""
+    generator = torch.Generator().manual_seed(0)
+    bank, queries = torch.randn(num_bank, dim, generator=generator), torch.randn(num_queries, dim, generator=generator)
+    labels = torch.randint(0, 10, (num_bank,), generator=generator)
+    jobs = {
+        "ssl-coded exact": lambda: KnnBank(bank, labels).predict(queries, 10, k, 0.1),
+        "FAISS IndexFlatIP": lambda: index_predict("flat", bank, labels, queries, 10, k, 0.1),
+        "lightly knn_predict": lambda: lightly_predict(bank, labels, queries, 10, k, 0.1),
+        "torch fp32 brute force (reference)": lambda: brute_force_predict(bank, labels, queries, 10, k, 0.1),
+    }
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before = _status_kib("VmRSS")
+    jobs[method]()
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - before) / 1024}))
+
+
+def memory_peaks(num_bank: int, num_queries: int, dim: int, k: int) -> dict[str, float]:
+    """Each exact method's peak memory above its inputs (the bank and the queries), MiB, each in a fresh
+    process so that no allocator cache left by another row hides it; empty off Linux."""
+    if not Path("/proc/self/clear_refs").exists():
+        return {}
+    peaks = {}
+    for method in MEMORY_METHODS:
+        call = f"memory_probe({method!r}, {num_bank}, {num_queries}, {dim}, {k})"
+        code = f"from benchmarks.bench_knn import memory_probe; {call}"
+        root = Path(__file__).resolve().parents[1]
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+        peaks[method] = json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
+    return peaks
+
+
 def floor_summary(rows: list[Row], part: str) -> str:
     """The search against the faster product of its shape, and the floor the answer's reads put under it."""
     seconds = {r.method: r.seconds for r in rows if r.part == part}
@@ -349,8 +397,11 @@ def encoder_features(run: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def format_table(rows: list[Row], baseline: str = "lightly knn_predict") -> str:
-    lines = ["| part | method | seconds (median) | speed vs lightly | top-1 agreement / accuracy | GFLOP/s | note |"]
-    lines.append("|---|---|---|---|---|---|---|")
+    lines = [
+        "| part | method | seconds (median) | speed vs lightly | top-1 agreement / accuracy | GFLOP/s "
+        "| peak MiB above inputs | note |"
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|")
     base = {r.part: r.seconds for r in rows if r.method == baseline}
     for r in rows:
         if r.speed_vs_lightly is not None:
@@ -359,7 +410,10 @@ def format_table(rows: list[Row], baseline: str = "lightly knn_predict") -> str:
             ratio = f"{base[r.part] / r.seconds:.2f}x" if r.part in base else ""
         agreement = "" if r.agreement is None else f"{r.agreement:.4f}"
         gflops = "" if r.gflops is None else f"{r.gflops:.0f}"
-        lines.append(f"| {r.part} | {r.method} | {r.seconds:.3f} | {ratio} | {agreement} | {gflops} | {r.note} |")
+        peak = "" if r.peak_mib is None else f"{r.peak_mib:.0f}"
+        lines.append(
+            f"| {r.part} | {r.method} | {r.seconds:.3f} | {ratio} | {agreement} | {gflops} | {peak} | {r.note} |"
+        )
     return "\n".join(lines)
 
 
@@ -392,6 +446,7 @@ def run_knn_benchmark(
     run: str | None = None,
     out_dir: str | Path = "runs/bench-knn",
     sklearn: bool = True,
+    memory: bool = True,
 ) -> list[Row]:
     generator = torch.Generator().manual_seed(0)
     bank, queries = torch.randn(num_bank, dim, generator=generator), torch.randn(num_queries, dim, generator=generator)
@@ -410,6 +465,9 @@ def run_knn_benchmark(
     )
     rows += matmul_rows(part, bank, queries, repeats)
     rows += floor_rows(part, bank, queries, k, repeats)
+    peaks = memory_peaks(num_bank, num_queries, dim, k) if memory else {}
+    for row in rows:
+        row.peak_mib = peaks.get(row.method) if row.part == part else None
     floor = floor_summary(rows, part)
     if run:
         features = encoder_features(run)
@@ -452,6 +510,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--run", help="a pretraining run directory for parts 2 and 3 (its features are cached)")
     parser.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn's kNN (the slowest row)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (a process each)")
     parser.add_argument("--out-dir", default="runs/bench-knn")
     args = parser.parse_args()
     run_knn_benchmark(
@@ -464,6 +523,7 @@ def main() -> None:
         args.run,
         args.out_dir,
         not args.no_sklearn,
+        not args.no_memory,
     )
 
 

@@ -40,10 +40,12 @@ class SearchStats:
     fallbacks: int = 0
 
 
+NORM_EPS = 1e-12  # F.normalize's: a zero row stays zero
 BLOCK = 16  # columns per block of the block-max candidate selection
 FP32_PAD = 64  # the fp32 bank is padded to a multiple of this: every power-of-two block width up to it divides it
 FP32_CHUNK_SCORES = 1 << 25  # fp32 scores per chunk (128 MiB): bounds the query chunk for large banks
 RERANK = 16  # queries re-ranked together: their gathered fp32 rows (16 x c x dim) stay in cache
+PREPARE_ROWS = 8192  # bank rows centred and rounded at a time when the bf16 copy is made
 SCORE_BUDGET = 1 << 26  # bf16 scores held at once (128 MiB): bounds the query chunk for large banks
 
 
@@ -88,13 +90,14 @@ class ExactIndex:
     """
 
     def __init__(self, bank: Tensor, chunk_size: int = 512, bf16: bool = True) -> None:
-        normalized = F.normalize(bank.detach().float(), dim=1)
-        num_bank = len(normalized)
+        num_bank, dim = bank.shape
         # the rows live in a zero-padded buffer (bank32 is its prefix, no copy): the fp32 product then
-        # writes whole blocks of scores, the padding columns set to -inf
-        self.padded32 = normalized.new_zeros(-(-num_bank // FP32_PAD) * FP32_PAD, normalized.shape[1])
-        self.padded32[:num_bank] = normalized
+        # writes whole blocks of scores, the padding columns set to -inf. Normalised in place: a
+        # normalised copy first would double the index's peak memory.
+        self.padded32 = torch.zeros(-(-num_bank // FP32_PAD) * FP32_PAD, dim, device=bank.device)
         self.bank32 = self.padded32[:num_bank]
+        self.bank32.copy_(bank.detach())
+        self.bank32.div_(self.bank32.norm(dim=1, keepdim=True).clamp_min(NORM_EPS))
         self.requested_chunk = chunk_size
         self.bf16 = bf16  # False: the fp32 product (where bf16 products are not faster)
         self.bank16: Tensor | None = None
@@ -172,11 +175,15 @@ class ExactIndex:
         # The bf16 product runs on the bank minus its mean: a query's ranking is unchanged (q.x and
         # q.(x - mean) differ by q.mean for every row), but the scores and their rounding are smaller.
         self.center = bank32.mean(dim=0)
-        centered = bank32 - self.center
         self.bank16 = torch.zeros(padded, dim, dtype=torch.bfloat16, device=bank32.device)
-        self.bank16[:num_bank] = centered
-        self.bank_norm = float(centered.norm(dim=1).max())
-        self.bank_rounding = float((centered - self.bank16[:num_bank].float()).norm(dim=1).max())
+        self.bank_norm = self.bank_rounding = 0.0
+        # in pieces: a whole centred fp32 copy would cost as much memory as the bank itself
+        for start in range(0, num_bank, PREPARE_ROWS):
+            centered = bank32[start : start + PREPARE_ROWS] - self.center
+            rounded = self.bank16[start : start + len(centered)]
+            rounded.copy_(centered)
+            self.bank_norm = max(self.bank_norm, float(centered.norm(dim=1).max()))
+            self.bank_rounding = max(self.bank_rounding, float((centered - rounded.float()).norm(dim=1).max()))
         # fp32 rounding of the shift (x - mean, q.mean) and of the re-ranked dot products, worst case
         self.shift_slack = (2 + 2 * dim * (1 + float(self.center.norm()))) * FP32_UNIT_ROUNDOFF
         self.scores = torch.empty(self.chunk_size, padded, dtype=torch.bfloat16, device=bank32.device)

@@ -1,8 +1,9 @@
 import json
+from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_knn import run_knn_benchmark
+from benchmarks.bench_knn import memory_peaks, run_knn_benchmark
 from ssl_coded.cli import main
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.batch_size=32", "eval.bank_size=128"]
@@ -30,7 +31,7 @@ def test_benchmark_rows_agree_with_the_reference_and_are_written(tmp_path, capsy
 def test_random_part_prints_the_calibrations_choice_and_interleaved_ratios(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SSL_CODED_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("SSL_CODED_KNN_BACKEND", "fp32")  # what the calibration chose, without timing it here
-    rows = run_knn_benchmark(900, 60, 16, k=20, repeats=2, out_dir=tmp_path / "bench", sklearn=False)
+    rows = run_knn_benchmark(900, 60, 16, k=20, repeats=2, out_dir=tmp_path / "bench", sklearn=False, memory=False)
     random = {r.method: r for r in rows if r.part.startswith("random")}
     for exact in ("torch fp32 brute force (reference)", "ssl-coded exact", "FAISS IndexFlatIP", "lightly knn_predict"):
         assert random[exact].agreement == 1.0, exact
@@ -46,3 +47,30 @@ def test_random_part_prints_the_calibrations_choice_and_interleaved_ratios(tmp_p
     floor = saved["floor"]
     assert floor.startswith("exact search: ") and "the faster matrix product of its shape" in floor
     assert floor in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the peak-memory probe reads Linux's /proc")
+@pytest.mark.parametrize("backend", ["fp32", "bf16"])
+def test_peak_memory_covers_what_each_index_must_hold(tmp_path, monkeypatch, backend):
+    """The measured peaks against byte counts from the shapes: the exact index keeps a normalised fp32
+    copy of the bank (and a bf16 one on the bf16 path) plus a 512-query score buffer; FAISS's flat index
+    copies the bank. Generous upper bounds: the figure is the method's, not the interpreter's."""
+    monkeypatch.setenv("SSL_CODED_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SSL_CODED_KNN_BACKEND", backend)
+    num_bank, dim = 60_000, 256
+    peaks = memory_peaks(num_bank, 600, dim, 50)
+    mib = 2**20
+    fp32_copy = num_bank * dim * 4 / mib
+    if backend == "bf16":
+        exact = fp32_copy + num_bank * dim * 2 / mib + 512 * num_bank * 2 / mib
+    else:
+        exact = fp32_copy + 512 * num_bank * 4 / mib
+    assert 0.9 * exact <= peaks["ssl-coded exact"] <= 1.25 * exact + 48, (peaks, exact)  # no extra bank copy
+    assert 0.9 * fp32_copy <= peaks["FAISS IndexFlatIP"] <= 4 * fp32_copy + 64, peaks
+    assert set(peaks) == {
+        "ssl-coded exact",
+        "FAISS IndexFlatIP",
+        "lightly knn_predict",
+        "torch fp32 brute force (reference)",
+    }
