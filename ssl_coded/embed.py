@@ -6,7 +6,7 @@ extractor (`ssl_coded.data.encode.encoded_batches`) over every split (or the one
 
 - `embeddings.npy`: (rows, dim) float32 or float16, the splits one after the other, written into a memory
   map batch by batch (a folder larger than memory streams through in bounded memory);
-- `items.csv`: row, split, index within the split, path (image folders read as files), label;
+- `items.csv`: row, split, index within the split, path (an ImageFolder's image file, streamed or in memory), label;
 - `embed.json`: what made them (the encoder's record, data, splits, dtype, normalisation, versions, the
   command), written last: its presence marks finished embeddings;
 - with `index`, `index.faiss` (FAISS flat or IVF over the L2-normalised rows; `faiss.read_index` opens it).
@@ -256,7 +256,7 @@ def _fill(
 
 
 def _write_items(path: Path, datasets: dict[str, Any], labels: np.ndarray) -> None:
-    """items.csv: row, split, index within the split, path (where the split is read from files), label."""
+    """items.csv: row, split, index within the split, path (an ImageFolder's file, else empty), label."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["row", "split", "index", "path", "label"])

@@ -3,6 +3,7 @@ with the exact search."""
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from PIL import Image
 
 import ssl_coded.embed as embed_module
 from ssl_coded.cli import main
+from ssl_coded.data import load_splits
+from ssl_coded.data.config import DataConfig
 from ssl_coded.embed import EmbedSettings, embed
 from ssl_coded.rundir import RunInterrupted
 from ssl_coded.search.knn import KnnBank
@@ -103,7 +106,9 @@ def test_an_interrupted_embed_continues_from_its_last_split_and_others_are_refus
     assert sorted(p.name for p in folder.iterdir()) == ["embed.json", "embeddings.npy", "items.csv"]
 
 
-def test_an_image_folder_lists_its_files(tmp_path):
+@pytest.mark.parametrize("stream", ["true", "false"])
+def test_an_image_folder_lists_its_files(tmp_path, stream):
+    """Streamed or decoded in memory, each row's path is the file its pixels came from."""
     root = tmp_path / "folder"
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
@@ -113,16 +118,20 @@ def test_an_image_folder_lists_its_files(tmp_path):
                 Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(
                     root / split / kind / f"{i}.png"
                 )
-    data = ["name=imagefolder", f"root={root}", "image_size=12", "stream=true", "val_fraction=0.25"]
+    data = ["name=imagefolder", f"root={root}", "image_size=12", f"stream={stream}", "val_fraction=0.25"]
     folder = embed("torchvision:resnet18", tmp_path / "e", EmbedSettings(splits=("train", "test")), data=data)
     items = read_items(folder)
     assert len(items) == 14 and {item["split"] for item in items} == {"train", "test"}
     assert all(
-        (root / item["split"] / ("a" if item["label"] == "0" else "b")).samefile(
-            __import__("pathlib").Path(item["path"]).parent
-        )
+        (root / item["split"] / ("a" if item["label"] == "0" else "b")).samefile(Path(item["path"]).parent)
         for item in items
     )
+    config = DataConfig(name="imagefolder", root=str(root), image_size=12, stream=stream, val_fraction=0.25)
+    splits = load_splits(config)
+    for item in items:  # the random images are all different: equal pixels name the file
+        images, _ = getattr(splits, item["split"]).take([int(item["index"])])
+        pixels = np.asarray(Image.open(item["path"]).convert("RGB")).transpose(2, 0, 1)
+        assert np.array_equal(images[0].numpy(), pixels), item
 
 
 def test_a_folder_of_other_files_and_float16_overflow_are_refused(run, tmp_path, monkeypatch):

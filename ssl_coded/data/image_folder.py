@@ -256,6 +256,12 @@ def decode_files(files: ImageFiles, size: int, skip_unreadable: bool = False) ->
     Example:
         >>> images, labels = decode_files(list_image_folder("data/pets")["test"], 64)
     """
+    images, labels, _ = _decode_kept(files, size, skip_unreadable)
+    return images, labels
+
+
+def _decode_kept(files: ImageFiles, size: int, skip_unreadable: bool) -> tuple[Tensor, Tensor, list[int]]:
+    """`decode_files`, and the positions of the files kept (all but the unreadable ones skipped)."""
     images = torch.empty(len(files), 3, size, size, dtype=torch.uint8)  # filled in place: no second copy
     kept, skipped = [], []
     for i, path in enumerate(files.paths):
@@ -270,7 +276,7 @@ def decode_files(files: ImageFiles, size: int, skip_unreadable: bool = False) ->
     _report_skipped(files, skipped)
     if skipped:
         images = images[: len(kept)].clone()
-    return images, torch.tensor(files.labels, dtype=torch.long)[kept]
+    return images, torch.tensor(files.labels, dtype=torch.long)[kept], kept
 
 
 def check_readable(files: ImageFiles) -> ImageFiles:
@@ -347,12 +353,18 @@ def streams(config: DataConfig, files: dict[str, ImageFiles]) -> bool:
     return decoded_bytes(files, config.image_size) > config.memory_budget_mb * 2**20
 
 
+def _in_memory(files: ImageFiles, size: int, skip_unreadable: bool) -> TensorImageDataset:
+    """A split decoded in memory that still knows its files (items.csv of `ssl-coded embed` lists them)."""
+    images, labels, kept = _decode_kept(files, size, skip_unreadable)
+    return TensorImageDataset(images, labels, np.array([os.fsencode(files.paths[i]) for i in kept]))
+
+
 def image_folder_datasets(config: DataConfig) -> dict[str, TensorImageDataset | StreamingImageFolder]:
     """An ImageFolder's splits, streamed or in memory as `streams` decides."""
     files = list_image_folder(config.root)
     size = config.image_size or IMAGE_FOLDER_SIZE
     if not streams(config, files):
-        return {split: TensorImageDataset(*decode_files(f, size, config.skip_unreadable)) for split, f in files.items()}
+        return {split: _in_memory(f, size, config.skip_unreadable) for split, f in files.items()}
     if config.skip_unreadable:
         files = {split: check_readable(f) for split, f in files.items()}
     fix = _UNDECODABLE_FIX if config.skip_unreadable else UNREADABLE_FIX

@@ -136,7 +136,7 @@ def load_splits(config: DataConfig) -> Splits:
 def _resized(dataset: ImageDataset, size: int) -> ImageDataset:
     if not isinstance(dataset, TensorImageDataset):
         return dataset
-    return TensorImageDataset(_resize(dataset.images, size), dataset.labels)
+    return TensorImageDataset(_resize(dataset.images, size), dataset.labels, dataset.paths)
 
 
 def _resize(images: Tensor, size: int) -> Tensor:

@@ -7,8 +7,10 @@ on the training device.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -47,14 +49,21 @@ class TensorImageDataset(Dataset):
         torch.Size([2, 3, 8, 8])
     """
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
+    def __init__(self, images: Tensor, labels: Tensor, paths: np.ndarray | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise DatasetError(f"images must be uint8 of shape (n, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(images) != len(labels):
             raise DatasetError(f"{len(images)} images but {len(labels)} labels")
         if len(images) == 0:
             raise DatasetError("the split is empty; check the dataset folder or the split fractions")
+        if paths is not None and len(paths) != len(images):
+            raise DatasetError(f"{len(images)} images but {len(paths)} file paths")
         self.images, self.labels = images, labels.long()
+        self.paths = paths  # the image files the rows were decoded from (an ImageFolder), as fixed-width bytes
+
+    def path(self, index: int) -> str:
+        """The file row `index` was decoded from, or "" for data that did not come from files."""
+        return "" if self.paths is None else os.fsdecode(self.paths[index])
 
     @property
     def channels(self) -> int:
@@ -86,7 +95,8 @@ class TensorImageDataset(Dataset):
 
     def select(self, index: Tensor) -> TensorImageDataset:
         """The rows at `index` (a copy), as a dataset."""
-        return TensorImageDataset(self.images[index], self.labels[index])
+        paths = None if self.paths is None else self.paths[as_index(index).numpy()]
+        return TensorImageDataset(self.images[index], self.labels[index], paths)
 
     def subset(self, size: int, seed: int = 0) -> TensorImageDataset:
         if size <= 0 or size >= len(self):
