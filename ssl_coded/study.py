@@ -195,10 +195,17 @@ def cell_result(study: Study, row: StudyRow, seed: int) -> Path:
 
 
 def run_cell(
-    recipe: str, overrides: list[str], out: Path, protocols: list[str], probe: str, robust: dict | None = None
+    recipe: str,
+    overrides: list[str],
+    out: Path,
+    protocols: list[str],
+    probe: str,
+    robust: dict | None = None,
+    command: list[str] | None = None,
 ) -> dict[str, Any]:
     """Pretrain (resuming a half-finished run) and evaluate the best checkpoint (with `robust`, a
-    `StudyRobust` as a dict, attack its probe too); runs in the child."""
+    `StudyRobust` as a dict, attack its probe too); runs in the child. `command` (the study's) goes into
+    the run's run.json."""
     from ssl_coded.commands import evaluate_encoder, run_source
     from ssl_coded.eval.settings import EvalSettings
     from ssl_coded.training.loop import pretrain  # here: the runner itself never trains, nor imports Lightning
@@ -207,7 +214,7 @@ def run_cell(
     resumed = False  # trained in two or more sessions: `seconds` covers only the last
     if not (out / "summary.json").is_file():
         resumed = (out / "checkpoints" / "last.ckpt").is_file()
-        source = run_source(recipe, [*overrides, f"out_dir={out.parent}", f"name={out.name}"], None)
+        source = run_source(recipe, [*overrides, f"out_dir={out.parent}", f"name={out.name}"], command)
         pretrain(config, resume=resumed, overwrite=not resumed, source=source)  # a false start is redone
     start = time.perf_counter()
     # no protocols: a classifier's study, which reads its test and train accuracy from the summary
@@ -286,6 +293,7 @@ def run_study(path: str | Path) -> dict[str, dict[str, tuple[float, float, int]]
                 "protocols": study.protocols,
                 "probe": study.probe,
                 "robust": dataclasses.asdict(study.robust),
+                "command": ["ssl-coded", "study", str(path)],  # run.json's: what started the cell
             }
         )
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -517,4 +525,12 @@ def plot_metric(table: dict[str, dict[str, tuple[float, float, int]]], metric: s
 if __name__ == "__main__":  # the child process of one cell
     spec = json.loads(sys.argv[sys.argv.index("--cell") + 1])
     out = Path(spec["out"])
-    run_cell(spec["recipe"], spec["overrides"], out, spec["protocols"], spec["probe"], spec.get("robust"))
+    run_cell(
+        spec["recipe"],
+        spec["overrides"],
+        out,
+        spec["protocols"],
+        spec["probe"],
+        spec.get("robust"),
+        spec.get("command"),
+    )

@@ -43,6 +43,9 @@ def test_study_runs_every_cell_resumes_and_tabulates(tmp_path, capsys):
     assert "| SimCLR + coded | 2 |" in (root / "results.md").read_text()
     summary = json.loads((root / "simclr-coded" / "seed0" / "summary.json").read_text())
     assert set(summary["rows"]) == {"encoder"}  # eval.floors=false: computed once per study, not per cell
+    record = json.loads((root / "simclr-coded" / "seed0" / "run.json").read_text())
+    assert record["sessions"][0]["command"] == ["ssl-coded", "study", str(path)]  # what started the cell
+    assert record["recipe"]["name"] == "simclr-digits" and "coded.enabled=true" in record["overrides"]
     assert (root / "knn_dino_top1.png").read_bytes()[:4] == b"\x89PNG"
 
     # a finished cell is kept; a removed result is redone (and only that one)
