@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -260,14 +261,18 @@ def memory_probe(method: str, num_bank: int, num_queries: int, dim: int, k: int)
 def memory_peaks(num_bank: int, num_queries: int, dim: int, k: int) -> dict[str, float]:
     """Each exact method's peak memory above its inputs (the bank and the queries), MiB, each in a fresh
     process so that no allocator cache left by another row hides it; empty off Linux."""
-    if not Path("/proc/self/clear_refs").exists():
+    if not os.access("/proc/self/clear_refs", os.W_OK):
         return {}
+    # the children search with this process's backend, not one they would calibrate again under load
+    env = {**os.environ, "SSL_CODED_KNN_BACKEND": calibration.knn_backend()}
     peaks = {}
     for method in MEMORY_METHODS:
         call = f"memory_probe({method!r}, {num_bank}, {num_queries}, {dim}, {k})"
         code = f"from benchmarks.bench_knn import memory_probe; {call}"
         root = Path(__file__).resolve().parents[1]
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"the memory probe of {method} failed:\n{done.stderr[-2000:]}")
         peaks[method] = json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
     return peaks
 

@@ -95,7 +95,7 @@ class TensorImageDataset(Dataset):
 
     def select(self, index: Tensor) -> TensorImageDataset:
         """The rows at `index` (a copy), as a dataset."""
-        paths = None if self.paths is None else self.paths[as_index(index).numpy()]
+        paths = None if self.paths is None else self.paths[torch.as_tensor(index).numpy()]  # a mask too
         return TensorImageDataset(self.images[index], self.labels[index], paths)
 
     def subset(self, size: int, seed: int = 0) -> TensorImageDataset:

@@ -45,7 +45,7 @@ NORM_EPS = 1e-12  # F.normalize's: a zero row stays zero
 BLOCK = 16  # columns per block of the block-max candidate selection
 FP32_PAD = 64  # the fp32 bank is padded to a multiple of this: every power-of-two block width up to it divides it
 FP32_CHUNK_SCORES = 1 << 25  # fp32 scores per chunk (128 MiB): bounds the query chunk for large banks
-PREPARE_ROWS = 8192  # bank rows centred and rounded at a time when the bf16 copy is made
+PREPARE_ELEMENTS = 1 << 21  # bank entries centred and rounded at a time for the bf16 copy (8 MiB per fp32 temporary)
 SCORE_BUDGET = 1 << 26  # bf16 scores held at once (128 MiB): bounds the query chunk for large banks
 
 
@@ -94,7 +94,7 @@ class ExactIndex:
         # the rows live in a zero-padded buffer (bank32 is its prefix, no copy): the fp32 product then
         # writes whole blocks of scores, the padding columns set to -inf. Normalised in place: a
         # normalised copy first would double the index's peak memory.
-        self.padded32 = torch.zeros(-(-num_bank // FP32_PAD) * FP32_PAD, dim, device=bank.device)
+        self.padded32 = torch.zeros(-(-num_bank // FP32_PAD) * FP32_PAD, dim, dtype=torch.float32, device=bank.device)
         self.bank32 = self.padded32[:num_bank]
         self.bank32.copy_(bank.detach())
         self.bank32.div_(self.bank32.norm(dim=1, keepdim=True).clamp_min(NORM_EPS))
@@ -177,8 +177,9 @@ class ExactIndex:
         self.bank16 = torch.zeros(padded, dim, dtype=torch.bfloat16, device=bank32.device)
         self.bank_norm = self.bank_rounding = 0.0
         # in pieces: a whole centred fp32 copy would cost as much memory as the bank itself
-        for start in range(0, num_bank, PREPARE_ROWS):
-            centered = bank32[start : start + PREPARE_ROWS] - self.center
+        rows = max(1, PREPARE_ELEMENTS // dim)
+        for start in range(0, num_bank, rows):
+            centered = bank32[start : start + rows] - self.center
             rounded = self.bank16[start : start + len(centered)]
             rounded.copy_(centered)
             self.bank_norm = max(self.bank_norm, float(centered.norm(dim=1).max()))

@@ -1,5 +1,5 @@
 import json
-from pathlib import Path
+import os
 
 import pytest
 
@@ -50,15 +50,15 @@ def test_random_part_prints_the_calibrations_choice_and_interleaved_ratios(tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the peak-memory probe reads Linux's /proc")
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="the peak-memory probe reads Linux's /proc")
 @pytest.mark.parametrize("backend", ["fp32", "bf16"])
 def test_peak_memory_covers_what_each_index_must_hold(tmp_path, monkeypatch, backend):
     """The measured peaks against byte counts from the shapes: the exact index keeps a normalised fp32
     copy of the bank (and a bf16 one on the bf16 path) plus a 512-query score buffer; FAISS's flat index
-    copies the bank. Generous upper bounds: the figure is the method's, not the interpreter's."""
+    copies the bank. Upper bounds with room for the search's temporaries, less than one more copy of the bank."""
     monkeypatch.setenv("SSL_CODED_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("SSL_CODED_KNN_BACKEND", backend)
-    num_bank, dim = 60_000, 256
+    num_bank, dim = 10_000, 8192  # the bank's copies outweigh the 512-query score buffer
     peaks = memory_peaks(num_bank, 600, dim, 50)
     mib = 2**20
     fp32_copy = num_bank * dim * 4 / mib
@@ -66,7 +66,8 @@ def test_peak_memory_covers_what_each_index_must_hold(tmp_path, monkeypatch, bac
         exact = fp32_copy + num_bank * dim * 2 / mib + 512 * num_bank * 2 / mib
     else:
         exact = fp32_copy + 512 * num_bank * 4 / mib
-    assert 0.9 * exact <= peaks["ssl-coded exact"] <= 1.25 * exact + 48, (peaks, exact)  # no extra bank copy
+    # one more fp32 copy of the bank (a normalised or centred temporary) would break the upper bound
+    assert 0.9 * exact <= peaks["ssl-coded exact"] <= exact + 0.9 * fp32_copy, (peaks, exact)
     assert 0.9 * fp32_copy <= peaks["FAISS IndexFlatIP"] <= 4 * fp32_copy + 64, peaks
     assert set(peaks) == {
         "ssl-coded exact",

@@ -179,6 +179,15 @@ def test_corrupt_image_is_named_with_the_fix(tmp_path):
         load_splits(DataConfig(name="imagefolder", root=str(root), image_size=8))
 
 
+@pytest.mark.parametrize("index", [torch.tensor([3, 0]), [3, 0], torch.tensor([True, False, False, True, False])])
+def test_a_selection_keeps_each_row_with_its_file(index):
+    images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 2, 2).contiguous()
+    dataset = TensorImageDataset(images, torch.arange(5), np.array([f"/data/{i}.png".encode() for i in range(5)]))
+    chosen = dataset.select(index)
+    assert [chosen.path(i) for i in range(len(chosen))] == [f"/data/{int(v)}.png" for v in chosen.images[:, 0, 0, 0]]
+    assert TensorImageDataset(images, torch.arange(5)).select(index).path(0) == ""  # not from files
+
+
 def test_skip_unreadable_counts_and_skips(tmp_path, capsys):
     root = make_image_folder(tmp_path)
     first = corrupt(root / "train" / "cat" / "2.png")
@@ -188,6 +197,10 @@ def test_skip_unreadable_counts_and_skips(tmp_path, capsys):
     )
     assert len(splits.train) + len(splits.val) == 4 and len(splits.test) == 6  # 6 - 2 skipped, test untouched
     assert sorted(torch.cat([splits.train.labels, splits.val.labels]).tolist()) == [0, 0, 1, 1]
+    kept = [splits.train.path(i) for i in range(len(splits.train))] + [
+        splits.val.path(i) for i in range(len(splits.val))
+    ]
+    assert str(first) not in kept and len(set(kept)) == 4  # the skipped files are not named for other rows
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"ssl-coded: warning: skipped 2 unreadable images in {root / 'train'} (e.g. {first})"]
 
