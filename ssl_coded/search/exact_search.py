@@ -2,19 +2,20 @@
 
 On CPUs with native bf16 (AVX512-BF16, AMX) a bf16 matrix product can run much faster than the fp32
 one (`benchmarks/bench_knn.py` measures both), which is the floor of every exact fp32 search (FAISS
-IndexFlatIP, lightly's `knn_predict`). The search takes the `num_candidates` best bank rows by the bf16 product,
-recomputes their similarities in fp32 and keeps the k best. A per-query certificate proves that no
-row outside the candidates can beat the k-th: the bf16 score of any row is within `delta` of its
-fp32 score, with `delta` bounded from the measured rounding of the query and the bank, the rounding
-of the bf16 output and fp32 accumulation. Queries whose certificate fails are searched again in
-fp32, so every answer equals the fp32 brute-force search (up to fp32 rounding of the re-rank).
+IndexFlatIP, lightly's `knn_predict`). The search scores every bank row in bf16, keeps for each query
+the rows whose bf16 score reaches a threshold just below its k-th best, recomputes their similarities
+in fp32 and keeps the k best. A per-query certificate proves that no row below the threshold can beat
+the k-th: the bf16 score of any row is within a bound of its fp32 score, the bound taken from the
+measured rounding of the query and the bank, the rounding of the bf16 output and fp32 accumulation.
+Queries whose certificate fails are searched again in fp32, so every answer equals the fp32
+brute-force search (up to fp32 rounding of the re-rank).
 
 Where bf16 products are not faster (no native bf16; `ssl_coded.search.calibration` measures it once per
 machine), the search is the fp32 product itself, made cheaper than a plain product + top-k in two
 ways: the scores go into one buffer reused for every chunk (a fresh chunk-sized tensor per product
 costs page faults comparable to a good share of the product), and the top-k of each row runs on
-the few blocks of columns whose maxima are the row's largest, not on the whole bank (the same
-block-max selection as the bf16 candidates). The answer is the plain fp32 product's top-k.
+the few blocks of columns whose maxima are the row's largest, not on the whole bank. The answer is
+the plain fp32 product's top-k.
 
 Example:
     >>> similarity, neighbours = exact_search(bank, queries, k=200)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,16 +35,30 @@ BF16_UNIT_ROUNDOFF = 2.0**-8
 FP32_UNIT_ROUNDOFF = 2.0**-24
 
 
+class _Chunk(NamedTuple):
+    """What every attempt on one chunk of queries reuses: its bf16 scores and bounds."""
+
+    query32: Tensor  # (m, dim) normalised queries, m a power of two
+    bits: Tensor  # (padded bank rows, m) bf16 scores read as int16
+    block_max: Tensor  # (blocks, m) their block maxima
+    kth: Tensor  # (m,) a lower bound on each query's k-th best bf16 score
+    error: Tensor  # (m,) |fp32 - bf16| of a centred score, bar the output's rounding
+    shift: Tensor  # (m,) q.mean, which the centred scores lack, plus the shift's rounding
+
+
 @dataclass
 class SearchStats:
     """How many queries the bf16 certificate settled, and how many fell back to an fp32 search."""
 
     queries: int = 0
     fallbacks: int = 0
+    reranked: int = 0  # (query, bank row) pairs scored again in fp32 by the certified search
+    retried: int = 0  # queries the certified search tried again with a lower threshold
 
 
 NORM_EPS = 1e-12  # F.normalize's: a zero row stays zero
-BLOCK = 16  # columns per block of the block-max candidate selection
+BLOCK = 16  # bank rows per block of the block-max candidate selection
+GROUP = 4  # blocks per group: the k-th largest group maximum starts each query's threshold
 FP32_PAD = 64  # the fp32 bank is padded to a multiple of this: every power-of-two block width up to it divides it
 FP32_CHUNK_SCORES = 1 << 25  # fp32 scores per chunk (128 MiB): bounds the query chunk for large banks
 PREPARE_ELEMENTS = 1 << 21  # bank entries centred and rounded at a time for the bf16 copy (8 MiB per fp32 temporary)
@@ -53,8 +69,8 @@ def exact_search(
     bank: Tensor,
     queries: Tensor,
     k: int,
-    num_candidates: int | None = None,
-    chunk_size: int = 512,
+    window: float = 1.0,
+    chunk_size: int = 1024,
     stats: SearchStats | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The k largest cosine similarities of each query to the bank and their bank indices, best first.
@@ -65,7 +81,9 @@ def exact_search(
         bank: (num_bank, dim) features; normalised here.
         queries: (num_queries, dim) features; normalised here.
         k: neighbours per query (capped at the bank size).
-        num_candidates: rows re-ranked in fp32 per query; default k + max(k // 2, 64).
+        window: how far below a lower bound on its k-th best bf16 score each query's threshold lies,
+            in units of the bf16 rounding bound: 1 almost always certifies; smaller re-ranks fewer rows
+            and leaves more queries to the fp32 fallback.
         chunk_size: queries per bf16 product (fewer for banks so large that the scores would not fit
             the budget of 2**26 bf16 scores).
         stats: filled with the number of queries that needed the fp32 fallback.
@@ -73,7 +91,7 @@ def exact_search(
     Returns:
         (similarity float32, indices int64), both (num_queries, k).
     """
-    return ExactIndex(bank, chunk_size).search(queries, k, num_candidates, stats)
+    return ExactIndex(bank, chunk_size).search(queries, k, window, stats)
 
 
 class ExactIndex:
@@ -89,7 +107,7 @@ class ExactIndex:
             `ssl_coded.search.calibration` measures). Off the CPU the search is always fp32.
     """
 
-    def __init__(self, bank: Tensor, chunk_size: int = 512, bf16: bool = True) -> None:
+    def __init__(self, bank: Tensor, chunk_size: int = 1024, bf16: bool = True) -> None:
         num_bank, dim = bank.shape
         # the rows live in a zero-padded buffer (bank32 is its prefix, no copy): the fp32 product then
         # writes whole blocks of scores, the padding columns set to -inf. Normalised in place: a
@@ -108,7 +126,7 @@ class ExactIndex:
 
     @torch.no_grad()
     def search(
-        self, queries: Tensor, k: int, num_candidates: int | None = None, stats: SearchStats | None = None
+        self, queries: Tensor, k: int, window: float = 1.0, stats: SearchStats | None = None
     ) -> tuple[Tensor, Tensor]:
         """As `exact_search`, on this bank."""
         bank32 = self.bank32
@@ -116,12 +134,12 @@ class ExactIndex:
             raise ValueError(f"bank features have dimension {bank32.shape[1]} but queries {queries.shape[1]}")
         stats = stats if stats is not None else SearchStats()
         k = min(k, len(bank32))
-        num_candidates = min(max(k, num_candidates or k + max(k // 2, 64)), len(bank32))
-        # k near the bank size: re-ranking would cost the fp32 product. Off the CPU the bound does not
-        # hold (cuBLAS may round partial sums to bf16) and fp32 products are fast anyway.
         if len(queries) == 0:
             return torch.empty(0, k, device=bank32.device), torch.empty(0, k, dtype=torch.long, device=bank32.device)
-        certified = self.bf16 and 8 * num_candidates < len(bank32) and bank32.device.type == "cpu"
+        # The k-th largest of at least 2k group maxima starts the threshold (fewer groups: k near the
+        # bank size, where the re-rank would cost the fp32 product). Off the CPU the bound does not
+        # hold (cuBLAS may round partial sums to bf16) and fp32 products are fast anyway.
+        certified = self.bf16 and bank32.device.type == "cpu" and 2 * k * BLOCK * GROUP <= len(self.padded32)
         similarities, indices = [], []
         with torch.autocast(device_type=bank32.device.type, enabled=False):
             if certified:
@@ -130,7 +148,7 @@ class ExactIndex:
             for chunk in queries.split(chunk_size):
                 query32 = F.normalize(chunk.float(), dim=1)
                 if certified:
-                    similarity, index = self._certified(query32, k, num_candidates, stats)
+                    similarity, index = self._certified(query32, k, window, stats)
                 elif bank32.device.type == "cpu":
                     similarity, index = self._fp32_blocked(query32, k)
                 else:  # a GPU's top-k is cheap beside its product: no buffer games
@@ -142,8 +160,9 @@ class ExactIndex:
 
     @property
     def chunk_size(self) -> int:
-        padded = -(-len(self.bank32) // BLOCK) * BLOCK
-        return max(1, min(self.requested_chunk, SCORE_BUDGET // padded))
+        """Queries per certified product: a power of two (chunks split their flat positions by shifts)."""
+        most = max(1, min(self.requested_chunk, SCORE_BUDGET // len(self.padded32)))
+        return 1 << (most.bit_length() - 1)
 
     @property
     def fp32_chunk_size(self) -> int:
@@ -169,8 +188,8 @@ class ExactIndex:
             return
         bank32 = self.bank32
         num_bank, dim = bank32.shape
-        self.num_blocks = -(-num_bank // BLOCK)
-        padded = self.num_blocks * BLOCK
+        padded = len(self.padded32)  # a multiple of FP32_PAD: whole blocks, whole groups of blocks
+        self.num_blocks = padded // BLOCK
         # The bf16 product runs on the bank minus its mean: a query's ranking is unchanged (q.x and
         # q.(x - mean) differ by q.mean for every row), but the scores and their rounding are smaller.
         self.center = bank32.mean(dim=0)
@@ -186,58 +205,118 @@ class ExactIndex:
             self.bank_rounding = max(self.bank_rounding, float((centered - rounded.float()).norm(dim=1).max()))
         # fp32 rounding of the shift (x - mean, q.mean) and of the re-ranked dot products, worst case
         self.shift_slack = (2 + 2 * dim * (1 + float(self.center.norm()))) * FP32_UNIT_ROUNDOFF
-        self.scores = torch.empty(self.chunk_size, padded, dtype=torch.bfloat16, device=bank32.device)
+        # flat, so that a chunk of any size views a contiguous (bank rows, queries) prefix
+        self.scores = torch.empty(padded * self.chunk_size, dtype=torch.bfloat16, device=bank32.device)
 
-    def _certified(self, query32: Tensor, k: int, num_candidates: int, stats: SearchStats) -> tuple[Tensor, Tensor]:
-        m, num_bank = len(query32), len(self.bank32)
+    def _certified(self, query32: Tensor, k: int, window: float, stats: SearchStats) -> tuple[Tensor, Tensor]:
+        """The bf16 scores of every bank row, the candidates above a per-query threshold re-ranked in
+        fp32, the top k of those, and the certificate. A query it fails is tried once more with the
+        threshold two error bounds lower, which certifies for sure (each of the k best bf16 rows is
+        re-ranked, and its fp32 score can fall at most one bound below the k-th bf16 score, while a row
+        below the threshold can rise at most one bound above it) unless the candidates exceed the cap or
+        the threshold is not positive; what still fails is searched in fp32."""
+        num_queries, num_bank, padded = len(query32), len(self.bank32), len(self.padded32)
+        m = 1 << (num_queries - 1).bit_length()  # zero queries pad the chunk to a power of two (never usable)
+        query32 = F.pad(query32, (0, 0, 0, m - num_queries))
         query16 = query32.bfloat16()
-        scores = self.scores[:m]
         assert self.bank16 is not None  # prepared by search()
-        torch.mm(query16, self.bank16.T, out=scores)
-        scores[:, num_bank:] = float("-inf")  # padding rows never win
-        approximate, candidates = self._top_candidates(scores, num_candidates)
-        rescored, candidates = self._rescore(query32, candidates)
-        similarity, order = rescored.topk(k, dim=1)
-        index = candidates.gather(1, order)
+        # (bank rows, queries): the transposed product runs faster than (queries, bank rows) here, and
+        # a block of rows j, j + B, ..., j + 15B is then 16 contiguous slabs to take the maximum of
+        scores = self.scores[: padded * m].view(padded, m)
+        torch.mm(self.bank16, query16.T, out=scores)
+        scores[num_bank:] = float("-inf")  # padding rows never win
 
-        # Any row outside the candidates has a bf16 score <= the worst candidate's; bound its fp32 score:
-        # |q.x' - q16.x'16| <= |q - q16| |x'| + |q16| |x' - x'16|, plus fp32 accumulation and the
-        # rounding of the bf16 output; then add back q.mean (and a few ulps for the shift itself).
+        # Read as int16, positive bf16 numbers order as their bit patterns do, and negative ones below
+        # every positive one: comparisons with a positive threshold are exact, and integer maxima run
+        # about three times faster than bf16 ones. Queries whose threshold is not positive fall back.
+        bits = scores.view(torch.int16)
+        block_max = bits.view(BLOCK, self.num_blocks, m).amax(dim=0)
+        group_max = block_max.view(GROUP, self.num_blocks // GROUP, m).amax(dim=0)
+        # each group's maximum is a score of its own: at least k scores reach the k-th largest of them,
+        # so the k-th best bf16 score is at least `kth`
+        kth = group_max.T.topk(k, dim=1, sorted=False).values.amin(dim=1).view(torch.bfloat16).float()
+        # |fp32 - bf16| of a centred score: |q.x' - q16.x'16| <= |q - q16| |x'| + |q16| |x' - x'16|, plus
+        # fp32 accumulation, plus the rounding of the bf16 output (at most `output` of the score)
         query16_norm = query16.float().norm(dim=1)
         rounding = (query32 - query16.float()).norm(dim=1) * self.bank_norm + query16_norm * self.bank_rounding
         accumulation = 2 * query32.shape[1] * FP32_UNIT_ROUNDOFF * query16_norm * (self.bank_norm + self.bank_rounding)
-        worst = approximate.amin(dim=1).float()
-        output = worst.abs() * BF16_UNIT_ROUNDOFF / (1 - BF16_UNIT_ROUNDOFF)
-        outside_bound = worst + output + rounding + accumulation + query32 @ self.center + self.shift_slack
-        uncertain = (similarity[:, -1] <= outside_bound).nonzero().squeeze(1)
+        error = rounding + accumulation
+        shift = query32 @ self.center + self.shift_slack  # adds q.mean back (and a few ulps for the shift)
+
+        chunk = _Chunk(query32, bits, block_max, kth, error, shift)
+        similarity, index, certain = self._attempt(chunk, k, window, torch.ones_like(kth, dtype=torch.bool), stats)
+        if not bool(certain[:num_queries].all()):
+            stats.retried += int((~certain[:num_queries]).sum())
+            found, found_index, settled = self._attempt(chunk, k, window + 2, ~certain, stats)
+            similarity[settled], index[settled] = found[settled], found_index[settled]
+            certain |= settled
+        similarity, index = similarity[:num_queries], index[:num_queries]
+        uncertain = (~certain[:num_queries]).nonzero().squeeze(1)
         if len(uncertain):
             similarity[uncertain], index[uncertain] = _fp32_search(self.bank32, query32[uncertain], k)
         stats.fallbacks += len(uncertain)
         return similarity, index
 
-    def _rescore(self, query32: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
-        """fp32 similarities of each query to its candidates, and the candidates in the order of the
-        similarities (sorted by bank row).
+    def _attempt(
+        self, chunk: _Chunk, k: int, window: float, pending: Tensor, stats: SearchStats
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The top k of each pending query among the rows whose bf16 score reaches kth - window *
+        (its error bound), and whether the certificate settles it."""
+        output = BF16_UNIT_ROUNDOFF / (1 - BF16_UNIT_ROUNDOFF)
+        threshold = chunk.kth - window * (chunk.error + chunk.kth.abs() * output)
+        usable = pending & (threshold > 0)
+        # rounded down to bf16 (the top 16 bits of a positive fp32): every score >= it is kept
+        threshold16 = torch.where(usable, threshold, 1.0).view(torch.int32).bitwise_right_shift(16).to(torch.int16)
+        threshold16[~usable] = torch.iinfo(torch.int16).max  # selects nothing
+        rows, columns = self._candidates(chunk.bits, chunk.block_max, threshold16, k)
+        values = self._rescore(chunk.query32, rows, columns)
+        counts = torch.bincount(columns, minlength=len(pending))
+        similarity, index = _top_k_per_query(values, rows, columns, counts, k)
+        # every row not re-ranked has a bf16 score below the threshold, and so an fp32 score below this
+        below = threshold16.view(torch.bfloat16).float()
+        outside_bound = below + below.abs() * output + chunk.error + chunk.shift
+        stats.reranked += len(values)
+        return similarity, index, usable & (counts >= k) & (similarity[:, -1] > outside_bound)
 
-        A sampled product (`torch.sparse.sampled_addmm`) at the candidates' positions: it computes the
-        same fp32 dot products as gathering each query's rows and multiplying, without writing the
-        gathered rows out (measured 13 % faster on the whole search, `benchmarks/bench_knn.py`)."""
-        columns = candidates.sort(dim=1).values
-        m, c = columns.shape
-        rows = torch.arange(0, m * c + 1, c, device=columns.device)
+    def _candidates(self, bits: Tensor, block_max: Tensor, threshold16: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """(bank row, query) of every score >= its query's threshold, sorted by bank row.
+
+        The blocks whose maximum reaches the threshold first, then the 16 scores of each such block:
+        a few percent of the scores are read twice, the rest once (by the block maxima). A query with
+        more candidates than `candidate_cap(k)` (near-duplicate rows) is dropped and falls back. The
+        number of queries is a power of two: flat positions split into (block, query) by shifts."""
+        m, num_blocks = bits.shape[1], self.num_blocks
+        shift = m.bit_length() - 1
+        pairs = (block_max >= threshold16).view(-1).nonzero().squeeze(1)  # block * m + query
+        pair_query = pairs & (m - 1)
+        crowded = _crowded(pair_query, m, candidate_cap(k))
+        if crowded is not None:
+            pairs, pair_query = pairs[~crowded], pair_query[~crowded]
+        scores = bits.view(BLOCK, num_blocks * m).gather(1, pairs.expand(BLOCK, -1))
+        hits = (scores >= threshold16[pair_query]).view(-1).nonzero().squeeze(1)  # slab * pairs + pair, ascending
+        slab = hits.div(len(pairs), rounding_mode="floor")
+        pair = hits - slab * len(pairs)
+        rows, columns = slab * num_blocks + (pairs[pair] >> shift), pair_query[pair]  # rows ascending
+        crowded = _crowded(columns, m, candidate_cap(k))
+        return (rows, columns) if crowded is None else (rows[~crowded], columns[~crowded])
+
+    def _rescore(self, query32: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
+        """fp32 similarities of the (bank row, query) pairs, given sorted by bank row.
+
+        A sampled product (`torch.sparse.sampled_addmm`) over a CSR pattern of bank rows: each bank row
+        is read once per chunk and dotted with the queries that chose it (which stay in cache), the
+        same fp32 dot products as gathering each query's rows, at about half the memory traffic."""
+        padded, m = len(self.padded32), len(query32)
+        crow = torch.zeros(padded + 1, dtype=torch.long, device=rows.device)
+        torch.cumsum(torch.bincount(rows, minlength=padded), dim=0, out=crow[1:])
         with warnings.catch_warnings():  # "sparse CSR support is in beta": the op is stable here
             warnings.simplefilter("ignore", UserWarning)
             pattern = torch.sparse_csr_tensor(
-                rows, columns.reshape(-1), query32.new_zeros(m * c), size=(m, len(self.bank32)), check_invariants=False
+                crow, columns, query32.new_zeros(len(rows)), size=(padded, m), check_invariants=False
             )
-            product = torch.sparse.sampled_addmm(pattern, query32, self.bank32.T, beta=0.0)
-        return product.values().view(m, c), columns
-
-    def _top_candidates(self, scores: Tensor, c: int) -> tuple[Tensor, Tensor]:
-        """The c best bf16 scores per row (unordered) and their columns, from the best blocks."""
-        values, best_blocks = block_max_candidates(scores, c, BLOCK)
-        approximate, position = values.topk(c, dim=1, sorted=False)
-        return approximate, candidate_columns(position, best_blocks, self.num_blocks)
+            product = torch.sparse.sampled_addmm(pattern, self.padded32, query32.T, beta=0.0)
+        values: Tensor = product.values()
+        return values
 
 
 def block_max_candidates(scores: Tensor, c: int, block: int) -> tuple[Tensor, Tensor]:
@@ -290,6 +369,34 @@ def fp32_block_width(num_columns: int, k: int) -> int:
         width *= 2
     # below a width of 4 the pruning saves less than its own passes over the scores
     return width if width >= 4 and k * width * 2 <= num_columns else 1
+
+
+def candidate_cap(k: int) -> int:
+    """Most fp32 re-ranks per query (random features need about 1.6 k): a query above it, near-duplicate
+    rows that bf16 cannot order, is searched in fp32 instead, which bounds each chunk's memory."""
+    return 2 * k + 512
+
+
+def _crowded(queries: Tensor, num_queries: int, cap: int) -> Tensor | None:
+    """Which items belong to a query holding more than `cap` of them; None where none does."""
+    crowded = torch.bincount(queries, minlength=num_queries) > cap
+    return crowded[queries] if bool(crowded.any()) else None
+
+
+def _top_k_per_query(values: Tensor, rows: Tensor, queries: Tensor, counts: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k largest values of each query (best first) and their rows, from pairs in any order; rows of
+    a query with fewer than k pairs are filler (its certificate fails on `counts`).
+
+    One sort of (query, value) keys: a query's pairs then lie together, largest value first."""
+    m = len(counts)
+    if len(values) == 0:
+        return values.new_zeros(m, k), rows.new_zeros(m, k)
+    bits = (-values).view(torch.int32)
+    descending = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long() + 2**31  # ascending in -value, in [0, 2**32)
+    order = ((queries << 32) | descending).argsort()
+    start = counts.cumsum(0) - counts
+    chosen = order[(start[:, None] + torch.arange(k, device=values.device)).clamp_max(len(values) - 1)]
+    return values[chosen], rows[chosen]
 
 
 def _fp32_search(bank32: Tensor, query32: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,9 @@ import torch.nn.functional as F
 from ssl_coded.search.exact_search import (
     ExactIndex,
     SearchStats,
+    _top_k_per_query,
     block_max_candidates,
+    candidate_cap,
     candidate_columns,
     exact_search,
     fp32_block_width,
@@ -17,45 +19,95 @@ def fp32_brute_force(bank, queries, k):
     return (F.normalize(queries, dim=1) @ F.normalize(bank, dim=1).T).topk(k, dim=1)
 
 
-def assert_same_answer(ours, reference):
+def assert_same_answer(ours, reference, bank=None, queries=None):
+    """The same similarities, best first, and the same neighbours; with the bank and the queries, a
+    neighbour may differ where its fp32 similarity ties the k-th within fp32 rounding (the re-rank sums
+    in another order than the brute-force product)."""
     (similarity, index), (ref_similarity, ref_index) = ours, reference
     assert torch.allclose(similarity, ref_similarity, atol=1e-6, rtol=0)
-    assert torch.equal(index.sort(dim=1).values, ref_index.sort(dim=1).values)
+    if bank is None:
+        assert torch.equal(index.sort(dim=1).values, ref_index.sort(dim=1).values)
+        return
+    true = F.normalize(queries, dim=1) @ F.normalize(bank, dim=1).T
+    assert torch.allclose(true.gather(1, index), similarity, atol=1e-6, rtol=0)  # each similarity is its row's
+    assert all(len(set(row.tolist())) == index.shape[1] for row in index)  # no row twice
+    differ = index.sort(dim=1).values != ref_index.sort(dim=1).values
+    assert differ.any(dim=1).float().mean() < 0.05  # ties are rare
 
 
 def test_equals_fp32_brute_force_on_random_features():
     generator = torch.Generator().manual_seed(0)
-    bank, queries = torch.randn(3000, 64, generator=generator), torch.randn(200, 64, generator=generator)
+    bank, queries = torch.randn(6000, 64, generator=generator), torch.randn(203, 64, generator=generator)
     stats = SearchStats()
-    for k in (1, 20, 200):
+    for k in (1, 20, 46, 200):  # 6,016 rows: the certified path up to k=47, the fp32 one above
         assert_same_answer(
             exact_search(bank, queries, k, chunk_size=64, stats=stats), fp32_brute_force(bank, queries, k)
         )
-    assert stats.queries == 600
+    assert stats.queries == 4 * 203  # chunks of 64 and a last one of 11, padded to 16
+    assert stats.reranked >= 203 * (1 + 20 + 46)  # the bf16 path ran, each answer re-ranked in fp32
+    assert stats.fallbacks < 0.05 * 3 * 203
 
 
-def test_near_duplicates_below_bf16_resolution_fall_back_to_fp32_and_stay_exact():
-    # 500 rows that bf16 cannot tell apart: the bf16 top candidates are arbitrary among them, so only
-    # the certificate's fallback can return the right k
-    generator = torch.Generator().manual_seed(1)
+def near_duplicates(count, seed):
+    # `count` rows that bf16 cannot tell apart, among 4,000 random ones
+    generator = torch.Generator().manual_seed(seed)
     base = torch.randn(1, 32, generator=generator)
-    bank = torch.cat(
-        [base + 1e-4 * torch.randn(500, 32, generator=generator), torch.randn(500, 32, generator=generator)]
-    )
-    queries = base + 0.5 * torch.randn(50, 32, generator=generator)
+    noise = 1e-3 * torch.randn(count, 32, generator=generator)
+    bank = torch.cat([base + noise, torch.randn(4000, 32, generator=generator)])
+    return bank, base + 0.5 * torch.randn(50, 32, generator=generator)
+
+
+def test_near_duplicates_below_bf16_resolution_are_all_re_ranked_and_certified():
+    # all 500 share one bf16 score, so all reach the threshold and fp32 orders them
+    bank, queries = near_duplicates(500, seed=1)
     stats = SearchStats()
-    ours = exact_search(bank, queries, k=10, num_candidates=20, stats=stats)
-    assert stats.fallbacks == 50
+    ours = exact_search(bank, queries, k=10, stats=stats)
+    assert stats.fallbacks == 0 and stats.reranked >= 500 * 50
+    assert_same_answer(ours, fp32_brute_force(bank, queries, 10), bank, queries)
+
+
+def test_more_near_duplicates_than_the_candidate_cap_fall_back_to_fp32():
+    bank, queries = near_duplicates(candidate_cap(10) + 100, seed=5)
+    stats = SearchStats()
+    ours = exact_search(bank, queries, k=10, stats=stats)
+    assert stats.fallbacks == 50  # every query's candidates exceed the cap
     assert_same_answer(ours, fp32_brute_force(bank, queries, 10))
 
 
-def test_few_candidates_trigger_some_fallbacks_yet_the_answer_is_exact():
+def test_a_narrow_window_retries_some_queries_lower_yet_the_answer_is_exact():
     generator = torch.Generator().manual_seed(2)
-    bank, queries = torch.randn(4000, 128, generator=generator), torch.randn(300, 128, generator=generator)
-    stats = SearchStats()
-    ours = exact_search(bank, queries, k=50, num_candidates=52, stats=stats)
-    assert 0 < stats.fallbacks < stats.queries
+    bank, queries = torch.randn(8000, 128, generator=generator), torch.randn(300, 128, generator=generator)
+    wide, narrow = SearchStats(), SearchStats()
+    assert_same_answer(exact_search(bank, queries, k=50, stats=wide), fp32_brute_force(bank, queries, 50))
+    ours = exact_search(bank, queries, k=50, window=0.25, stats=narrow)
+    assert narrow.retried > max(wide.retried, 10)  # a threshold near the k-th score often fails
+    assert narrow.fallbacks == 0  # the retry, two error bounds lower, certifies every one
     assert_same_answer(ours, fp32_brute_force(bank, queries, 50))
+
+
+def test_queries_whose_threshold_is_not_positive_fall_back_and_stay_exact():
+    # the bank spans the first 16 dimensions; these queries lie almost outside it, so every centred bf16
+    # score is near zero and no positive threshold sits a rounding bound below the k-th
+    generator = torch.Generator().manual_seed(6)
+    bank = F.pad(torch.randn(6000, 16, generator=generator), (0, 16))
+    queries = torch.cat([1e-3 * torch.randn(20, 16, generator=generator), torch.randn(20, 16, generator=generator)], 1)
+    stats = SearchStats()
+    ours = exact_search(bank, queries, k=20, stats=stats)
+    assert stats.fallbacks == 20
+    assert_same_answer(ours, fp32_brute_force(bank, queries, 20))
+
+
+def test_top_k_per_query_matches_a_loop_over_queries():
+    generator = torch.Generator().manual_seed(7)
+    queries = torch.randint(0, 8, (500,), generator=generator)
+    values, rows = torch.randn(500, generator=generator), torch.randperm(500, generator=generator)
+    values[:10] = -0.0  # signed zeros and negatives order as floats do
+    counts = torch.bincount(queries, minlength=8)
+    similarity, index = _top_k_per_query(values, rows, queries, counts, 5)
+    for q in range(8):
+        mine = sorted(zip(values[queries == q].tolist(), rows[queries == q].tolist()), reverse=True)[:5]
+        assert similarity[q].tolist() == [v for v, _ in mine]
+        assert index[q].tolist() == [r for _, r in mine]
 
 
 def test_k_is_capped_at_the_bank_and_dimensions_must_match():
@@ -72,7 +124,7 @@ def test_no_queries_and_too_few_candidates_are_handled():
     similarity, index = exact_search(bank, torch.empty(0, 16), k=5)
     assert similarity.shape == index.shape == (0, 5)
     queries = torch.randn(20, 16, generator=generator)
-    assert_same_answer(exact_search(bank, queries, k=30, num_candidates=3), fp32_brute_force(bank, queries, 30))
+    assert_same_answer(exact_search(bank, queries, k=30, window=0.0), fp32_brute_force(bank, queries, 30))
 
 
 @pytest.mark.parametrize(("num_bank", "k"), [(5000, 200), (5003, 20), (4097, 1), (700, 150), (129, 128)])
