@@ -38,7 +38,7 @@ FP32_UNIT_ROUNDOFF = 2.0**-24
 class _Chunk(NamedTuple):
     """What every attempt on one chunk of queries reuses: its bf16 scores and bounds."""
 
-    query32: Tensor  # (m, dim) normalised queries, m a power of two
+    query32: Tensor  # (m, dim) normalised queries
     bits: Tensor  # (padded bank rows, m) bf16 scores read as int16
     block_max: Tensor  # (blocks, m) their block maxima
     kth: Tensor  # (m,) a lower bound on each query's k-th best bf16 score
@@ -160,9 +160,7 @@ class ExactIndex:
 
     @property
     def chunk_size(self) -> int:
-        """Queries per certified product: a power of two (chunks split their flat positions by shifts)."""
-        most = max(1, min(self.requested_chunk, SCORE_BUDGET // len(self.padded32)))
-        return 1 << (most.bit_length() - 1)
+        return max(1, min(self.requested_chunk, SCORE_BUDGET // len(self.padded32)))
 
     @property
     def fp32_chunk_size(self) -> int:
@@ -215,9 +213,7 @@ class ExactIndex:
         re-ranked, and its fp32 score can fall at most one bound below the k-th bf16 score, while a row
         below the threshold can rise at most one bound above it) unless the candidates exceed the cap or
         the threshold is not positive; what still fails is searched in fp32."""
-        num_queries, num_bank, padded = len(query32), len(self.bank32), len(self.padded32)
-        m = 1 << (num_queries - 1).bit_length()  # zero queries pad the chunk to a power of two (never usable)
-        query32 = F.pad(query32, (0, 0, 0, m - num_queries))
+        m, num_bank, padded = len(query32), len(self.bank32), len(self.padded32)
         query16 = query32.bfloat16()
         assert self.bank16 is not None  # prepared by search()
         # (bank rows, queries): the transposed product runs faster than (queries, bank rows) here, and
@@ -245,13 +241,12 @@ class ExactIndex:
 
         chunk = _Chunk(query32, bits, block_max, kth, error, shift)
         similarity, index, certain = self._attempt(chunk, k, window, torch.ones_like(kth, dtype=torch.bool), stats)
-        if not bool(certain[:num_queries].all()):
-            stats.retried += int((~certain[:num_queries]).sum())
+        if not bool(certain.all()):
+            stats.retried += int((~certain).sum())
             found, found_index, settled = self._attempt(chunk, k, window + 2, ~certain, stats)
             similarity[settled], index[settled] = found[settled], found_index[settled]
             certain |= settled
-        similarity, index = similarity[:num_queries], index[:num_queries]
-        uncertain = (~certain[:num_queries]).nonzero().squeeze(1)
+        uncertain = (~certain).nonzero().squeeze(1)
         if len(uncertain):
             similarity[uncertain], index[uncertain] = _fp32_search(self.bank32, query32[uncertain], k)
         stats.fallbacks += len(uncertain)
@@ -283,12 +278,10 @@ class ExactIndex:
 
         The blocks whose maximum reaches the threshold first, then the 16 scores of each such block:
         a few percent of the scores are read twice, the rest once (by the block maxima). A query with
-        more candidates than `candidate_cap(k)` (near-duplicate rows) is dropped and falls back. The
-        number of queries is a power of two: flat positions split into (block, query) by shifts."""
+        more candidates than `candidate_cap(k)` (near-duplicate rows) is dropped and falls back."""
         m, num_blocks = bits.shape[1], self.num_blocks
-        shift = m.bit_length() - 1
         pairs = (block_max >= threshold16).view(-1).nonzero().squeeze(1)  # block * m + query
-        pair_query = pairs & (m - 1)
+        pair_query = pairs % m
         crowded = _crowded(pair_query, m, candidate_cap(k))
         if crowded is not None:
             pairs, pair_query = pairs[~crowded], pair_query[~crowded]
@@ -296,7 +289,7 @@ class ExactIndex:
         hits = (scores >= threshold16[pair_query]).view(-1).nonzero().squeeze(1)  # slab * pairs + pair, ascending
         slab = hits.div(len(pairs), rounding_mode="floor")
         pair = hits - slab * len(pairs)
-        rows, columns = slab * num_blocks + (pairs[pair] >> shift), pair_query[pair]  # rows ascending
+        rows, columns = slab * num_blocks + pairs[pair] // m, pair_query[pair]  # rows ascending
         crowded = _crowded(columns, m, candidate_cap(k))
         return (rows, columns) if crowded is None else (rows[~crowded], columns[~crowded])
 

@@ -43,7 +43,7 @@ def test_equals_fp32_brute_force_on_random_features():
         assert_same_answer(
             exact_search(bank, queries, k, chunk_size=64, stats=stats), fp32_brute_force(bank, queries, k)
         )
-    assert stats.queries == 4 * 203  # chunks of 64 and a last one of 11, padded to 16
+    assert stats.queries == 4 * 203  # chunks of 64 and a last one of 11
     assert stats.reranked >= 203 * (1 + 20 + 46)  # the bf16 path ran, each answer re-ranked in fp32
     assert stats.fallbacks < 0.05 * 3 * 203
 
