@@ -286,10 +286,12 @@ class ExactIndex:
         if crowded is not None:
             pairs, pair_query = pairs[~crowded], pair_query[~crowded]
         scores = bits.view(BLOCK, num_blocks * m).gather(1, pairs.expand(BLOCK, -1))
-        hits = (scores >= threshold16[pair_query]).view(-1).nonzero().squeeze(1)  # slab * pairs + pair, ascending
+        hits = (scores >= threshold16.index_select(0, pair_query)).view(-1).nonzero().squeeze(1)  # slab*pairs+pair
         slab = hits.div(len(pairs), rounding_mode="floor")
         pair = hits - slab * len(pairs)
-        rows, columns = slab * num_blocks + pairs[pair] // m, pair_query[pair]  # rows ascending
+        # index_select: on one-dimensional tensors about three times faster than indexing with [ ]
+        rows = slab * num_blocks + pairs.index_select(0, pair) // m  # ascending
+        columns = pair_query.index_select(0, pair)
         crowded = _crowded(columns, m, candidate_cap(k))
         return (rows, columns) if crowded is None else (rows[~crowded], columns[~crowded])
 
@@ -388,8 +390,9 @@ def _top_k_per_query(values: Tensor, rows: Tensor, queries: Tensor, counts: Tens
     descending = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long() + 2**31  # ascending in -value, in [0, 2**32)
     order = ((queries << 32) | descending).argsort()
     start = counts.cumsum(0) - counts
-    chosen = order[(start[:, None] + torch.arange(k, device=values.device)).clamp_max(len(values) - 1)]
-    return values[chosen], rows[chosen]
+    positions = (start[:, None] + torch.arange(k, device=values.device)).clamp_max(len(values) - 1)
+    chosen = order.index_select(0, positions.view(-1))
+    return values.index_select(0, chosen).view(m, k), rows.index_select(0, chosen).view(m, k)
 
 
 def _fp32_search(bank32: Tensor, query32: Tensor, k: int) -> tuple[Tensor, Tensor]:
