@@ -7,8 +7,10 @@ the rows whose bf16 score reaches a threshold just below its k-th best, recomput
 in fp32 and keeps the k best. A per-query certificate proves that no row below the threshold can beat
 the k-th: the bf16 score of any row is within a bound of its fp32 score, the bound taken from the
 measured rounding of the query and the bank, the rounding of the bf16 output and fp32 accumulation.
-Queries whose certificate fails are searched again in fp32, so every answer equals the fp32
-brute-force search (up to fp32 rounding of the re-rank).
+A query whose certificate fails is tried once more with a threshold low enough to certify it (unless
+too many rows reach that threshold), and then searched again in fp32, so every answer equals the fp32
+brute-force search (up to fp32 rounding of the re-rank). Where most queries of a chunk need the fp32
+search (scores too close together for bf16 to separate), the index searches in fp32 from then on.
 
 Where bf16 products are not faster (no native bf16; `ssl_coded.search.calibration` measures it once per
 machine), the search is the fp32 product itself, made cheaper than a plain product + top-k in two
@@ -81,9 +83,10 @@ def exact_search(
         bank: (num_bank, dim) features; normalised here.
         queries: (num_queries, dim) features; normalised here.
         k: neighbours per query (capped at the bank size).
-        window: how far below a lower bound on its k-th best bf16 score each query's threshold lies,
-            in units of the bf16 rounding bound: 1 almost always certifies; smaller re-ranks fewer rows
-            and leaves more queries to the fp32 fallback.
+        window: how far below a lower bound on its k-th best bf16 score each query's first threshold
+            lies, in units of the bf16 rounding bound (>= 0): smaller re-ranks fewer rows and retries
+            more queries with a lower threshold. 1 certified every query of 50,000 x 512 random and of
+            Fashion-MNIST features at once (`benchmarks/bench_knn.py`).
         chunk_size: queries per bf16 product (fewer for banks so large that the scores would not fit
             the budget of 2**26 bf16 scores).
         stats: filled with the number of queries that needed the fp32 fallback.
@@ -109,6 +112,8 @@ class ExactIndex:
 
     def __init__(self, bank: Tensor, chunk_size: int = 1024, bf16: bool = True) -> None:
         num_bank, dim = bank.shape
+        if num_bank == 0:
+            raise ValueError("the exact search needs a bank of at least one row, got none")
         # the rows live in a zero-padded buffer (bank32 is its prefix, no copy): the fp32 product then
         # writes whole blocks of scores, the padding columns set to -inf. Normalised in place: a
         # normalised copy first would double the index's peak memory.
@@ -119,6 +124,7 @@ class ExactIndex:
         self.requested_chunk = chunk_size
         self.bf16 = bf16  # False: the fp32 product (where bf16 products are not faster)
         self.bank16: Tensor | None = None
+        self.scores: Tensor | None = None  # the bf16 scores of a chunk, flat
         self.scores32: Tensor | None = None
 
     def __len__(self) -> int:
@@ -132,23 +138,26 @@ class ExactIndex:
         bank32 = self.bank32
         if bank32.shape[1] != queries.shape[1]:
             raise ValueError(f"bank features have dimension {bank32.shape[1]} but queries {queries.shape[1]}")
+        if k < 1 or window < 0:
+            raise ValueError(f"the exact search needs k >= 1 and window >= 0, got k={k}, window={window}")
         stats = stats if stats is not None else SearchStats()
         k = min(k, len(bank32))
         if len(queries) == 0:
             return torch.empty(0, k, device=bank32.device), torch.empty(0, k, dtype=torch.long, device=bank32.device)
-        # The k-th largest of at least 2k group maxima starts the threshold (fewer groups: k near the
-        # bank size, where the re-rank would cost the fp32 product). Off the CPU the bound does not
-        # hold (cuBLAS may round partial sums to bf16) and fp32 products are fast anyway.
-        certified = self.bf16 and bank32.device.type == "cpu" and 2 * k * BLOCK * GROUP <= len(self.padded32)
         similarities, indices = [], []
         with torch.autocast(device_type=bank32.device.type, enabled=False):
-            if certified:
-                self._prepare()
-            chunk_size = self.chunk_size if certified else self.fp32_chunk_size
-            for chunk in queries.split(chunk_size):
+            start = 0
+            while start < len(queries):
+                certified = self._certifiable(k)
+                chunk = queries[start : start + (self.chunk_size if certified else self.fp32_chunk_size)]
+                start += len(chunk)
                 query32 = F.normalize(chunk.float(), dim=1)
                 if certified:
+                    self._prepare()
+                    fallbacks = stats.fallbacks
                     similarity, index = self._certified(query32, k, window, stats)
+                    if len(chunk) >= 64 and 2 * (stats.fallbacks - fallbacks) > len(chunk):
+                        self._give_up_bf16()
                 elif bank32.device.type == "cpu":
                     similarity, index = self._fp32_blocked(query32, k)
                 else:  # a GPU's top-k is cheap beside its product: no buffer games
@@ -157,6 +166,19 @@ class ExactIndex:
                 similarities.append(similarity)
                 indices.append(index)
         return torch.cat(similarities), torch.cat(indices)
+
+    def _certifiable(self, k: int) -> bool:
+        """Whether the certified bf16 search runs: on a CPU (off it the bound does not hold: cuBLAS may
+        round partial sums to bf16, and fp32 products are fast anyway), with at least 2k groups of
+        rows, whose k-th largest maximum starts the threshold (fewer: k near the bank size, where the
+        re-rank would cost the fp32 product)."""
+        return self.bf16 and self.bank32.device.type == "cpu" and 2 * k * BLOCK * GROUP <= len(self.padded32)
+
+    def _give_up_bf16(self) -> None:
+        """Most of a chunk needed the fp32 search: bf16 cannot separate this bank's scores (a bank with
+        a dominant direction, near-duplicates), so the index searches in fp32 from now on."""
+        self.bf16 = False
+        self.bank16 = self.scores = None
 
     @property
     def chunk_size(self) -> int:
@@ -208,14 +230,15 @@ class ExactIndex:
 
     def _certified(self, query32: Tensor, k: int, window: float, stats: SearchStats) -> tuple[Tensor, Tensor]:
         """The bf16 scores of every bank row, the candidates above a per-query threshold re-ranked in
-        fp32, the top k of those, and the certificate. A query it fails is tried once more with the
-        threshold two error bounds lower, which certifies for sure (each of the k best bf16 rows is
-        re-ranked, and its fp32 score can fall at most one bound below the k-th bf16 score, while a row
-        below the threshold can rise at most one bound above it) unless the candidates exceed the cap or
-        the threshold is not positive; what still fails is searched in fp32."""
+        fp32, the top k of those, and the certificate. A query it fails is tried once more with a
+        threshold low enough to certify for sure: each of the k best bf16 rows is re-ranked, and its
+        fp32 score lies at most one bound (plus the shift's slack) below its bf16 score, while a row
+        below the threshold can rise at most as far above it; so a threshold two bounds and two slacks
+        below `kth` settles the query, unless its candidates exceed the cap or the threshold is not
+        positive. What still fails is searched in fp32."""
         m, num_bank, padded = len(query32), len(self.bank32), len(self.padded32)
         query16 = query32.bfloat16()
-        assert self.bank16 is not None  # prepared by search()
+        assert self.bank16 is not None and self.scores is not None  # prepared by search()
         # (bank rows, queries): the transposed product runs faster than (queries, bank rows) here, and
         # a block of rows j, j + B, ..., j + 15B is then 16 contiguous slabs to take the maximum of
         scores = self.scores[: padded * m].view(padded, m)
@@ -229,7 +252,7 @@ class ExactIndex:
         block_max = bits.view(BLOCK, self.num_blocks, m).amax(dim=0)
         group_max = block_max.view(GROUP, self.num_blocks // GROUP, m).amax(dim=0)
         # each group's maximum is a score of its own: at least k scores reach the k-th largest of them,
-        # so the k-th best bf16 score is at least `kth`
+        # so where `kth` is positive (the int16 order holds there) the k-th best bf16 score is at least it
         kth = group_max.T.topk(k, dim=1, sorted=False).values.amin(dim=1).view(torch.bfloat16).float()
         # |fp32 - bf16| of a centred score: |q.x' - q16.x'16| <= |q - q16| |x'| + |q16| |x' - x'16|, plus
         # fp32 accumulation, plus the rounding of the bf16 output (at most `output` of the score)
@@ -240,10 +263,14 @@ class ExactIndex:
         shift = query32 @ self.center + self.shift_slack  # adds q.mean back (and a few ulps for the shift)
 
         chunk = _Chunk(query32, bits, block_max, kth, error, shift)
-        similarity, index, certain = self._attempt(chunk, k, window, torch.ones_like(kth, dtype=torch.bool), stats)
+        similarity, index, certain = self._attempt(chunk, k, window, 0.0, torch.ones_like(kth, dtype=torch.bool), stats)
         if not bool(certain.all()):
             stats.retried += int((~certain).sum())
-            found, found_index, settled = self._attempt(chunk, k, window + 2, ~certain, stats)
+            # two bounds and two slacks below kth are enough to settle a query: no lower, as fewer rows
+            # then reach the threshold (and the cap)
+            found, found_index, settled = self._attempt(
+                chunk, k, max(window, 2.0), 2 * self.shift_slack, ~certain, stats
+            )
             similarity[settled], index[settled] = found[settled], found_index[settled]
             certain |= settled
         uncertain = (~certain).nonzero().squeeze(1)
@@ -253,12 +280,12 @@ class ExactIndex:
         return similarity, index
 
     def _attempt(
-        self, chunk: _Chunk, k: int, window: float, pending: Tensor, stats: SearchStats
+        self, chunk: _Chunk, k: int, window: float, slack: float, pending: Tensor, stats: SearchStats
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The top k of each pending query among the rows whose bf16 score reaches kth - window *
-        (its error bound), and whether the certificate settles it."""
+        (its error bound) - slack, and whether the certificate settles it."""
         output = BF16_UNIT_ROUNDOFF / (1 - BF16_UNIT_ROUNDOFF)
-        threshold = chunk.kth - window * (chunk.error + chunk.kth.abs() * output)
+        threshold = chunk.kth - window * (chunk.error + chunk.kth.abs() * output) - slack
         usable = pending & (threshold > 0)
         # rounded down to bf16 (the top 16 bits of a positive fp32): every score >= it is kept
         threshold16 = torch.where(usable, threshold, 1.0).view(torch.int32).bitwise_right_shift(16).to(torch.int16)
@@ -286,7 +313,11 @@ class ExactIndex:
         if crowded is not None:
             pairs, pair_query = pairs[~crowded], pair_query[~crowded]
         scores = bits.view(BLOCK, num_blocks * m).gather(1, pairs.expand(BLOCK, -1))
-        hits = (scores >= threshold16.index_select(0, pair_query)).view(-1).nonzero().squeeze(1)  # slab*pairs+pair
+        hit = scores >= threshold16.index_select(0, pair_query)
+        if int(hit.count_nonzero()) > candidate_cap(k) * m:  # crowded blocks: drop their queries first
+            per_query = torch.bincount(pair_query, weights=hit.sum(dim=0, dtype=torch.float32), minlength=m)
+            hit &= (per_query <= candidate_cap(k)).index_select(0, pair_query)
+        hits = hit.view(-1).nonzero().squeeze(1)  # slab * pairs + pair
         slab = hits.div(len(pairs), rounding_mode="floor")
         pair = hits - slab * len(pairs)
         # index_select: on one-dimensional tensors about three times faster than indexing with [ ]
@@ -368,7 +399,8 @@ def fp32_block_width(num_columns: int, k: int) -> int:
 
 def candidate_cap(k: int) -> int:
     """Most fp32 re-ranks per query (random features need about 1.6 k): a query above it, near-duplicate
-    rows that bf16 cannot order, is searched in fp32 instead, which bounds each chunk's memory."""
+    rows that bf16 cannot order, is searched in fp32 instead. The selection holds at most this many
+    candidates per query of a chunk on average (a few per query once more)."""
     return 2 * k + 512
 
 

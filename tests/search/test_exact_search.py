@@ -48,13 +48,13 @@ def test_equals_fp32_brute_force_on_random_features():
     assert stats.fallbacks < 0.05 * 3 * 203
 
 
-def near_duplicates(count, seed):
+def near_duplicates(count, seed, num_queries=50):
     # `count` rows that bf16 cannot tell apart, among 4,000 random ones
     generator = torch.Generator().manual_seed(seed)
     base = torch.randn(1, 32, generator=generator)
     noise = 1e-3 * torch.randn(count, 32, generator=generator)
     bank = torch.cat([base + noise, torch.randn(4000, 32, generator=generator)])
-    return bank, base + 0.5 * torch.randn(50, 32, generator=generator)
+    return bank, base + 0.5 * torch.randn(num_queries, 32, generator=generator)
 
 
 def test_near_duplicates_below_bf16_resolution_are_all_re_ranked_and_certified():
@@ -71,7 +71,29 @@ def test_more_near_duplicates_than_the_candidate_cap_fall_back_to_fp32():
     stats = SearchStats()
     ours = exact_search(bank, queries, k=10, stats=stats)
     assert stats.fallbacks == 50  # every query's candidates exceed the cap
+    assert stats.reranked == 0  # dropped before their candidates were listed: memory stays bounded
     assert_same_answer(ours, fp32_brute_force(bank, queries, 10))
+
+
+def test_an_index_that_bf16_cannot_separate_searches_in_fp32_from_then_on():
+    bank, queries = near_duplicates(candidate_cap(10) + 100, seed=5, num_queries=100)
+    index, first, second = ExactIndex(bank), SearchStats(), SearchStats()
+    assert_same_answer(index.search(queries, 10, stats=first), fp32_brute_force(bank, queries, 10))
+    assert first.fallbacks == 100 and not index.bf16 and index.bank16 is None  # most of a chunk fell back
+    assert_same_answer(index.search(queries, 10, stats=second), fp32_brute_force(bank, queries, 10))
+    assert second.fallbacks == second.reranked == 0  # the fp32 product, no certificate to fail
+
+
+def test_the_retry_settles_scores_packed_closer_than_the_rounding_bound():
+    # centred scores far smaller than the rounding bound: the first threshold rarely certifies, the
+    # retry two bounds (and two slacks) lower always does
+    generator = torch.Generator().manual_seed(8)
+    base = F.normalize(torch.randn(1, 1024, generator=generator), dim=1)
+    noise = 0.005 * torch.randn(6000, 1024, generator=generator) / 32
+    stats = SearchStats()
+    ours = exact_search(base + noise, noise[:50].clone(), 1, stats=stats)
+    assert stats.retried == 50 and stats.fallbacks == 0
+    assert_same_answer(ours, fp32_brute_force(base + noise, noise[:50], 1))
 
 
 def test_a_narrow_window_retries_some_queries_lower_yet_the_answer_is_exact():
@@ -121,6 +143,12 @@ def test_k_is_capped_at_the_bank_and_dimensions_must_match():
     assert similarity.shape == index.shape == (3, 5)
     with pytest.raises(ValueError, match="dimension 8 but queries 4"):
         exact_search(bank, queries[:, :4], k=2)
+    with pytest.raises(ValueError, match="k >= 1 and window >= 0, got k=0"):
+        exact_search(bank, queries, k=0)
+    with pytest.raises(ValueError, match="window=-1"):
+        exact_search(bank, queries, k=2, window=-1)
+    with pytest.raises(ValueError, match="a bank of at least one row"):
+        exact_search(bank[:0], queries, k=2)
 
 
 def test_no_queries_and_too_few_candidates_are_handled():
