@@ -175,8 +175,8 @@ class ExactIndex:
         return self.bf16 and self.bank32.device.type == "cpu" and 2 * k * BLOCK * GROUP <= len(self.padded32)
 
     def _give_up_bf16(self) -> None:
-        """Most of a chunk needed the fp32 search: bf16 cannot separate this bank's scores (a bank with
-        a dominant direction, near-duplicates), so the index searches in fp32 from now on."""
+        """Most of a chunk needed the fp32 search: bf16 cannot separate this bank's scores (more
+        near-duplicate rows than the candidate cap), so the index searches in fp32 from now on."""
         self.bf16 = False
         self.bank16 = self.scores = None
 
